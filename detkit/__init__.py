@@ -1,0 +1,3 @@
+"""detkit: object detection in PyTorch."""
+
+__version__ = "0.1.0"
