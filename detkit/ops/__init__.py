@@ -12,8 +12,14 @@ from detkit.ops.boxes import (
     generalized_box_iou,
     remove_small_boxes,
 )
+from detkit.ops.nms import batched_nms, nms, soft_nms
+from detkit.ops.poolers import MultiScaleRoIAlign
+from detkit.ops.roi_align import RoIAlign, roi_align
 
 __all__ = [
+    "MultiScaleRoIAlign",
+    "RoIAlign",
+    "batched_nms",
     "box_area",
     "box_cxcywh_to_xyxy",
     "box_iou",
@@ -23,5 +29,8 @@ __all__ = [
     "clip_boxes_to_image",
     "generalized_box_iou",
     "has_ext",
+    "nms",
     "remove_small_boxes",
+    "roi_align",
+    "soft_nms",
 ]

@@ -95,6 +95,11 @@ def _register_python_kernels() -> None:
         num_kept = torch.library.get_ctx().new_dynamic_size()
         return boxes.new_empty((num_kept,), dtype=torch.int64)
 
+    @torch.library.register_fake("detkit::batched_nms")
+    def _batched_nms_fake(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+        num_kept = torch.library.get_ctx().new_dynamic_size()
+        return boxes.new_empty((num_kept,), dtype=torch.int64)
+
     @torch.library.register_fake("detkit::soft_nms")
     def _soft_nms_fake(
         boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, sigma: float, score_threshold: float,

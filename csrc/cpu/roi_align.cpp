@@ -1,0 +1,233 @@
+// RoIAlign (He et al., Mask R-CNN 2017) forward and backward on the CPU, with torchvision.ops.roi_align
+// semantics. Conventions:
+// * rois [K, 5] = (batch index, x1, y1, x2, y2) in the coordinates of the input image; multiplying by
+//   spatial_scale maps them onto the feature map.
+// * aligned=true subtracts half a pixel so that a box corner at pixel coordinate x samples the feature
+//   centred at x - 0.5 (pixel centres sit at half-integers); aligned=false keeps the original
+//   (Detectron v1) convention and forces malformed RoIs to at least 1x1.
+// * Each of the pooled_height x pooled_width bins averages a grid of sampling points,
+//   sampling_ratio per axis, or ceil(roi_size / pooled_size) per RoI when sampling_ratio <= 0.
+// * A point more than one pixel outside the map contributes 0; otherwise it is clamped into the map
+//   and bilinearly interpolated from its four neighbours.
+//
+// The bilinear weights and neighbour offsets of every sampling point depend on the RoI only, so they
+// are computed once per RoI and reused for every channel. The forward pass runs RoIs in parallel; the
+// backward pass runs channels in parallel, so no two threads ever add into the same gradient cell
+// (and the result is deterministic).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace detkit {
+namespace {
+
+template <typename T>
+struct SamplePoint {
+  // Offsets of the four neighbours in an H*W plane and their bilinear weights. Points that fall
+  // outside the map have all weights 0 (and offsets 0, a valid address).
+  int64_t offset[4];
+  T weight[4];
+};
+
+template <typename T>
+struct RoIGeometry {
+  int64_t batch_index;
+  int grid_h, grid_w;  // sampling points per bin along y and x
+  T count;             // points per bin, the averaging divisor (at least 1)
+};
+
+// Fills `points` with the grid_h*grid_w sampling points of every bin, bin-major (ph, pw, iy, ix),
+// and returns the RoI's geometry.
+template <typename T>
+RoIGeometry<T> precompute_roi(const T* roi, T spatial_scale, int64_t height, int64_t width, int64_t pooled_height,
+                              int64_t pooled_width, int64_t sampling_ratio, bool aligned,
+                              std::vector<SamplePoint<T>>& points) {
+  const T offset = aligned ? static_cast<T>(0.5) : static_cast<T>(0);
+  const T start_w = roi[1] * spatial_scale - offset;
+  const T start_h = roi[2] * spatial_scale - offset;
+  const T end_w = roi[3] * spatial_scale - offset;
+  const T end_h = roi[4] * spatial_scale - offset;
+  T roi_width = end_w - start_w;
+  T roi_height = end_h - start_h;
+  if (!aligned) {
+    roi_width = std::max(roi_width, static_cast<T>(1));
+    roi_height = std::max(roi_height, static_cast<T>(1));
+  }
+  const T bin_h = roi_height / static_cast<T>(pooled_height);
+  const T bin_w = roi_width / static_cast<T>(pooled_width);
+
+  RoIGeometry<T> geometry;
+  geometry.batch_index = static_cast<int64_t>(roi[0]);
+  geometry.grid_h = sampling_ratio > 0 ? static_cast<int>(sampling_ratio)
+                                       : static_cast<int>(std::ceil(roi_height / pooled_height));
+  geometry.grid_w = sampling_ratio > 0 ? static_cast<int>(sampling_ratio)
+                                       : static_cast<int>(std::ceil(roi_width / pooled_width));
+  geometry.count = static_cast<T>(std::max(geometry.grid_h * geometry.grid_w, 1));
+
+  points.resize(static_cast<size_t>(pooled_height * pooled_width) * geometry.grid_h * geometry.grid_w);
+  size_t p = 0;
+  for (int64_t ph = 0; ph < pooled_height; ++ph) {
+    for (int64_t pw = 0; pw < pooled_width; ++pw) {
+      for (int iy = 0; iy < geometry.grid_h; ++iy) {
+        const T yy = start_h + ph * bin_h + static_cast<T>(iy + .5f) * bin_h / static_cast<T>(geometry.grid_h);
+        for (int ix = 0; ix < geometry.grid_w; ++ix, ++p) {
+          const T xx = start_w + pw * bin_w + static_cast<T>(ix + .5f) * bin_w / static_cast<T>(geometry.grid_w);
+          SamplePoint<T>& point = points[p];
+          if (yy < -1.0 || yy > height || xx < -1.0 || xx > width) {
+            for (int q = 0; q < 4; ++q) point.offset[q] = 0, point.weight[q] = 0;
+            continue;
+          }
+          T y = yy <= 0 ? static_cast<T>(0) : yy;
+          T x = xx <= 0 ? static_cast<T>(0) : xx;
+          int64_t y_low = static_cast<int64_t>(y), x_low = static_cast<int64_t>(x), y_high, x_high;
+          if (y_low >= height - 1) {
+            y_high = y_low = height - 1;
+            y = static_cast<T>(y_low);
+          } else {
+            y_high = y_low + 1;
+          }
+          if (x_low >= width - 1) {
+            x_high = x_low = width - 1;
+            x = static_cast<T>(x_low);
+          } else {
+            x_high = x_low + 1;
+          }
+          const T ly = y - y_low, lx = x - x_low;
+          const T hy = static_cast<T>(1) - ly, hx = static_cast<T>(1) - lx;
+          point.offset[0] = y_low * width + x_low;
+          point.offset[1] = y_low * width + x_high;
+          point.offset[2] = y_high * width + x_low;
+          point.offset[3] = y_high * width + x_high;
+          point.weight[0] = hy * hx;
+          point.weight[1] = hy * lx;
+          point.weight[2] = ly * hx;
+          point.weight[3] = ly * lx;
+        }
+      }
+    }
+  }
+  return geometry;
+}
+
+void check_rois(const at::Tensor& input, const at::Tensor& rois, const char* name) {
+  TORCH_CHECK(rois.dim() == 2 && rois.size(1) == 5, name, ": rois must have shape [K, 5], got ", rois.sizes());
+  TORCH_CHECK(input.scalar_type() == rois.scalar_type(), name, ": input (", input.scalar_type(), ") and rois (",
+              rois.scalar_type(), ") must have the same dtype");
+}
+
+template <typename T>
+void forward_impl(const at::Tensor& input, const at::Tensor& rois, T spatial_scale, int64_t pooled_height,
+                  int64_t pooled_width, int64_t sampling_ratio, bool aligned, at::Tensor& output) {
+  const int64_t num_rois = rois.size(0), channels = input.size(1), height = input.size(2), width = input.size(3);
+  const int64_t batch_size = input.size(0);
+  const T* input_data = input.data_ptr<T>();
+  const T* roi_data = rois.data_ptr<T>();
+  T* output_data = output.data_ptr<T>();
+  const int64_t plane = height * width, bins = pooled_height * pooled_width;
+
+  at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
+    std::vector<SamplePoint<T>> points;
+    for (int64_t r = begin; r < end; ++r) {
+      const RoIGeometry<T> g = precompute_roi(roi_data + 5 * r, spatial_scale, height, width, pooled_height,
+                                              pooled_width, sampling_ratio, aligned, points);
+      TORCH_CHECK(g.batch_index >= 0 && g.batch_index < batch_size, "roi_align: rois[", r, ", 0] = ",
+                  g.batch_index, " is not a valid batch index for an input of batch size ", batch_size);
+      const int64_t per_bin = static_cast<int64_t>(g.grid_h) * g.grid_w;
+      for (int64_t c = 0; c < channels; ++c) {
+        const T* plane_data = input_data + (g.batch_index * channels + c) * plane;
+        T* out = output_data + (r * channels + c) * bins;
+        const SamplePoint<T>* point = points.data();
+        for (int64_t bin = 0; bin < bins; ++bin) {
+          T sum = 0;
+          for (int64_t s = 0; s < per_bin; ++s, ++point) {
+            sum += point->weight[0] * plane_data[point->offset[0]] + point->weight[1] * plane_data[point->offset[1]] +
+                   point->weight[2] * plane_data[point->offset[2]] + point->weight[3] * plane_data[point->offset[3]];
+          }
+          out[bin] = sum / g.count;
+        }
+      }
+    }
+  });
+}
+
+at::Tensor roi_align_forward_cpu(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
+                                 int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio, bool aligned) {
+  TORCH_CHECK(input.dim() == 4, "roi_align: input must have shape [N, C, H, W], got ", input.sizes());
+  check_rois(input, rois, "roi_align");
+  at::Tensor output = at::zeros({rois.size(0), input.size(1), pooled_height, pooled_width}, input.options());
+  if (output.numel() == 0 || input.numel() == 0) return output;
+  const at::Tensor input_c = input.contiguous();
+  const at::Tensor rois_c = rois.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detkit_roi_align_forward_cpu", [&] {
+    forward_impl<scalar_t>(input_c, rois_c, static_cast<scalar_t>(spatial_scale), pooled_height, pooled_width,
+                           sampling_ratio, aligned, output);
+  });
+  return output;
+}
+
+template <typename T>
+void backward_impl(const at::Tensor& grad, const at::Tensor& rois, T spatial_scale, int64_t pooled_height,
+                   int64_t pooled_width, int64_t sampling_ratio, bool aligned, at::Tensor& grad_input) {
+  const int64_t num_rois = rois.size(0), batch_size = grad_input.size(0), channels = grad_input.size(1);
+  const int64_t height = grad_input.size(2), width = grad_input.size(3);
+  const T* grad_data = grad.data_ptr<T>();
+  const T* roi_data = rois.data_ptr<T>();
+  T* grad_input_data = grad_input.data_ptr<T>();
+  const int64_t plane = height * width, bins = pooled_height * pooled_width;
+
+  // Channels in parallel: each thread owns whole gradient planes. Small channel counts still get
+  // split because each RoI's sampling points are recomputed once per chunk, which is cheap.
+  at::parallel_for(0, channels, 1, [&](int64_t c_begin, int64_t c_end) {
+    std::vector<SamplePoint<T>> points;
+    for (int64_t r = 0; r < num_rois; ++r) {
+      const RoIGeometry<T> g = precompute_roi(roi_data + 5 * r, spatial_scale, height, width, pooled_height,
+                                              pooled_width, sampling_ratio, aligned, points);
+      TORCH_CHECK(g.batch_index >= 0 && g.batch_index < batch_size, "roi_align backward: rois[", r, ", 0] = ",
+                  g.batch_index, " is not a valid batch index for batch size ", batch_size);
+      const int64_t per_bin = static_cast<int64_t>(g.grid_h) * g.grid_w;
+      for (int64_t c = c_begin; c < c_end; ++c) {
+        T* plane_grad = grad_input_data + (g.batch_index * channels + c) * plane;
+        const T* out_grad = grad_data + (r * channels + c) * bins;
+        const SamplePoint<T>* point = points.data();
+        for (int64_t bin = 0; bin < bins; ++bin) {
+          // The bin's gradient is shared equally by its sampling points (the forward pass averages).
+          const T g_point = out_grad[bin] / g.count;
+          for (int64_t s = 0; s < per_bin; ++s, ++point) {
+            for (int q = 0; q < 4; ++q) plane_grad[point->offset[q]] += g_point * point->weight[q];
+          }
+        }
+      }
+    }
+  });
+}
+
+at::Tensor roi_align_backward_cpu(const at::Tensor& grad, const at::Tensor& rois, double spatial_scale,
+                                  int64_t pooled_height, int64_t pooled_width, int64_t batch_size, int64_t channels,
+                                  int64_t height, int64_t width, int64_t sampling_ratio, bool aligned) {
+  check_rois(grad, rois, "roi_align backward");
+  TORCH_CHECK(grad.dim() == 4 && grad.size(0) == rois.size(0) && grad.size(1) == channels &&
+                  grad.size(2) == pooled_height && grad.size(3) == pooled_width,
+              "roi_align backward: grad must have shape [K, C, pooled_height, pooled_width], got ", grad.sizes());
+  at::Tensor grad_input = at::zeros({batch_size, channels, height, width}, grad.options());
+  if (grad.numel() == 0 || grad_input.numel() == 0) return grad_input;
+  const at::Tensor grad_c = grad.contiguous();
+  const at::Tensor rois_c = rois.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "detkit_roi_align_backward_cpu", [&] {
+    backward_impl<scalar_t>(grad_c, rois_c, static_cast<scalar_t>(spatial_scale), pooled_height, pooled_width,
+                            sampling_ratio, aligned, grad_input);
+  });
+  return grad_input;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(detkit, CPU, m) {
+  m.impl("roi_align", &roi_align_forward_cpu);
+  m.impl("_roi_align_backward", &roi_align_backward_cpu);
+}
+
+}  // namespace detkit

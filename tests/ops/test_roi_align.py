@@ -1,0 +1,128 @@
+"""roi_align / RoIAlign against torchvision.ops.roi_align and hand-worked cases, for every implementation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from detkit.ops import RoIAlign, roi_align
+from detkit.ops import _ext
+
+
+def _random_rois(num: int, batch: int, image_size: float, generator: torch.Generator, dtype=torch.float32):
+    """RoIs over an image of side ``image_size``: mostly inside, some partly outside, some zero-size."""
+    corner = torch.rand(num, 2, generator=generator, dtype=torch.float64) * image_size * 1.1 - image_size * 0.1
+    size = torch.rand(num, 2, generator=generator, dtype=torch.float64) * image_size * 0.6
+    size[: max(1, num // 10)] = 0  # zero-size RoIs
+    batch_index = torch.randint(0, batch, (num, 1), generator=generator).double()
+    return torch.cat([batch_index, corner, corner + size], dim=1).to(dtype)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("sampling_ratio", [0, 1, 2])
+@pytest.mark.parametrize("output_size, spatial_scale", [(7, 0.25), ((14, 14), 0.5), ((3, 5), 1.0), (7, 1 / 16)])
+def test_forward_and_backward_equal_torchvision(impl, aligned, sampling_ratio, output_size, spatial_scale):
+    generator = torch.Generator().manual_seed(sampling_ratio * 10 + int(aligned))
+    features = torch.randn(2, 5, 24, 30, generator=generator)
+    image_size = 30 / spatial_scale
+    rois = _random_rois(40, 2, image_size, generator)
+    grad = torch.randn(40, 5, *((output_size, output_size) if isinstance(output_size, int) else output_size),
+                       generator=generator)
+
+    reference_input = features.clone().requires_grad_()
+    expected = torchvision.ops.roi_align(reference_input, rois, output_size, spatial_scale, sampling_ratio, aligned)
+    expected.backward(grad)
+
+    detkit_input = features.to(impl.device).requires_grad_()
+    pooled = roi_align(detkit_input, rois.to(impl.device), output_size, spatial_scale, sampling_ratio, aligned)
+    pooled.backward(grad.to(impl.device))
+    # Relative 1e-5; the absolute 1e-5 (features are of unit scale) covers outputs that cancel to
+    # near zero, where the fallback's different summation order shows in the last bits.
+    torch.testing.assert_close(pooled.detach().cpu(), expected.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(detkit_input.grad.cpu(), reference_input.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_aligned_half_pixel_convention(impl):
+    # A ramp f(y, x) = x is reproduced exactly by bilinear interpolation, so the pooled value is the
+    # mean x of the sampling points. Box [1, 1, 3, 3], one bin, 2x2 samples:
+    #  aligned=False samples x = 1.5, 2.5 -> 2.0 (the box centre, in the old convention);
+    #  aligned=True shifts by half a pixel: x = 1.0, 2.0 -> 1.5 (pixel k's centre is at k + 0.5).
+    ramp = torch.arange(8, dtype=torch.float64).repeat(8, 1)[None, None].to(impl.device)
+    rois = torch.tensor([[0, 1, 1, 3, 3]], dtype=torch.float64, device=impl.device)
+    assert roi_align(ramp, rois, 1, 1.0, 2, aligned=False).item() == pytest.approx(2.0)
+    assert roi_align(ramp, rois, 1, 1.0, 2, aligned=True).item() == pytest.approx(1.5)
+    # Adaptive sampling: ceil(2 / 2) = 1 point per bin per axis, at the bin centres x = 1.5 and 2.5.
+    assert roi_align(ramp, rois, (1, 2), 1.0, 0, aligned=False).flatten().tolist() == pytest.approx([1.5, 2.5])
+
+
+def test_points_outside_map_contribute_zero(impl):
+    ones = torch.ones(1, 1, 4, 4, device=impl.device)
+    far_outside = torch.tensor([[0, 10, 10, 14, 14]], dtype=torch.float32, device=impl.device)
+    assert roi_align(ones, far_outside, 2, 1.0, 2, True).abs().sum().item() == 0.0
+    # Within one pixel of the border a point is clamped onto the map and sees the border value.
+    just_outside = torch.tensor([[0, -0.9, -0.9, -0.1, -0.1]], dtype=torch.float32, device=impl.device)
+    assert roi_align(ones, just_outside, 1, 1.0, 1, False).item() == pytest.approx(1.0)
+
+
+def test_empty_inputs(impl):
+    features = torch.randn(2, 3, 8, 8, device=impl.device, requires_grad=True)
+    pooled = roi_align(features, torch.zeros(0, 5, device=impl.device), (2, 3), 1.0, 2, True)
+    assert pooled.shape == (0, 3, 2, 3)
+    pooled.sum().backward()
+    assert features.grad is not None and features.grad.abs().sum().item() == 0.0
+
+
+def test_list_of_boxes_equals_rois_and_module(impl):
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 4, 16, 16, generator=generator).to(impl.device)
+    boxes = [torch.tensor([[1.0, 2.0, 9.0, 12.0]]), torch.tensor([[0.0, 0.0, 5.0, 5.0], [3.0, 3.0, 15.0, 8.0]])]
+    rois = torch.tensor([[0, 1, 2, 9, 12], [1, 0, 0, 5, 5], [1, 3, 3, 15, 8]], dtype=torch.float32)
+    from_list = roi_align(features, [b.to(impl.device) for b in boxes], 3, 1.0, 2, True)
+    module = RoIAlign(3, 1.0, 2, aligned=True)
+    assert "aligned=True" in repr(module)
+    torch.testing.assert_close(from_list, roi_align(features, rois.to(impl.device), 3, 1.0, 2, True))
+    torch.testing.assert_close(module(features, rois.to(impl.device)), from_list)
+
+
+@pytest.mark.parametrize("aligned", [True, False])
+@pytest.mark.parametrize("sampling_ratio", [0, 2])
+def test_gradcheck_float64(impl, aligned, sampling_ratio):
+    generator = torch.Generator().manual_seed(1)
+    features = torch.randn(1, 2, 6, 7, generator=generator, dtype=torch.float64).to(impl.device).requires_grad_()
+    rois = torch.tensor([[0, 0.3, 0.7, 4.2, 5.1], [0, -1.5, 2.0, 3.0, 7.5]], dtype=torch.float64, device=impl.device)
+    assert torch.autograd.gradcheck(lambda x: roi_align(x, rois, (2, 3), 1.0, sampling_ratio, aligned), (features,))
+
+
+@pytest.mark.parametrize(
+    "make_args, message",
+    [
+        (lambda: (torch.randn(3, 8, 8), torch.zeros(1, 5), 2), r"input must be a \[N, C, H, W\]"),
+        (lambda: (torch.randn(1, 3, 8, 8), torch.zeros(1, 4), 2), r"rois must have shape \[K, 5\]"),
+        (lambda: (torch.randn(1, 3, 8, 8), torch.zeros(1, 5, dtype=torch.float64), 2), "dtype of input"),
+        (lambda: (torch.randn(1, 3, 8, 8), torch.zeros(1, 5), (2, 2, 2)), "output_size must be"),
+        (lambda: (torch.zeros(1, 3, 8, 8, dtype=torch.int64), torch.zeros(1, 5, dtype=torch.int64), 2), "floating point"),
+    ],
+)
+def test_bad_arguments_are_named(make_args, message):
+    features, rois, output_size = make_args()
+    with pytest.raises(ValueError, match=message):
+        roi_align(features, rois, output_size)
+
+
+def test_bad_batch_index_is_an_error(impl):
+    features = torch.randn(2, 3, 8, 8, device=impl.device)
+    rois = torch.tensor([[2, 0, 0, 4, 4]], dtype=torch.float32, device=impl.device)
+    with pytest.raises((ValueError, RuntimeError), match="batch index"):
+        roi_align(features, rois, 2)
+
+
+@pytest.mark.skipif(not _ext.ext_loaded(), reason="detkit._C is not built")
+def test_opcheck_roi_align():
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 3, 10, 12, generator=generator, requires_grad=True)
+    rois = torch.tensor([[0, 1, 1, 8, 9], [1, 0, 2, 11, 7]], dtype=torch.float32)
+    torch.library.opcheck(torch.ops.detkit.roi_align.default, (features, rois, 0.5, 3, 3, 2, True))
+    grad = torch.randn(2, 3, 3, 3, generator=generator)
+    torch.library.opcheck(torch.ops.detkit._roi_align_backward.default,
+                          (grad, rois, 0.5, 3, 3, 2, 3, 10, 12, 2, True))
