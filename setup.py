@@ -36,7 +36,7 @@ def _extensions_and_cmdclass() -> tuple[list, dict]:
 
     sources = [os.path.join("csrc", "detkit.cpp")] + sorted(glob.glob(os.path.join("csrc", "cpu", "*.cpp")))
     cuda_sources = sorted(glob.glob(os.path.join("csrc", "cuda", "*.cu")))
-    extra_compile_args: dict[str, list[str]] = {"cxx": ["-O3", "-std=c++17"]}
+    extra_compile_args: dict[str, list[str]] = {"cxx": ["-O3"]}
     define_macros: list[tuple[str, str | None]] = []
 
     use_cuda = CUDA_HOME is not None and (torch.cuda.is_available() or _env_flag("FORCE_CUDA"))
@@ -44,7 +44,7 @@ def _extensions_and_cmdclass() -> tuple[list, dict]:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCH_LIST)
         sources += cuda_sources
         define_macros.append(("WITH_CUDA", None))
-        extra_compile_args["nvcc"] = ["-O3", "--expt-relaxed-constexpr", "-std=c++17"]
+        extra_compile_args["nvcc"] = ["-O3", "--expt-relaxed-constexpr"]
         extension_class = CUDAExtension
         print(f"detkit: building CPU and CUDA kernels (CUDA_HOME={CUDA_HOME}, "
               f"TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']})")
