@@ -1,0 +1,4 @@
+from configs.common.toy_models import toy_detector
+
+model = toy_detector()
+model.backbone.widht = 16
