@@ -14,16 +14,36 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-# Volta to Hopper, plus PTX so newer GPUs can JIT the Hopper code.
-DEFAULT_CUDA_ARCH_LIST = "7.0;7.5;8.0;8.6;8.9;9.0+PTX"
+# Turing to Hopper (CUDA 13 dropped Volta), plus PTX so newer GPUs can JIT the Hopper code.
+DEFAULT_CUDA_ARCH_LIST = "7.5;8.0;8.6;8.9;9.0+PTX"
 
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "0").lower() in ("1", "true", "yes", "on")
+
+
+def _locate_cuda_home() -> None:
+    """Point CUDA_HOME at a real toolkit before torch's cpp_extension looks for one.
+
+    torch derives CUDA_HOME from the location of ``nvcc`` on PATH; where that is a wrapper script
+    (``/usr/local/bin/nvcc`` here) it lands on a folder without ``include/cuda.h``.
+    """
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    nvcc = shutil.which("nvcc")
+    candidates = [os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))] if nvcc else []
+    candidates += ["/usr/local/cuda"] + sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(candidate, "include", "cuda.h")) and os.path.isfile(
+            os.path.join(candidate, "bin", "nvcc")
+        ):
+            os.environ["CUDA_HOME"] = candidate
+            return
 
 
 def _extensions_and_cmdclass() -> tuple[list, dict]:
@@ -31,6 +51,7 @@ def _extensions_and_cmdclass() -> tuple[list, dict]:
         print("detkit: DETKIT_NO_EXT=1, installing without compiled kernels (pure-PyTorch fallbacks)")
         return [], {}
 
+    _locate_cuda_home()
     import torch
     from torch.utils.cpp_extension import CUDA_HOME, BuildExtension, CppExtension, CUDAExtension
 
