@@ -21,10 +21,12 @@ int64_t cuda_version() {
 
 TORCH_LIBRARY(detkit, m) {
   // boxes [N, 4] xyxy, scores [N] (same floating dtype) -> kept indices [K] int64, by decreasing score.
-  m.def("nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
+  // overlap: "iou" (intersection over union) or "min" (intersection over the smaller box's area, the
+  // "Min" NMS of MTCNN's last stage).
+  m.def("nms(Tensor boxes, Tensor scores, float iou_threshold, str overlap=\"iou\") -> Tensor");
   // Class-aware NMS: boxes with different idxs [N] (int64) never suppress each other. Exact per-class
   // semantics (no coordinate offsets, which would perturb the IoU's rounding).
-  m.def("batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor");
+  m.def("batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold, str overlap=\"iou\") -> Tensor");
   // Soft-NMS (Bodla et al. 2017). method: 0 = linear, 1 = gaussian. Returns (kept indices [K] int64
   // in the order they were selected, their decayed scores [K]); boxes whose decayed score falls
   // below score_threshold are dropped.

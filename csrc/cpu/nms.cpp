@@ -14,6 +14,9 @@
 // without being compared. Non-finite coordinates or a negative threshold take the plain O(N^2)
 // loop, which reproduces torchvision's behaviour in those corner cases too.
 //
+// overlap="min" measures intersection over the smaller box's area instead of IoU (MTCNN's "Min");
+// it is also zero without intersection, so the same window applies.
+//
 // batched_nms runs the same algorithm with a category per box: boxes are swept by (category, x1), so
 // a window never leaves its category, and the IoU of boxes in different categories is never tested.
 #include <ATen/ATen.h>
@@ -23,6 +26,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <string>
 #include <vector>
 
 namespace detkit {
@@ -35,8 +39,18 @@ struct SortedBoxes {
   std::vector<int64_t> category;  // all zero for plain nms
 };
 
+// The overlap measure: IoU, or intersection over the smaller area ("min", MTCNN's last stage).
+enum class Overlap { kIoU, kMin };
+
+Overlap parse_overlap(c10::string_view overlap, const char* op) {
+  if (overlap == "iou") return Overlap::kIoU;
+  if (overlap == "min") return Overlap::kMin;
+  TORCH_CHECK(false, op, ": overlap must be \"iou\" or \"min\", got \"", std::string(overlap), "\"");
+  return Overlap::kIoU;
+}
+
 template <typename T>
-inline bool suppresses(const SortedBoxes<T>& b, int64_t i, int64_t j, double iou_threshold) {
+inline bool suppresses(const SortedBoxes<T>& b, int64_t i, int64_t j, double iou_threshold, Overlap overlap) {
   const T xx1 = std::max(b.x1[i], b.x1[j]);
   const T yy1 = std::max(b.y1[i], b.y1[j]);
   const T xx2 = std::min(b.x2[i], b.x2[j]);
@@ -44,13 +58,13 @@ inline bool suppresses(const SortedBoxes<T>& b, int64_t i, int64_t j, double iou
   const T w = std::max(static_cast<T>(0), xx2 - xx1);
   const T h = std::max(static_cast<T>(0), yy2 - yy1);
   const T inter = w * h;
-  const T iou = inter / (b.area[i] + b.area[j] - inter);
-  return iou > iou_threshold;
+  const T denominator = overlap == Overlap::kIoU ? b.area[i] + b.area[j] - inter : std::min(b.area[i], b.area[j]);
+  return inter / denominator > iou_threshold;
 }
 
 // Reference greedy loop over all later boxes (torchvision's algorithm), for the corner cases.
 template <typename T>
-int64_t nms_all_pairs(const SortedBoxes<T>& b, double iou_threshold, int64_t* kept_ranks) {
+int64_t nms_all_pairs(const SortedBoxes<T>& b, double iou_threshold, Overlap overlap, int64_t* kept_ranks) {
   const int64_t n = static_cast<int64_t>(b.x1.size());
   std::vector<uint8_t> suppressed(n, 0);
   int64_t num_kept = 0;
@@ -58,14 +72,14 @@ int64_t nms_all_pairs(const SortedBoxes<T>& b, double iou_threshold, int64_t* ke
     if (suppressed[i]) continue;
     kept_ranks[num_kept++] = i;
     for (int64_t j = i + 1; j < n; ++j) {
-      if (!suppressed[j] && b.category[j] == b.category[i] && suppresses(b, i, j, iou_threshold)) suppressed[j] = 1;
+      if (!suppressed[j] && b.category[j] == b.category[i] && suppresses(b, i, j, iou_threshold, overlap)) suppressed[j] = 1;
     }
   }
   return num_kept;
 }
 
 template <typename T>
-int64_t nms_sweep(const SortedBoxes<T>& b, double iou_threshold, int64_t* kept_ranks) {
+int64_t nms_sweep(const SortedBoxes<T>& b, double iou_threshold, Overlap overlap, int64_t* kept_ranks) {
   const int64_t n = static_cast<int64_t>(b.x1.size());
   // A box with zero or negative width or height intersects nothing (min(x2) - max(x1) <= 0), so it is
   // always kept and never suppresses: it stays out of the sweep. The others are laid out by category,
@@ -131,7 +145,7 @@ int64_t nms_sweep(const SortedBoxes<T>& b, double iou_threshold, int64_t* kept_r
     for (int64_t k = begin; k < end; ++k) {
       // Positive overlap in x and y with a live box, else zero intersection; then the exact IoU test.
       if ((live_x2[k] > ix1) & (x.y1[k] < iy2) & (x.y2[k] > iy1)) {
-        if (suppresses(x, p, k, iou_threshold)) live_x2[k] = kDead;
+        if (suppresses(x, p, k, iou_threshold, overlap)) live_x2[k] = kDead;
       }
     }
   }
@@ -140,7 +154,7 @@ int64_t nms_sweep(const SortedBoxes<T>& b, double iou_threshold, int64_t* kept_r
 
 template <typename T>
 at::Tensor nms_impl(const at::Tensor& boxes, const at::Tensor& scores, const int64_t* categories,
-                    double iou_threshold) {
+                    double iou_threshold, Overlap overlap) {
   const int64_t n = boxes.size(0);
   const at::Tensor order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
   const at::Tensor boxes_c = boxes.contiguous();
@@ -165,8 +179,8 @@ at::Tensor nms_impl(const at::Tensor& boxes, const at::Tensor& scores, const int
 
   std::vector<int64_t> kept_ranks(n);
   const int64_t num_kept = (all_finite && iou_threshold >= 0)
-                               ? nms_sweep(b, iou_threshold, kept_ranks.data())
-                               : nms_all_pairs(b, iou_threshold, kept_ranks.data());
+                               ? nms_sweep(b, iou_threshold, overlap, kept_ranks.data())
+                               : nms_all_pairs(b, iou_threshold, overlap, kept_ranks.data());
 
   at::Tensor keep = at::empty({num_kept}, boxes.options().dtype(at::kLong));
   int64_t* keep_data = keep.data_ptr<int64_t>();
@@ -183,26 +197,28 @@ void check_nms_inputs(const at::Tensor& boxes, const at::Tensor& scores, const c
 }
 
 at::Tensor nms_dispatch(const at::Tensor& boxes, const at::Tensor& scores, const int64_t* categories,
-                        double iou_threshold) {
+                        double iou_threshold, Overlap overlap) {
   if (boxes.size(0) == 0) return at::empty({0}, boxes.options().dtype(at::kLong));
   at::Tensor keep;
   AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "detkit_nms_cpu",
-                             [&] { keep = nms_impl<scalar_t>(boxes, scores, categories, iou_threshold); });
+                             [&] { keep = nms_impl<scalar_t>(boxes, scores, categories, iou_threshold, overlap); });
   return keep;
 }
 
-at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
+at::Tensor nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold,
+                   c10::string_view overlap) {
   check_nms_inputs(boxes, scores, "nms");
-  return nms_dispatch(boxes, scores, nullptr, iou_threshold);
+  return nms_dispatch(boxes, scores, nullptr, iou_threshold, parse_overlap(overlap, "nms"));
 }
 
 at::Tensor batched_nms_cpu(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
-                           double iou_threshold) {
+                           double iou_threshold, c10::string_view overlap) {
   check_nms_inputs(boxes, scores, "batched_nms");
   TORCH_CHECK(idxs.dim() == 1 && idxs.size(0) == boxes.size(0) && idxs.scalar_type() == at::kLong,
               "batched_nms: idxs must be an int64 tensor of shape [N], got ", idxs.scalar_type(), " ", idxs.sizes());
   const at::Tensor idxs_c = idxs.contiguous();
-  return nms_dispatch(boxes, scores, idxs_c.data_ptr<int64_t>(), iou_threshold);
+  return nms_dispatch(boxes, scores, idxs_c.data_ptr<int64_t>(), iou_threshold,
+                      parse_overlap(overlap, "batched_nms"));
 }
 
 }  // namespace

@@ -63,6 +63,15 @@ __device__ __forceinline__ acc_t box_iou(acc_t ax1, acc_t ay1, acc_t ax2, acc_t 
   return inter / ((area_a + area_b) - inter);
 }
 
+// Intersection over the smaller of the two areas (MTCNN's "Min" overlap), same rounding rules.
+template <typename acc_t>
+__device__ __forceinline__ acc_t box_overlap_min(acc_t ax1, acc_t ay1, acc_t ax2, acc_t ay2, acc_t area_a,
+                                                 acc_t bx1, acc_t by1, acc_t bx2, acc_t by2, acc_t area_b) {
+  const acc_t inter_w = fmax(fmin(ax2, bx2) - fmax(ax1, bx1), acc_t(0));
+  const acc_t inter_h = fmax(fmin(ay2, by2) - fmax(ay1, by1), acc_t(0));
+  return mul_rn(inter_w, inter_h) / fmin(area_a, area_b);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Thresholds arrive as double (the schema's `float` is a C++ double). Comparing a float value
 // against a double threshold in double on every test would be slow on some GPUs, and comparing

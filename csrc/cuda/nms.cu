@@ -41,6 +41,7 @@
 #include <torch/library.h>
 
 #include <cstdint>
+#include <string>
 
 #include "cuda/cuda_helpers.h"
 
@@ -64,7 +65,7 @@ template <typename scalar_t>
 __global__ void __launch_bounds__(kBoxesPerBlock)
     overlap_mask_kernel(const scalar_t* __restrict__ sorted_boxes, const int64_t* __restrict__ sorted_categories,
                         int64_t num_boxes, int64_t num_col_blocks, at::acc_type<scalar_t, true> iou_threshold,
-                        mask_word_t* __restrict__ mask) {
+                        bool min_overlap, mask_word_t* __restrict__ mask) {
   using acc_t = at::acc_type<scalar_t, true>;
   const int64_t row_block = blockIdx.y;
   const int64_t col_block = blockIdx.x;
@@ -110,7 +111,8 @@ __global__ void __launch_bounds__(kBoxesPerBlock)
       continue;  // boxes of different categories never suppress each other
     }
     const acc_t iou =
-        cuda::box_iou(x1, y1, x2, y2, area, col_x1[b], col_y1[b], col_x2[b], col_y2[b], col_area[b]);
+        min_overlap ? cuda::box_overlap_min(x1, y1, x2, y2, area, col_x1[b], col_y1[b], col_x2[b], col_y2[b], col_area[b])
+                    : cuda::box_iou(x1, y1, x2, y2, area, col_x1[b], col_y1[b], col_x2[b], col_y2[b], col_area[b]);
     if (iou > iou_threshold) {
       word |= mask_word_t{1} << b;
     }
@@ -214,7 +216,10 @@ __global__ void __launch_bounds__(kReduceThreads)
 
 // Shared by nms and batched_nms: `categories` is undefined for plain nms.
 at::Tensor nms_with_categories_cuda(const at::Tensor& boxes, const at::Tensor& scores,
-                                    const at::Tensor& categories, double iou_threshold) {
+                                    const at::Tensor& categories, double iou_threshold, c10::string_view overlap) {
+  TORCH_CHECK(overlap == "iou" || overlap == "min", "nms: overlap must be \"iou\" or \"min\", got \"",
+              std::string(overlap), "\"");
+  const bool min_overlap = overlap == "min";
   TORCH_CHECK(boxes.is_cuda(), "nms: boxes must be a CUDA tensor");
   TORCH_CHECK(scores.device() == boxes.device(), "nms: boxes (", boxes.device(), ") and scores (",
               scores.device(), ") must be on the same device");
@@ -258,7 +263,7 @@ at::Tensor nms_with_categories_cuda(const at::Tensor& boxes, const at::Tensor& s
     overlap_mask_kernel<scalar_t><<<blocks, kBoxesPerBlock, 0, stream>>>(
         sorted_boxes.const_data_ptr<scalar_t>(),
         sorted_categories.defined() ? sorted_categories.const_data_ptr<int64_t>() : nullptr, num_boxes, num_col_blocks,
-        cuda::threshold_for_greater_than<acc_t>(iou_threshold), mask_data);
+        cuda::threshold_for_greater_than<acc_t>(iou_threshold), min_overlap, mask_data);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 
@@ -283,13 +288,14 @@ at::Tensor nms_with_categories_cuda(const at::Tensor& boxes, const at::Tensor& s
   return order.masked_select(keep);
 }
 
-at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold) {
-  return nms_with_categories_cuda(boxes, scores, at::Tensor(), iou_threshold);
+at::Tensor nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, double iou_threshold,
+                    c10::string_view overlap) {
+  return nms_with_categories_cuda(boxes, scores, at::Tensor(), iou_threshold, overlap);
 }
 
 at::Tensor batched_nms_cuda(const at::Tensor& boxes, const at::Tensor& scores, const at::Tensor& idxs,
-                            double iou_threshold) {
-  return nms_with_categories_cuda(boxes, scores, idxs, iou_threshold);
+                            double iou_threshold, c10::string_view overlap) {
+  return nms_with_categories_cuda(boxes, scores, idxs, iou_threshold, overlap);
 }
 
 }  // namespace

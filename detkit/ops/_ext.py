@@ -91,12 +91,14 @@ def _register_python_kernels() -> None:
     """Fake kernels (for meta tensors / torch.compile) and autograd for the compiled ops."""
 
     @torch.library.register_fake("detkit::nms")
-    def _nms_fake(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    def _nms_fake(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, overlap: str = "iou") -> torch.Tensor:
         num_kept = torch.library.get_ctx().new_dynamic_size()
         return boxes.new_empty((num_kept,), dtype=torch.int64)
 
     @torch.library.register_fake("detkit::batched_nms")
-    def _batched_nms_fake(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    def _batched_nms_fake(
+        boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou_threshold: float, overlap: str = "iou"
+    ) -> torch.Tensor:
         num_kept = torch.library.get_ctx().new_dynamic_size()
         return boxes.new_empty((num_kept,), dtype=torch.int64)
 

@@ -21,6 +21,12 @@ _TILE = 128
 _PAIRS_PER_CHUNK = 1 << 22
 
 _SOFT_NMS_METHODS = {"linear": 0, "gaussian": 1}
+_OVERLAPS = ("iou", "min")
+
+
+def _check_overlap(overlap: str, op: str) -> None:
+    if overlap not in _OVERLAPS:
+        raise ValueError(f"{op}: overlap must be one of {list(_OVERLAPS)}, got {overlap!r}")
 
 
 def _check_nms_inputs(boxes: Tensor, scores: Tensor, iou_threshold: float, op: str) -> None:
@@ -36,27 +42,30 @@ def _check_nms_inputs(boxes: Tensor, scores: Tensor, iou_threshold: float, op: s
         raise ValueError(f"{op}: iou_threshold must be a number >= 0, got {iou_threshold!r}")
 
 
-def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, overlap: str = "iou") -> Tensor:
     """Greedy non-maximum suppression.
 
     Args:
         boxes: ``[N, 4]`` xyxy boxes, float32 or float64.
         scores: ``[N]`` scores, same dtype and device as ``boxes``.
-        iou_threshold: a box is dropped when its IoU with a kept, higher-scored box is
+        iou_threshold: a box is dropped when its overlap with a kept, higher-scored box is
             strictly greater than this (>= 0).
+        overlap: ``"iou"`` (intersection over union) or ``"min"`` (intersection over the smaller
+            box's area, the "Min" NMS of MTCNN's last stage).
 
     Returns:
         ``[K]`` int64 indices of the kept boxes, by decreasing score.
     """
     _check_nms_inputs(boxes, scores, iou_threshold, "nms")
+    _check_overlap(overlap, "nms")
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     if use_ext("nms", boxes.device):
-        return torch.ops.detkit.nms(boxes, scores, float(iou_threshold))
-    return _nms_fallback(boxes, scores, float(iou_threshold))
+        return torch.ops.detkit.nms(boxes, scores, float(iou_threshold), overlap)
+    return _nms_fallback(boxes, scores, float(iou_threshold), overlap=overlap)
 
 
-def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
+def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, overlap: str = "iou") -> Tensor:
     """Non-maximum suppression within each category (boxes of different ``idxs`` never suppress each other).
 
     Args:
@@ -64,11 +73,13 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         scores: ``[N]`` scores.
         idxs: ``[N]`` int64 category (or image) index of each box.
         iou_threshold: IoU threshold (>= 0), as in :func:`nms`.
+        overlap: ``"iou"`` or ``"min"``, as in :func:`nms`.
 
     Returns:
         ``[K]`` int64 indices of the kept boxes, by decreasing score.
     """
     _check_nms_inputs(boxes, scores, iou_threshold, "batched_nms")
+    _check_overlap(overlap, "batched_nms")
     if not isinstance(idxs, Tensor) or idxs.shape != scores.shape or idxs.is_floating_point():
         shape = list(idxs.shape) if isinstance(idxs, Tensor) else type(idxs).__name__
         raise ValueError(f"batched_nms: idxs must be an integer tensor of shape [N] = [{boxes.shape[0]}], got {shape}")
@@ -81,8 +92,8 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     # categories, so the result is what NMS run separately on each category gives.
     idxs = idxs.to(torch.int64)
     if use_ext("batched_nms", boxes.device):
-        return torch.ops.detkit.batched_nms(boxes, scores, idxs, float(iou_threshold))
-    return _nms_fallback(boxes, scores, float(iou_threshold), idxs)
+        return torch.ops.detkit.batched_nms(boxes, scores, idxs, float(iou_threshold), overlap)
+    return _nms_fallback(boxes, scores, float(iou_threshold), idxs, overlap)
 
 
 def soft_nms(
@@ -139,17 +150,22 @@ def _largest_value_not_above(threshold: float, dtype: torch.dtype) -> Tensor:
     return value
 
 
-def _pairwise_iou(a: Tensor, b: Tensor, area_a: Tensor, area_b: Tensor) -> Tensor:
-    """IoU of boxes ``a [..., P, 4]`` against ``b [..., Q, 4]`` -> ``[..., P, Q]``, with the arithmetic
-    order of the compiled kernels (max/min, clamp, product, ``inter / (area_a + area_b - inter)``)."""
+def _pairwise_iou(a: Tensor, b: Tensor, area_a: Tensor, area_b: Tensor, overlap: str = "iou") -> Tensor:
+    """Overlap of boxes ``a [..., P, 4]`` against ``b [..., Q, 4]`` -> ``[..., P, Q]``, with the arithmetic
+    order of the compiled kernels (max/min, clamp, product, ``inter / (area_a + area_b - inter)``, or
+    ``inter / min(area_a, area_b)`` for ``overlap="min"``)."""
     width = (torch.min(a[..., :, None, 2], b[..., None, :, 2]) - torch.max(a[..., :, None, 0], b[..., None, :, 0]))
     height = (torch.min(a[..., :, None, 3], b[..., None, :, 3]) - torch.max(a[..., :, None, 1], b[..., None, :, 1]))
     inter = width.clamp_(min=0).mul_(height.clamp_(min=0))
+    if overlap == "min":
+        return inter.div_(torch.min(area_a[..., :, None], area_b[..., None, :]))
     union = (area_a[..., :, None] + area_b[..., None, :]).sub_(inter)
     return inter.div_(union)
 
 
-def _suppression_edges(boxes: Tensor, categories: Tensor, threshold: Tensor) -> tuple[Tensor, Tensor]:
+def _suppression_edges(
+    boxes: Tensor, categories: Tensor, threshold: Tensor, overlap: str = "iou"
+) -> tuple[Tensor, Tensor]:
     """All pairs ``(i, j)``, ``i < j``, of boxes (indexed in score order) of the same category whose
     IoU exceeds the threshold.
 
@@ -185,7 +201,7 @@ def _suppression_edges(boxes: Tensor, categories: Tensor, threshold: Tensor) -> 
     for start in range(0, tile_a.shape[0], chunk):
         a, b = tile_a[start : start + chunk], tile_b[start : start + chunk]
         ranks_a, ranks_b = safe_ranks[a], safe_ranks[b]
-        iou = _pairwise_iou(tile_boxes[a], tile_boxes[b], area[ranks_a], area[ranks_b])
+        iou = _pairwise_iou(tile_boxes[a], tile_boxes[b], area[ranks_a], area[ranks_b], overlap)
         hit = (iou > threshold) & valid[a][:, :, None] & valid[b][:, None, :]
         hit &= ranks_a[:, :, None] != ranks_b[:, None, :]
         hit &= tile_categories[a][:, :, None] == tile_categories[b][:, None, :]
@@ -219,12 +235,14 @@ def _resolve_greedy(num_boxes: int, sources: Tensor, targets: Tensor) -> Tensor:
         keep = new_keep
 
 
-def _nms_fallback(boxes: Tensor, scores: Tensor, iou_threshold: float, categories: Tensor | None = None) -> Tensor:
+def _nms_fallback(
+    boxes: Tensor, scores: Tensor, iou_threshold: float, categories: Tensor | None = None, overlap: str = "iou"
+) -> Tensor:
     order = torch.argsort(scores, descending=True, stable=True)
     threshold = _largest_value_not_above(iou_threshold, boxes.dtype).to(boxes.device)
     if categories is None:
         categories = torch.zeros(boxes.shape[0], dtype=torch.int64, device=boxes.device)
-    sources, targets = _suppression_edges(boxes[order], categories[order], threshold)
+    sources, targets = _suppression_edges(boxes[order], categories[order], threshold, overlap)
     keep = _resolve_greedy(boxes.shape[0], sources, targets)
     return order[keep]
 

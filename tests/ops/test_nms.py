@@ -190,3 +190,51 @@ def test_opcheck_nms_ops():
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
     torch.library.opcheck(torch.ops.detkit.soft_nms.default, (boxes, scores, 0.3, 0.5, 0.01, 0),
                           test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+def _greedy_min_overlap_reference(boxes, scores, threshold, categories=None):
+    """Plain greedy NMS where overlap = intersection / smaller area, in float64."""
+    boxes, scores = boxes.double().tolist(), scores.double().tolist()
+    categories = categories.tolist() if categories is not None else [0] * len(boxes)
+    order = sorted(range(len(boxes)), key=lambda i: (-scores[i], i))
+    kept = []
+    for i in order:
+        suppressed = False
+        for k in kept:
+            if categories[k] != categories[i]:
+                continue
+            a, b = boxes[k], boxes[i]
+            inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+            smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+            if smaller > 0 and inter / smaller > threshold:
+                suppressed = True
+                break
+        if not suppressed:
+            kept.append(i)
+    return kept
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_min_overlap_equals_reference(impl, batched):
+    generator = torch.Generator().manual_seed(11)
+    boxes = random_boxes(400, canvas=300.0, max_size=80.0, dtype=torch.float64, generator=generator)
+    scores = torch.rand(400, generator=generator, dtype=torch.float64)
+    categories = torch.randint(0, 3, (400,), generator=generator) if batched else None
+    for threshold in (0.3, 0.7):
+        expected = _greedy_min_overlap_reference(boxes, scores, threshold, categories)
+        if batched:
+            kept = batched_nms(boxes.to(impl.device), scores.to(impl.device), categories.to(impl.device), threshold,
+                               overlap="min")
+        else:
+            kept = nms(boxes.to(impl.device), scores.to(impl.device), threshold, overlap="min")
+        assert kept.cpu().tolist() == expected
+
+
+def test_min_overlap_suppresses_a_box_inside_another(impl):
+    # The small box lies inside the big one: IoU is 0.04, but intersection / smaller area is 1.
+    boxes = torch.tensor([[0, 0, 50, 50], [10, 10, 20, 20]], dtype=torch.float32, device=impl.device)
+    scores = torch.tensor([0.9, 0.8], device=impl.device)
+    assert nms(boxes, scores, 0.7, overlap="iou").tolist() == [0, 1]
+    assert nms(boxes, scores, 0.7, overlap="min").tolist() == [0]
+    with pytest.raises(ValueError, match="overlap must be one of"):
+        nms(boxes, scores, 0.7, overlap="union")
