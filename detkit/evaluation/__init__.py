@@ -1,0 +1,49 @@
+"""Evaluation: COCO (through pycocotools) and PASCAL VOC mAP, precision-recall curves, the loop.
+
+The training engine calls :func:`evaluate`::
+
+    from detkit.evaluation import CocoEvaluator, VOCEvaluator, evaluate
+
+    metrics = evaluate(model, data_loader, CocoEvaluator.from_dataset(dataset))
+    metrics["bbox/AP"], metrics["bbox/AP50"]
+
+    metrics = evaluate(model, data_loader, VOCEvaluator.from_dataset(dataset))
+    metrics["voc07/mAP@0.5"], metrics["voc12/mAP@0.5"]
+"""
+
+from .coco_eval import (
+    COCO_STAT_NAMES,
+    CocoEvalResult,
+    coco_from_targets,
+    coco_pr_curves,
+    evaluate_coco,
+    format_per_class_table,
+    load_coco,
+    load_results,
+    per_class_ap,
+    predictions_to_coco_results,
+    read_results_json,
+    write_results_json,
+)
+from .evaluator import CocoEvaluator, Evaluator, VOCEvaluator, build_evaluator, evaluate, format_metrics
+from .pr_curves import draw_pr_curves, save_pr_curves
+from .voc_eval import (
+    VOC_METRICS,
+    ClassPR,
+    VOCResult,
+    average_precision,
+    box_iou_voc,
+    format_voc_table,
+    match_detections,
+    read_txt_dirs,
+    voc_evaluate,
+)
+
+__all__ = [
+    "COCO_STAT_NAMES", "VOC_METRICS", "ClassPR", "CocoEvalResult", "CocoEvaluator", "Evaluator",
+    "VOCEvaluator", "VOCResult", "average_precision", "box_iou_voc", "build_evaluator",
+    "coco_from_targets", "coco_pr_curves", "draw_pr_curves", "evaluate", "evaluate_coco",
+    "format_metrics", "format_per_class_table", "format_voc_table", "load_coco", "load_results",
+    "match_detections", "per_class_ap", "predictions_to_coco_results", "read_results_json",
+    "read_txt_dirs", "save_pr_curves", "voc_evaluate", "write_results_json",
+]

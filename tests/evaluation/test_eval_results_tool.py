@@ -1,0 +1,93 @@
+"""tools/eval_results.py: offline COCO and VOC evaluation from files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"
+COCO = DATA / "coco_eval"
+PADILLA = DATA / "voc_eval" / "padilla"
+
+_spec = importlib.util.spec_from_file_location("eval_results_tool", ROOT / "tools" / "eval_results.py")
+tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tool)
+
+PUBLISHED_AP = {"bbox": (0.5045806987249628, 0.6969727247299577), "segm": (0.3195452758576433, 0.5622883972521636)}
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_coco_table(iou_type: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "metrics.json"
+    rc = tool.main(["--coco", str(COCO / "instances_val2014_100.json"),
+                    str(COCO / f"instances_val2014_fake{iou_type}100_results.json"),
+                    "--iou-type", iou_type, "--json", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "on 100 images" in printed
+    assert printed.count("Average Precision") == 6 and printed.count("Average Recall") == 6
+    assert f"= {PUBLISHED_AP[iou_type][0]:.3f}" in printed and "person" in printed
+    metrics = json.loads(out.read_text())
+    assert metrics[f"{iou_type}/AP"] == pytest.approx(PUBLISHED_AP[iou_type][0], abs=1e-12)
+    assert metrics[f"{iou_type}/AP50"] == pytest.approx(PUBLISHED_AP[iou_type][1], abs=1e-12)
+    assert metrics[f"{iou_type}/AP-fire hydrant"] is None  # no gt in these images: NaN -> null
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ([], {"voc12/mAP@0.3": 0.245687, "voc07/mAP@0.3": 0.268398}),
+    (["--metric", "voc12", "--no-plus-one"], {"voc12/mAP@0.3": 0.225397}),
+    (["--metric", "voc07"], {"voc07/mAP@0.3": 0.268398}),
+])
+def test_voc_padilla(extra: list[str], expected: dict[str, float], tmp_path: Path,
+                     capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "m.json"
+    rc = tool.main(["--voc", str(PADILLA / "groundtruths"), str(PADILLA / "detections"), "--iou", "0.3",
+                    "--json", str(out), *extra])
+    assert rc == 0
+    metrics = json.loads(out.read_text())
+    assert {k for k in metrics if "mAP" in k} == set(expected)
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, abs=1e-6)
+    printed = capsys.readouterr().out
+    assert ("no +1" in printed) == ("--no-plus-one" in extra)
+
+
+def test_plots(tmp_path: Path) -> None:
+    assert tool.main(["--voc", str(PADILLA / "groundtruths"), str(PADILLA / "detections"), "--iou", "0.3",
+                      "--plot", str(tmp_path / "voc")]) == 0
+    assert sorted(p.name for p in (tmp_path / "voc").iterdir()) == ["all_classes.png", "pr_person.png"]
+    assert tool.main(["--coco", str(COCO / "instances_val2014_100.json"),
+                      str(COCO / "instances_val2014_fakebbox100_results.json"), "--plot", str(tmp_path / "coco")]) == 0
+    assert (tmp_path / "coco" / "pr_person.png").is_file()
+
+
+def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert tool.main(["--coco", str(tmp_path / "absent.json"), str(tmp_path / "r.json")]) == 1
+    assert "absent.json" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]))
+    assert tool.main(["--coco", str(COCO / "instances_val2014_100.json"), str(bad)]) == 1
+    assert "unknown image ids [1]" in capsys.readouterr().err
+    assert tool.main(["--voc", str(tmp_path), str(tmp_path)]) == 1
+    assert "no ground-truth .txt files" in capsys.readouterr().err
+    for argv in ([], ["--coco", "a", "b", "--voc", "c", "d"], ["--coco", "a", "b", "--iou", "0.3"],
+                 ["--voc", "a", "b", "--iou-type", "segm"], ["--voc", "a", "b", "--iou", "1.5"]):
+        with pytest.raises(SystemExit) as exc:
+            tool.parse_args(argv)
+        assert exc.value.code == 2
+
+
+def test_runs_as_a_script_from_elsewhere(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "eval_results.py"), "--voc", str(PADILLA / "groundtruths"),
+         str(PADILLA / "detections"), "--iou", "0.3"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "24.57 %" in proc.stdout and "26.84 %" in proc.stdout
