@@ -1,0 +1,71 @@
+"""Datasets, transforms, samplers and collate functions (the item format is in conventions.md).
+
+* readers: :class:`CocoDetection`, :class:`VOCDetection`, :class:`YOLODetection`, all built on
+  :class:`DetectionDataset` (shared load-time checks, :mod:`detkit.data.validation`);
+* synthetic data: :func:`generate_shapes_dataset` (COCO + VOC on disk, exact masks);
+* augmentation: :mod:`detkit.data.transforms` (albumentations pipelines per model family) and
+  :mod:`detkit.data.mosaic` (mosaic / mixup dataset wrappers);
+* batching: :func:`collate_detection`, :func:`collate_padded`, :class:`GroupedBatchSampler`,
+  :class:`DistributedShardSampler`.
+"""
+
+from .base import DetectionDataset, ImageRecord
+from .coco import CocoDetection, coco_segmentation_to_mask
+from .collate import collate_detection, collate_padded
+from .image_io import ImageReadError, image_to_tensor, read_image_rgb
+from .mosaic import MixupDataset, MosaicDataset
+from .samplers import DistributedShardSampler, GroupedBatchSampler, aspect_ratio_group_ids
+from .shapes import SHAPE_CLASSES, ShapesDatasetPaths, generate_shapes_dataset
+from .transforms import (
+    DetectionTransform,
+    MinIoURandomCrop,
+    RandomHSV,
+    ResizeShortestEdge,
+    ZoomOut,
+    rcnn_test_transforms,
+    rcnn_train_transforms,
+    ssd_test_transforms,
+    ssd_train_transforms,
+    yolo_test_transforms,
+    yolo_train_transforms,
+)
+from .validation import DatasetError, LoadReport, check_class_names
+from .voc import VOC_CLASSES, VOCDetection
+from .yolo_txt import YOLODetection
+
+__all__ = [
+    "CocoDetection",
+    "DatasetError",
+    "DetectionDataset",
+    "DetectionTransform",
+    "DistributedShardSampler",
+    "GroupedBatchSampler",
+    "ImageReadError",
+    "ImageRecord",
+    "LoadReport",
+    "MinIoURandomCrop",
+    "MixupDataset",
+    "MosaicDataset",
+    "RandomHSV",
+    "ResizeShortestEdge",
+    "SHAPE_CLASSES",
+    "ShapesDatasetPaths",
+    "VOCDetection",
+    "VOC_CLASSES",
+    "YOLODetection",
+    "ZoomOut",
+    "aspect_ratio_group_ids",
+    "check_class_names",
+    "coco_segmentation_to_mask",
+    "collate_detection",
+    "collate_padded",
+    "generate_shapes_dataset",
+    "image_to_tensor",
+    "rcnn_test_transforms",
+    "rcnn_train_transforms",
+    "read_image_rgb",
+    "ssd_test_transforms",
+    "ssd_train_transforms",
+    "yolo_test_transforms",
+    "yolo_train_transforms",
+]

@@ -1,0 +1,216 @@
+"""The dataset base class that COCO, VOC, YOLO-txt and the shapes reader share.
+
+A reader parses its annotation format into :class:`ImageRecord` s (boxes already converted to
+detkit's xyxy absolute pixels, labels to contiguous 0-based ids) and hands them to
+:class:`DetectionDataset`, which runs the shared load-time checks (missing files, clipping and
+dropping boxes: :mod:`detkit.data.validation`), logs the report once, and implements the dataset
+contract of conventions.md::
+
+    dataset[i] -> (image [3, H, W] float32 RGB in [0, 1], target dict)
+
+Targets hold ``boxes [N, 4]`` float32 xyxy pixels, ``labels [N]`` int64, ``image_id`` (int for
+COCO and shapes; the file stem ``str`` for VOC and YOLO, whose ids are names like ``2008_000123``),
+``file_name`` (str path), ``orig_size (H, W)``, and the reader's per-box fields: ``iscrowd [N]``
+int64 (COCO), ``difficult [N]`` bool (VOC), ``masks [N, H, W]`` uint8 (COCO with ``with_masks``).
+
+Transforms take the decoded image and the target and return the model's input:
+``transforms(image [H, W, 3] uint8 RGB ndarray, target) -> (image [3, H', W'] float tensor, target)``
+(see :mod:`detkit.data.transforms`); without transforms the image is only converted to a tensor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .image_io import image_to_tensor, read_image_rgb
+from .validation import DatasetError, LoadReport, check_image_files, sanitize_boxes, verify_image_headers
+
+__all__ = ["ImageRecord", "DetectionDataset", "Transforms"]
+
+Transforms = Callable[[np.ndarray, dict[str, Any]], tuple[Tensor, dict[str, Any]]]
+
+
+@dataclass
+class ImageRecord:
+    """One image's annotations, parsed and converted, before any pixel is read.
+
+    Attributes:
+        image_id: the dataset's id for the image (COCO int id, VOC/YOLO file stem).
+        path: the image file.
+        size: ``(height, width)`` in pixels as the annotations record it.
+        boxes: ``[N, 4]`` float32 xyxy absolute pixels.
+        labels: ``[N]`` int64 contiguous 0-based class ids.
+        box_fields: other per-box arrays of length ``N`` (``iscrowd``, ``difficult`` ...),
+            filtered together with the boxes.
+        segmentations: ``N`` raw COCO segmentations (polygons or RLE) or ``None``.
+        where: the annotation file (and item) to name in messages.
+    """
+
+    image_id: int | str
+    path: Path
+    size: tuple[int, int]
+    boxes: np.ndarray
+    labels: np.ndarray
+    box_fields: dict[str, np.ndarray] = field(default_factory=dict)
+    segmentations: list[Any] | None = None
+    where: str = ""
+
+    def select(self, keep: np.ndarray) -> None:
+        """Keep the boxes where ``keep`` (``[N]`` bool) is true, in every per-box field."""
+        indices = np.flatnonzero(keep)
+        self.boxes = self.boxes[indices]
+        self.labels = self.labels[indices]
+        self.box_fields = {name: values[indices] for name, values in self.box_fields.items()}
+        if self.segmentations is not None:
+            self.segmentations = [self.segmentations[i] for i in indices]
+
+
+class DetectionDataset(Dataset):
+    """Shared behaviour of detkit's datasets (see the module docstring for the item format).
+
+    Subclasses parse their annotations into records and call ``super().__init__``.
+
+    Args:
+        records: one :class:`ImageRecord` per image, boxes in xyxy pixels.
+        class_names: names of labels ``0 .. C-1``.
+        source: the annotation file or folder, named in messages and in the report.
+        transforms: ``(image ndarray, target) -> (image tensor, target)``, or ``None``.
+        label_to_category_id: contiguous label -> the format's own category id (COCO), for
+            writing results; identity when ``None``.
+        check_files: check that every image file exists now (turn off for annotation-only use:
+            :meth:`get_target` still works).
+        verify_images: also read every image header now, to catch corrupt files and sizes that
+            disagree with the annotations before training starts.
+        skip_empty: leave out images with no box left after the checks (default: keep them
+            with empty targets; background-only images are valid training and evaluation data).
+        report: a report already holding the reader's own counts.
+    """
+
+    def __init__(
+        self,
+        records: Sequence[ImageRecord],
+        class_names: Sequence[str],
+        source: str,
+        *,
+        transforms: Transforms | None = None,
+        label_to_category_id: dict[int, int] | None = None,
+        check_files: bool = True,
+        verify_images: bool = False,
+        skip_empty: bool = False,
+        report: LoadReport | None = None,
+    ) -> None:
+        self.source = source
+        self.class_names: list[str] = list(class_names)
+        self.transforms = transforms
+        self.label_to_category_id: dict[int, int] = (
+            dict(label_to_category_id)
+            if label_to_category_id is not None
+            else {label: label for label in range(len(self.class_names))}
+        )
+        self.load_report = report if report is not None else LoadReport(source)
+        for record in records:
+            boxes, keep = sanitize_boxes(record.boxes, record.size, record.where or source, self.load_report)
+            record.boxes = boxes
+            record.select(keep)
+            if record.labels.size and (record.labels.min() < 0 or record.labels.max() >= len(self.class_names)):
+                raise DatasetError(f"{record.where}: label out of range [0, {len(self.class_names)})")
+        self.records: list[ImageRecord] = list(records)
+        if skip_empty:
+            kept = [record for record in self.records if len(record.boxes)]
+            self.load_report.add("images without boxes skipped (skip_empty)", source, len(self.records) - len(kept))
+            self.records = kept
+        if check_files:
+            check_image_files((record.path for record in self.records), source)
+        if verify_images:
+            verify_image_headers([r.path for r in self.records], [r.size for r in self.records], source)
+        self.load_report.num_images = len(self.records)
+        self.load_report.num_boxes = sum(len(record.boxes) for record in self.records)
+        self.load_report.log()
+
+    # ----------------------------------------------------------------------------------------
+    # metadata, available without reading pixels
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_ids(self) -> list[int | str]:
+        """The dataset's image ids, in item order."""
+        return [record.image_id for record in self.records]
+
+    @property
+    def image_sizes(self) -> list[tuple[int, int]]:
+        """``(height, width)`` of each image as the annotations record it."""
+        return [record.size for record in self.records]
+
+    def aspect_ratios(self) -> list[float]:
+        """``width / height`` per image (for aspect-ratio grouping), from the annotations."""
+        return [record.size[1] / record.size[0] for record in self.records]
+
+    def get_target(self, index: int) -> dict[str, Any]:
+        """The target of item ``index`` at the recorded image size, without reading the image
+        (for evaluation ground truth, statistics, or annotation-only datasets)."""
+        return self._make_target(self.records[index], self.records[index].size)
+
+    # ----------------------------------------------------------------------------------------
+    # items
+
+    def load_raw(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
+        """Item ``index`` before transforms: ``([H, W, 3] uint8 RGB array, target)``.
+
+        Raises:
+            ImageReadError: the image is missing or cannot be decoded (names the file).
+            DatasetError: the decoded size differs from the size in the annotations.
+        """
+        record = self.records[index]
+        image = read_image_rgb(record.path)
+        size = (int(image.shape[0]), int(image.shape[1]))
+        if size != tuple(record.size):
+            raise DatasetError(
+                f"{record.where or self.source}: image {record.path} decodes to {size[1]}x{size[0]} (WxH) but "
+                f"the annotations say {record.size[1]}x{record.size[0]}"
+            )
+        return image, self._make_target(record, size)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Any]]:
+        image, target = self.load_raw(index)
+        if self.transforms is not None:
+            return self.transforms(image, target)
+        return image_to_tensor(image), target
+
+    def _make_target(self, record: ImageRecord, size: tuple[int, int]) -> dict[str, Any]:
+        target: dict[str, Any] = {
+            "boxes": torch.from_numpy(record.boxes.astype(np.float32).reshape(-1, 4)),
+            "labels": torch.from_numpy(record.labels.astype(np.int64)),
+            "image_id": record.image_id,
+            "file_name": str(record.path),
+            "orig_size": tuple(size),
+        }
+        for name, values in record.box_fields.items():
+            target[name] = torch.from_numpy(np.ascontiguousarray(values))
+        masks = self._decode_masks(record, size)
+        if masks is not None:
+            target["masks"] = torch.from_numpy(masks)
+        return target
+
+    def _decode_masks(self, record: ImageRecord, size: tuple[int, int]) -> np.ndarray | None:
+        """``[N, H, W]`` uint8 masks for the record's boxes, or ``None`` (readers without masks)."""
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self.source!r}, {len(self)} images, "
+            f"{self.load_report.num_boxes} boxes, {self.num_classes} classes)"
+        )

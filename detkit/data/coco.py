@@ -1,0 +1,186 @@
+"""COCO-format json datasets (instances_*.json): boxes, categories, crowd flags, masks.
+
+Conventions at this edge:
+
+* COCO boxes are ``[x, y, width, height]`` with ``(x, y)`` the top-left corner, in continuous
+  pixel coordinates; detkit's xyxy is ``[x, y, x + width, y + height]`` (no +1).
+* Category ids are sparse (1..90 for COCO's 80 classes). Labels are the categories sorted by id
+  and numbered 0, 1, ... (as detectron2 and mmdetection do); ``label_to_category_id`` maps back
+  for results files. ``class_names`` may pick a subset and an order instead.
+* Crowd annotations (``iscrowd: 1``, one RLE over a group of objects) are kept with
+  ``iscrowd [N] int64`` = 1 in the target, because COCO evaluation needs them (detections that
+  fall on a crowd region are ignored, not counted false). Training must not use them as objects:
+  detkit's training pipelines drop them (``drop_crowd=True`` in
+  :func:`detkit.data.transforms.rcnn_train_transforms` and the others). Nothing is dropped here.
+* Masks (``with_masks=True``) are decoded with ``pycocotools.mask`` from polygons, uncompressed
+  RLE (crowd) or compressed RLE, exactly as ``COCO.annToMask`` does: ``masks [N, H, W]`` uint8.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from .base import DetectionDataset, ImageRecord, Transforms
+from .validation import DatasetError, LoadReport
+
+__all__ = ["CocoDetection", "coco_segmentation_to_mask"]
+
+
+def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
+    """Rasterise one COCO segmentation to a ``[height, width]`` uint8 {0, 1} mask.
+
+    Args:
+        segmentation: a list of polygons ``[[x1, y1, x2, y2, ...], ...]``, an uncompressed RLE
+            ``{"size": [h, w], "counts": [int, ...]}`` or a compressed RLE (``counts`` str/bytes).
+        height: image height in pixels.
+        width: image width in pixels.
+    """
+    if isinstance(segmentation, list):  # polygons: one RLE per polygon, merged (union)
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)  # uncompressed RLE
+    elif isinstance(segmentation, dict):
+        rle = dict(segmentation)
+        if isinstance(rle["counts"], str):
+            rle["counts"] = rle["counts"].encode("ascii")
+    else:
+        raise TypeError(f"unknown COCO segmentation type {type(segmentation).__name__}")
+    with warnings.catch_warnings():
+        # pycocotools' Cython decoder trips NumPy 2's `copy=` deprecation; the result is correct.
+        warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
+        return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
+
+
+class CocoDetection(DetectionDataset):
+    """A detection dataset from a COCO instances json and a folder of images.
+
+    Args:
+        image_dir: folder holding the images; each image's ``file_name`` is relative to it.
+        annotation_file: the COCO json.
+        transforms: ``(image ndarray, target) -> (image tensor, target)``; see
+            :mod:`detkit.data.transforms` (training pipelines drop crowd boxes there).
+        with_masks: add ``masks [N, H, W]`` uint8 decoded from the segmentations.
+        class_names: category names to use, in label order; must be a subset of the json's
+            categories (annotations of the other categories are skipped and counted). ``None``:
+            every category, sorted by id.
+        skip_empty: leave out images with no annotation left after the checks. Default keeps them
+            with empty targets (background-only images are valid training and evaluation data).
+        check_files: check every image file exists now; ``False`` for annotation-only use with
+            :meth:`get_target` (e.g. evaluation ground truth without pixels).
+        verify_images: read every image header now (catches corrupt files before training).
+
+    Attributes:
+        class_names: names of labels ``0 .. C-1``.
+        label_to_category_id: label -> COCO category id; ``category_id_to_label`` its inverse.
+        load_report: the clipping and dropping counts (logged once at load).
+
+    Raises:
+        DatasetError: an annotation names a category id the json does not define, or a
+            requested class name is not among its categories (message names the file and item).
+        ImageReadError: an image file does not exist (``check_files``).
+    """
+
+    def __init__(
+        self,
+        image_dir: str | Path,
+        annotation_file: str | Path,
+        *,
+        transforms: Transforms | None = None,
+        with_masks: bool = False,
+        class_names: Sequence[str] | None = None,
+        skip_empty: bool = False,
+        check_files: bool = True,
+        verify_images: bool = False,
+    ) -> None:
+        annotation_file = Path(annotation_file)
+        image_dir = Path(image_dir)
+        with open(annotation_file, encoding="utf-8") as handle:
+            data = json.load(handle)
+        self.with_masks = with_masks
+        source = str(annotation_file)
+        report = LoadReport(source)
+
+        categories = sorted(data.get("categories", []), key=lambda category: category["id"])
+        name_to_id = {category["name"]: category["id"] for category in categories}
+        known_ids = set(name_to_id.values())
+        if class_names is None:
+            chosen = categories
+        else:
+            unknown = [name for name in class_names if name not in name_to_id]
+            if unknown:
+                raise DatasetError(
+                    f"{source}: class names {unknown} are not categories of this file " f"(it has {sorted(name_to_id)})"
+                )
+            chosen = [next(c for c in categories if c["name"] == name) for name in class_names]
+        self.category_id_to_label = {category["id"]: label for label, category in enumerate(chosen)}
+
+        annotations_by_image: dict[Any, list[dict]] = {}
+        for annotation in data.get("annotations", []):
+            annotations_by_image.setdefault(annotation["image_id"], []).append(annotation)
+
+        records: list[ImageRecord] = []
+        for image in data.get("images", []):
+            where = f"{source}: image {image['id']} ({image['file_name']})"
+            boxes, labels, crowd, segmentations = [], [], [], []
+            for annotation in annotations_by_image.get(image["id"], []):
+                category_id = annotation["category_id"]
+                if category_id not in known_ids:
+                    raise DatasetError(
+                        f"{where}: annotation {annotation.get('id')} has category_id {category_id}, which is "
+                        f"not in the file's categories {sorted(known_ids)}"
+                    )
+                if category_id not in self.category_id_to_label:
+                    report.add("annotations of classes not in class_names skipped", f"{where}: {category_id}")
+                    continue
+                if annotation.get("ignore", 0):
+                    report.add("annotations marked 'ignore' skipped", f"{where}: annotation {annotation.get('id')}")
+                    continue
+                x, y, w, h = annotation["bbox"]  # COCO: top-left corner and size
+                boxes.append([x, y, x + w, y + h])
+                labels.append(self.category_id_to_label[category_id])
+                crowd.append(int(annotation.get("iscrowd", 0)))
+                segmentations.append(annotation.get("segmentation"))
+            records.append(
+                ImageRecord(
+                    image_id=image["id"],
+                    path=image_dir / image["file_name"],
+                    size=(int(image["height"]), int(image["width"])),
+                    boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+                    labels=np.asarray(labels, dtype=np.int64),
+                    box_fields={"iscrowd": np.asarray(crowd, dtype=np.int64)},
+                    segmentations=segmentations if with_masks else None,
+                    where=where,
+                )
+            )
+        super().__init__(
+            records,
+            [category["name"] for category in chosen],
+            source,
+            transforms=transforms,
+            label_to_category_id={label: category["id"] for label, category in enumerate(chosen)},
+            check_files=check_files,
+            verify_images=verify_images,
+            skip_empty=skip_empty,
+            report=report,
+        )
+
+    def _decode_masks(self, record: ImageRecord, size: tuple[int, int]) -> np.ndarray | None:
+        if not self.with_masks:
+            return None
+        height, width = size
+        masks = np.zeros((len(record.boxes), height, width), dtype=np.uint8)
+        for index, segmentation in enumerate(record.segmentations or []):
+            if segmentation is None or (isinstance(segmentation, list) and not segmentation):
+                # No segmentation: the box itself (as detectron2 does for box-only annotations).
+                x1, y1, x2, y2 = np.round(record.boxes[index]).astype(int)
+                masks[index, y1:y2, x1:x2] = 1
+            else:
+                masks[index] = coco_segmentation_to_mask(segmentation, height, width)
+        return masks

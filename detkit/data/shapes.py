@@ -1,0 +1,266 @@
+"""A synthetic detection dataset of coloured shapes, with exact masks, written as COCO and VOC.
+
+The default data of detkit's demo and tests: fast (a few milliseconds an image), deterministic
+from a seed (same seed -> byte-identical json, xml and PNG files), and with ground truth that is
+exact by construction:
+
+* each shape is drawn on the image with one OpenCV call (``cv2.circle`` / ``cv2.fillPoly``,
+  ``LINE_8``: no anti-aliasing, so a shape's pixels all have exactly its colour), and its mask is
+  drawn with the *same call* on a blank canvas, so mask and pixels agree exactly;
+* later shapes hide earlier ones: each new mask is removed from the earlier masks, so a mask is
+  the shape's *visible* region; an object whose visible area falls below ``min_visible_area``
+  pixels is dropped from the annotations (its few visible pixels stay in the image);
+* the box is the visible mask's bounding box in continuous pixels: ``x1 = min column``,
+  ``x2 = max column + 1`` (pixel ``i`` covers ``[i, i + 1)``).
+
+On disk (``out_dir``), one layout that both readers understand::
+
+    JPEGImages/{train,val}_NNNNNN.png        images (PNG: lossless, byte-deterministic)
+    Annotations/{train,val}_NNNNNN.xml       VOC xml (1-based inclusive: xmin = x1 + 1, xmax = x2)
+    ImageSets/Main/{train,val,trainval}.txt  VOC image sets
+    annotations/instances_{train,val}.json   COCO json, masks as compressed RLE (exact)
+
+Read it with ``CocoDetection(paths.image_dir, paths.coco_json("train"))`` or
+``VOCDetection(paths.root, "train", image_suffix=".png", class_names=paths.class_names)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from pycocotools import mask as mask_utils
+
+from .image_io import write_image_rgb
+
+__all__ = ["SHAPE_CLASSES", "ShapeInstance", "ShapesDatasetPaths", "render_shapes_image", "generate_shapes_dataset"]
+
+SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
+_SPLITS = ("train", "val")
+
+
+@dataclass
+class ShapeInstance:
+    """One visible shape: ``label`` (index into the class list), ``color`` (RGB), ``mask``
+    ``[H, W]`` uint8 visible region, ``box`` ``(x1, y1, x2, y2)`` int pixels of the mask."""
+
+    label: int
+    color: tuple[int, int, int]
+    mask: np.ndarray
+    box: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class ShapesDatasetPaths:
+    """Where :func:`generate_shapes_dataset` wrote things.
+
+    Attributes:
+        root: ``out_dir``; also the VOC root (``Annotations``, ``JPEGImages``, ``ImageSets``).
+        image_dir: the PNG images (``root/JPEGImages``).
+        class_names: label order of both formats (COCO category id = label + 1).
+        image_suffix: ``".png"``.
+    """
+
+    root: Path
+    image_dir: Path
+    class_names: tuple[str, ...]
+    image_suffix: str = ".png"
+
+    def coco_json(self, split: str) -> Path:
+        """``root/annotations/instances_<split>.json``."""
+        return self.root / "annotations" / f"instances_{split}.json"
+
+    def image_set(self, split: str) -> Path:
+        """``root/ImageSets/Main/<split>.txt``."""
+        return self.root / "ImageSets" / "Main" / f"{split}.txt"
+
+
+def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A linear gradient between two random colours in a random direction, plus Gaussian noise."""
+    start, end = rng.integers(0, 256, size=(2, 3)).astype(np.float32)
+    angle = rng.uniform(0, 2 * math.pi)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    ramp = xs * math.cos(angle) + ys * math.sin(angle)
+    ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
+    image = start + ramp[..., None] * (end - start)
+    image += rng.normal(0.0, 8.0, size=image.shape).astype(np.float32)
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def _draw_shape(canvas: np.ndarray, name: str, centre: np.ndarray, radius: float, angle: float, color) -> None:
+    """Draw one filled shape; called once on the image and once (colour 1) on the mask."""
+    if name == "circle":
+        cv2.circle(canvas, (int(centre[0]), int(centre[1])), int(radius), color, thickness=-1, lineType=cv2.LINE_8)
+        return
+    if name == "square":  # corners at the circumradius, 45 degrees apart from the sides
+        corner_angles = angle + np.pi / 4 + np.arange(4) * np.pi / 2
+    elif name == "triangle":  # equilateral
+        corner_angles = angle + np.arange(3) * 2 * np.pi / 3
+    else:
+        raise ValueError(f"unknown shape {name!r}; the shapes generator draws {SHAPE_CLASSES}")
+    corners = centre + radius * np.stack([np.cos(corner_angles), np.sin(corner_angles)], axis=1)
+    cv2.fillPoly(canvas, [np.rint(corners).astype(np.int32)], color, lineType=cv2.LINE_8)
+
+
+def render_shapes_image(
+    rng: np.random.Generator,
+    image_size: tuple[int, int] = (256, 256),
+    max_objects: int = 6,
+    size_range: tuple[float, float] = (0.06, 0.25),
+    min_visible_area: int = 40,
+    class_names: Sequence[str] = SHAPE_CLASSES,
+) -> tuple[np.ndarray, list[ShapeInstance]]:
+    """Draw one image of 1 to ``max_objects`` random shapes over a noisy gradient.
+
+    Args:
+        rng: the random source (all randomness comes from it).
+        image_size: ``(height, width)`` in pixels.
+        max_objects: most shapes drawn (before occlusion drops any).
+        size_range: shape circumradius as a fraction of ``min(height, width)``.
+        min_visible_area: objects with fewer visible pixels are dropped.
+        class_names: shapes to draw, a subset of :data:`SHAPE_CLASSES`; labels index this list.
+
+    Returns:
+        ``(image [H, W, 3] uint8 RGB, instances)`` with the instances' masks exact and disjoint.
+    """
+    height, width = image_size
+    image = _background(rng, height, width)
+    drawn: list[tuple[int, tuple[int, int, int], np.ndarray]] = []
+    for _ in range(int(rng.integers(1, max_objects + 1))):
+        label = int(rng.integers(len(class_names)))
+        color = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        radius = rng.uniform(*size_range) * min(height, width)
+        centre = rng.uniform([0.1 * width, 0.1 * height], [0.9 * width, 0.9 * height])
+        angle = rng.uniform(0, 2 * np.pi)
+        _draw_shape(image, class_names[label], centre, radius, angle, color)
+        mask = np.zeros((height, width), dtype=np.uint8)
+        _draw_shape(mask, class_names[label], centre, radius, angle, 1)
+        for _, _, earlier in drawn:  # the new shape hides what it covers
+            earlier[mask == 1] = 0
+        drawn.append((label, color, mask))
+
+    instances = []
+    for label, color, mask in drawn:
+        if int(mask.sum()) < min_visible_area:
+            continue
+        ys, xs = np.nonzero(mask)
+        box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+        instances.append(ShapeInstance(label, color, mask, box))
+    return image, instances
+
+
+def _voc_xml(file_name: str, height: int, width: int, instances, class_names) -> bytes:
+    root = ET.Element("annotation")
+    ET.SubElement(root, "folder").text = "shapes"
+    ET.SubElement(root, "filename").text = file_name
+    size = ET.SubElement(root, "size")
+    for key, value in (("width", width), ("height", height), ("depth", 3)):
+        ET.SubElement(size, key).text = str(value)
+    ET.SubElement(root, "segmented").text = "0"
+    for instance in instances:
+        obj = ET.SubElement(root, "object")
+        ET.SubElement(obj, "name").text = class_names[instance.label]
+        ET.SubElement(obj, "difficult").text = "0"
+        box = ET.SubElement(obj, "bndbox")
+        x1, y1, x2, y2 = instance.box
+        # detkit continuous [x1, x2) -> VOC 1-based inclusive pixel indices [x1 + 1, x2].
+        for key, value in (("xmin", x1 + 1), ("ymin", y1 + 1), ("xmax", x2), ("ymax", y2)):
+            ET.SubElement(box, key).text = str(value)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8") + b"\n"
+
+
+def generate_shapes_dataset(
+    out_dir: str | Path,
+    num_train: int,
+    num_val: int,
+    image_size: int | tuple[int, int] = (256, 256),
+    seed: int = 0,
+    *,
+    max_objects: int = 6,
+    size_range: tuple[float, float] = (0.06, 0.25),
+    min_visible_area: int = 40,
+    class_names: Sequence[str] = SHAPE_CLASSES,
+) -> ShapesDatasetPaths:
+    """Write a shapes dataset in COCO and VOC formats (layout in the module docstring).
+
+    Image ``i`` of a split draws from ``np.random.default_rng([seed, split_index, i])``, so the
+    output is deterministic, and the train images do not change when ``num_val`` does.
+
+    Args:
+        out_dir: created if needed; files already there are overwritten.
+        num_train: images in the ``train`` split.
+        num_val: images in the ``val`` split.
+        image_size: ``(height, width)`` in pixels, or one int for a square.
+        seed: the random seed.
+        max_objects: most shapes an image (see :func:`render_shapes_image`).
+        size_range: shape circumradius as a fraction of the shorter image side.
+        min_visible_area: occluded objects with fewer visible pixels are dropped.
+        class_names: the shapes, a subset of :data:`SHAPE_CLASSES` in label order.
+
+    Returns:
+        The paths written.
+    """
+    unknown = [name for name in class_names if name not in SHAPE_CLASSES]
+    if unknown:
+        raise ValueError(f"unknown shape classes {unknown}; choose from {SHAPE_CLASSES}")
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    paths = ShapesDatasetPaths(Path(out_dir), Path(out_dir) / "JPEGImages", tuple(class_names))
+    for folder in (
+        paths.image_dir,
+        paths.root / "Annotations",
+        paths.root / "ImageSets" / "Main",
+        paths.root / "annotations",
+    ):
+        folder.mkdir(parents=True, exist_ok=True)
+    categories = [{"id": label + 1, "name": name, "supercategory": "shape"} for label, name in enumerate(class_names)]
+
+    next_image_id, next_annotation_id, all_ids = 1, 1, []
+    for split_index, (split, count) in enumerate(zip(_SPLITS, (num_train, num_val))):
+        images, annotations, ids = [], [], []
+        for index in range(count):
+            rng = np.random.default_rng([seed, split_index, index])
+            image, instances = render_shapes_image(
+                rng, (height, width), max_objects, size_range, min_visible_area, class_names
+            )
+            stem = f"{split}_{index:06d}"
+            file_name = stem + paths.image_suffix
+            write_image_rgb(paths.image_dir / file_name, image)
+            (paths.root / "Annotations" / f"{stem}.xml").write_bytes(
+                _voc_xml(file_name, height, width, instances, class_names)
+            )
+            images.append({"id": next_image_id, "file_name": file_name, "height": height, "width": width})
+            for instance in instances:
+                rle = mask_utils.encode(np.asfortranarray(instance.mask))
+                x1, y1, x2, y2 = instance.box
+                annotations.append(
+                    {
+                        "id": next_annotation_id,
+                        "image_id": next_image_id,
+                        "category_id": instance.label + 1,
+                        "bbox": [x1, y1, x2 - x1, y2 - y1],  # COCO xywh
+                        "area": int(instance.mask.sum()),
+                        "iscrowd": 0,
+                        "segmentation": {"size": [height, width], "counts": rle["counts"].decode("ascii")},
+                    }
+                )
+                next_annotation_id += 1
+            next_image_id += 1
+            ids.append(stem)
+        coco = {
+            "info": {"description": f"detkit synthetic shapes, split {split}, seed {seed}"},
+            "images": images,
+            "annotations": annotations,
+            "categories": categories,
+        }
+        paths.coco_json(split).write_text(json.dumps(coco) + "\n")
+        paths.image_set(split).write_text("".join(f"{stem}\n" for stem in ids))
+        all_ids.extend(ids)
+    paths.image_set("trainval").write_text("".join(f"{stem}\n" for stem in all_ids))
+    return paths

@@ -1,0 +1,95 @@
+"""The synthetic shapes generator: determinism, exact masks and boxes, COCO and VOC agreement."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pycocotools.coco import COCO
+
+from data_layer_testing import mask_boxes
+from detkit.data import SHAPE_CLASSES, CocoDetection, VOCDetection, generate_shapes_dataset
+from detkit.data.image_io import read_image_rgb
+from detkit.data.shapes import ShapesDatasetPaths, render_shapes_image
+
+# pycocotools' decoder (annToMask) trips NumPy 2's `copy=` deprecation; its results are correct.
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in sorted(root.rglob("*")) if path.is_file()}
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path: Path, shapes: ShapesDatasetPaths) -> None:
+    again = generate_shapes_dataset(tmp_path / "again", 8, 4, (96, 128), seed=0)
+    first, second = _files(shapes.root), _files(again.root)
+    assert len(first) == 8 + 4 + 8 + 4 + 3 + 2  # images, xml, image sets, json
+    assert first == second
+    other = generate_shapes_dataset(tmp_path / "other", 8, 4, (96, 128), seed=1)
+    assert _files(other.root)["annotations/instances_train.json"] != first["annotations/instances_train.json"]
+
+
+def test_command_line_tool(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tool = runpy.run_path(str(REPO / "tools" / "make_shapes_dataset.py"))  # in-process: no second torch import
+    tool["main"]([str(tmp_path / "out"), "--num-train", "3", "--num-val", "2", "--seed", "0", "--image-size", "64"])
+    assert "wrote 3 train + 2 val images" in capsys.readouterr().out
+    dataset = CocoDetection(tmp_path / "out" / "JPEGImages", tmp_path / "out" / "annotations" / "instances_val.json")
+    assert len(dataset) == 2 and dataset[0][0].shape == (3, 64, 64)
+
+
+def test_masks_are_exact_disjoint_and_boxes_are_their_bounding_boxes(shapes: ShapesDatasetPaths) -> None:
+    dataset = CocoDetection(shapes.image_dir, shapes.coco_json("train"), with_masks=True)
+    assert dataset.class_names == list(SHAPE_CLASSES)
+    total = 0
+    for index in range(len(dataset)):
+        target = dataset.get_target(index)
+        image = read_image_rgb(target["file_name"])
+        masks = target["masks"].numpy().astype(bool)
+        assert masks.sum(axis=0).max() <= 1  # occlusion: visible regions do not overlap
+        torch.testing.assert_close(target["boxes"], mask_boxes(target["masks"]), rtol=0, atol=0)
+        for mask in masks:
+            colours = np.unique(image[mask], axis=0)
+            assert len(colours) == 1  # every visible pixel has the shape's one colour
+            assert int(mask.sum()) >= 40  # tiny leftovers of occluded shapes were dropped
+        total += len(masks)
+    assert total > len(dataset)  # several objects an image on average
+
+
+def test_render_instances_match_the_pixels_they_claim() -> None:
+    # Crowded images (8 shapes on 80x80) force occlusion: masks stay disjoint, each mask's pixels
+    # carry its own colour (a later shape would have painted over them otherwise).
+    rng = np.random.default_rng(3)
+    image, instances = render_shapes_image(rng, (80, 80), max_objects=8)
+    assert len(instances) >= 2
+    assert max(sum(instance.mask.astype(int) for instance in instances).ravel()) <= 1
+    for instance in instances:
+        ys, xs = np.nonzero(instance.mask)
+        assert (image[ys, xs] == instance.color).all()
+        x1, y1, x2, y2 = instance.box
+        assert (x1, y1, x2, y2) == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+
+
+def test_coco_json_loads_with_pycocotools_and_agrees_with_voc(shapes: ShapesDatasetPaths) -> None:
+    coco = COCO(str(shapes.coco_json("val")))
+    assert [c["name"] for c in coco.loadCats(coco.getCatIds())] == list(SHAPE_CLASSES)
+    coco_dataset = CocoDetection(shapes.image_dir, shapes.coco_json("val"), with_masks=True)
+    voc_dataset = VOCDetection(shapes.root, "val", image_suffix=".png", class_names=shapes.class_names)
+    assert len(voc_dataset) == len(coco_dataset) == 4
+    for index in range(len(coco_dataset)):
+        coco_target, voc_target = coco_dataset.get_target(index), voc_dataset.get_target(index)
+        assert Path(coco_target["file_name"]) == Path(voc_target["file_name"])
+        assert torch.equal(coco_target["boxes"], voc_target["boxes"])
+        assert torch.equal(coco_target["labels"], voc_target["labels"])
+        for annotation, mask in zip(
+            coco.loadAnns(coco.getAnnIds(imgIds=coco_dataset.image_ids[index])),
+            coco_target["masks"],
+        ):
+            assert np.array_equal(coco.annToMask(annotation), mask.numpy())
+            assert annotation["area"] == int(mask.sum())
+    trainval = VOCDetection(shapes.root, "trainval", image_suffix=".png", class_names=shapes.class_names)
+    assert len(trainval) == 12
