@@ -26,6 +26,8 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
 import math
 import sys
@@ -271,6 +273,17 @@ def _config_imports(root: Path | None) -> Iterator[None]:
         del sys.modules[name]
     sys.path.insert(0, str(root))
     importlib.invalidate_caches()
+    # Bind the package name to this tree's folder alone. Left to the import system, a regular
+    # package named `configs` elsewhere on sys.path (one with an __init__.py) would win over a
+    # namespace folder here, and a namespace `configs` would merge several trees.
+    package_dir = root / "configs"
+    spec = importlib.machinery.ModuleSpec("configs", None, is_package=True)
+    spec.submodule_search_locations = [str(package_dir)]
+    package = importlib.util.module_from_spec(spec)
+    init_file = package_dir / "__init__.py"
+    if init_file.is_file():
+        exec(compile(init_file.read_text(), str(init_file), "exec"), package.__dict__)
+    sys.modules["configs"] = package
     try:
         yield
     finally:

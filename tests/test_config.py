@@ -308,3 +308,19 @@ def test_format_config_shows_targets_and_values() -> None:
     assert "L(config_toys.ToyBackbone)(depth=3, width=8)" in text
     assert "output_dir='runs/toy_small'" in text
     assert format_config(L(Recorder)(x=(1,))) == "L(config_toys.Recorder)(x=(1,))"
+
+
+def test_a_configs_package_elsewhere_on_sys_path_does_not_shadow(tmp_path, monkeypatch):
+    # A regular `configs` package (with __init__.py) earlier on sys.path must not hide the bases of
+    # the config file being loaded, which live in that file's own configs/ tree (a namespace folder).
+    other = tmp_path / "other" / "configs" / "common"
+    other.mkdir(parents=True)
+    (other.parent / "__init__.py").write_text("")
+    (other / "__init__.py").write_text("")
+    (other / "base.py").write_text("VALUE = 'other tree'\n")
+    mine = tmp_path / "mine" / "configs"
+    (mine / "common").mkdir(parents=True)
+    (mine / "common" / "base.py").write_text("VALUE = 'my tree'\n")
+    (mine / "child.py").write_text("from configs.common.base import VALUE\nvalue = VALUE\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "other"))
+    assert load_config(mine / "child.py").value == "my tree"
