@@ -1,0 +1,30 @@
+"""Training engine: trainer loop, optimisers, lr schedules, checkpoints, EMA, data loaders.
+
+The config layout the engine reads is documented in :mod:`detkit.engine.trainer`; the ``train``
+keys in :mod:`detkit.engine.settings`. ``tools/train.py`` drives :func:`run_training`.
+"""
+
+from detkit.engine.checkpoint import Checkpointer, atomic_torch_save, load_checkpoint
+from detkit.engine.data import (
+    EpochBatchSampler, build_test_loader, build_train_loader,
+)
+from detkit.engine.ema import ModelEMA
+from detkit.engine.hooks import Hook
+from detkit.engine.metrics_log import MetricsLog, read_metrics
+from detkit.engine.optim import build_optimizer, parameter_groups
+from detkit.engine.runner import build_trainer, run_training
+from detkit.engine.schedules import (
+    ConstantLR, CosineLR, ExponentialLR, InverseSqrtLR, InverseTimeLR, LRSchedule, MultiStepLR,
+    PolynomialLR,
+)
+from detkit.engine.settings import TrainSettings, default_train
+from detkit.engine.trainer import NonFiniteLossError, Trainer
+
+__all__ = [
+    "Checkpointer", "ConstantLR", "CosineLR", "EpochBatchSampler", "ExponentialLR", "Hook",
+    "InverseSqrtLR", "InverseTimeLR", "LRSchedule", "MetricsLog", "ModelEMA", "MultiStepLR",
+    "NonFiniteLossError", "PolynomialLR", "TrainSettings", "Trainer", "atomic_torch_save",
+    "build_optimizer", "build_test_loader", "build_train_loader", "build_trainer",
+    "default_train", "load_checkpoint", "parameter_groups", "read_metrics",
+    "run_training",
+]

@@ -1,0 +1,162 @@
+"""Training checkpoints: atomic writes, the last k kept, the best kept, resume lookup.
+
+A checkpoint is a dict of tensors and plain Python values (see docs/conventions.md): ``model``,
+``optimizer``, ``scheduler``, ``scaler``, ``ema``, ``rng``, ``iteration``, ``epoch``, ``config``,
+``meta``, and ``best`` (the best metric seen so far). Files in the output folder:
+
+- ``model_{iteration:07d}.pth``: periodic checkpoints; only the last ``keep_last`` are kept.
+- ``model_final.pth``: written when training ends.
+- ``model_best.pth``: the checkpoint with the best evaluation metric so far.
+- ``last_checkpoint``: a one-line text file naming the newest checkpoint (what
+  ``--resume auto`` reads).
+
+Every file is written to a temporary file in the same folder, flushed and fsynced, renamed over
+the target with ``os.replace`` and the folder fsynced, so a crash leaves either the old file or
+the new one, never a torn one. Reading always uses ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Checkpointer", "atomic_write_bytes", "atomic_torch_save", "load_checkpoint"]
+
+_PERIODIC = re.compile(r"^model_(\d{7,})\.pth$")
+LAST_CHECKPOINT_FILE = "last_checkpoint"
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file, flush, fsync, rename, fsync the folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_torch_save(obj: Mapping[str, Any], path: str | Path) -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint on the CPU with ``weights_only=True``.
+
+    Raises:
+        FileNotFoundError: naming ``path`` when it does not exist.
+        ValueError: the file does not hold a dict.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path} does not hold a checkpoint dict (got {type(checkpoint).__name__})")
+    return checkpoint
+
+
+class Checkpointer:
+    """Writes the checkpoints of one run into ``output_dir`` and prunes old periodic ones.
+
+    Args:
+        output_dir: The run's output folder.
+        keep_last: How many periodic checkpoints to keep (older ones are deleted); 0 keeps all.
+    """
+
+    def __init__(self, output_dir: str | Path, keep_last: int = 3) -> None:
+        if keep_last < 0:
+            raise ValueError(f"train.keep_last must be >= 0, got {keep_last}")
+        self.output_dir = Path(output_dir)
+        self.keep_last = keep_last
+
+    def periodic_path(self, iteration: int) -> Path:
+        """Path of the periodic checkpoint after ``iteration`` iterations."""
+        return self.output_dir / f"model_{iteration:07d}.pth"
+
+    @property
+    def final_path(self) -> Path:
+        """Path of the checkpoint written when training ends."""
+        return self.output_dir / "model_final.pth"
+
+    @property
+    def best_path(self) -> Path:
+        """Path of the best checkpoint."""
+        return self.output_dir / "model_best.pth"
+
+    def save(self, state: Mapping[str, Any], path: Path) -> Path:
+        """Write ``state`` to ``path`` atomically, record it as the latest and prune old files."""
+        atomic_torch_save(state, path)
+        atomic_write_bytes(self.output_dir / LAST_CHECKPOINT_FILE, (path.name + "\n").encode())
+        logger.info("saved checkpoint %s", path)
+        self._prune()
+        return path
+
+    def save_best(self, state: Mapping[str, Any]) -> Path:
+        """Write ``state`` as the best checkpoint (``last_checkpoint`` is left as it is)."""
+        atomic_torch_save(state, self.best_path)
+        logger.info("saved best checkpoint %s", self.best_path)
+        return self.best_path
+
+    def periodic_checkpoints(self) -> list[tuple[int, Path]]:
+        """``(iteration, path)`` of the periodic checkpoints present, oldest first."""
+        if not self.output_dir.is_dir():
+            return []
+        found = []
+        for path in self.output_dir.iterdir():
+            match = _PERIODIC.match(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found)
+
+    def latest(self) -> Path | None:
+        """The newest checkpoint of the run: the one ``last_checkpoint`` names, else the
+        periodic checkpoint with the highest iteration, else ``None``."""
+        pointer = self.output_dir / LAST_CHECKPOINT_FILE
+        if pointer.is_file():
+            candidate = self.output_dir / pointer.read_text().strip()
+            if candidate.is_file():
+                return candidate
+        periodic = self.periodic_checkpoints()
+        return periodic[-1][1] if periodic else None
+
+    def _prune(self) -> None:
+        if self.keep_last == 0:
+            return
+        for _, path in self.periodic_checkpoints()[: -self.keep_last]:
+            path.unlink(missing_ok=True)
+            logger.debug("deleted old checkpoint %s", path)
