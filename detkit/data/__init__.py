@@ -15,7 +15,7 @@ from .collate import collate_detection, collate_padded
 from .image_io import ImageReadError, image_to_tensor, read_image_rgb
 from .mosaic import MixupDataset, MosaicDataset
 from .samplers import DistributedShardSampler, GroupedBatchSampler, aspect_ratio_group_ids
-from .shapes import SHAPE_CLASSES, ShapesDatasetPaths, generate_shapes_dataset
+from .shapes import SHAPE_CLASSES, ShapesDatasetPaths, generate_shapes_dataset, shapes_coco_dataset
 from .transforms import (
     DetectionTransform,
     MinIoURandomCrop,
@@ -60,6 +60,7 @@ __all__ = [
     "collate_detection",
     "collate_padded",
     "generate_shapes_dataset",
+    "shapes_coco_dataset",
     "image_to_tensor",
     "rcnn_test_transforms",
     "rcnn_train_transforms",

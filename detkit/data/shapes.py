@@ -28,16 +28,23 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from .image_io import write_image_rgb
+
+if TYPE_CHECKING:
+    from .coco import CocoDetection
 
 __all__ = ["SHAPE_CLASSES", "ShapeInstance", "ShapesDatasetPaths", "render_shapes_image", "generate_shapes_dataset"]
 
@@ -264,3 +271,67 @@ def generate_shapes_dataset(
         all_ids.extend(ids)
     paths.image_set("trainval").write_text("".join(f"{stem}\n" for stem in all_ids))
     return paths
+
+
+def shapes_coco_dataset(
+    root: str | Path,
+    split: str = "train",
+    *,
+    num_train: int = 400,
+    num_val: int = 100,
+    image_size: int | tuple[int, int] = (256, 256),
+    seed: int = 0,
+    transforms: Callable | None = None,
+    with_masks: bool = False,
+) -> "CocoDetection":
+    """The synthetic shapes dataset as a :class:`~detkit.data.coco.CocoDetection`, generated on first use.
+
+    detkit's built-in default data: configs point here, so training and evaluation run on a fresh
+    machine with nothing downloaded. The dataset is written once under ``root`` (with a
+    ``generation.json`` recording the parameters); a later call with the same parameters reuses it,
+    and different parameters are an error naming the folder (choose another ``root``). Generation
+    goes to a temporary folder that is renamed into place, so concurrent or interrupted runs never
+    see half a dataset.
+
+    Args:
+        root: folder of the dataset.
+        split: ``"train"`` or ``"val"``.
+        num_train, num_val, image_size, seed: as in :func:`generate_shapes_dataset`.
+        transforms: a :class:`~detkit.data.transforms.DetectionTransform` (or any callable of the
+            dataset's transform interface).
+        with_masks: decode instance masks into the targets.
+
+    Returns:
+        The split as a COCO dataset (class names ``circle``, ``square``, ``triangle``).
+    """
+    from detkit.data.coco import CocoDetection
+
+    if split not in ("train", "val"):
+        raise ValueError(f"shapes_coco_dataset: split must be 'train' or 'val', got {split!r}")
+    root = Path(root)
+    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    parameters = {"num_train": num_train, "num_val": num_val, "image_size": [height, width], "seed": seed,
+                  "class_names": list(SHAPE_CLASSES)}
+    record = root / "generation.json"
+    if record.is_file():
+        existing = json.loads(record.read_text())
+        if existing != parameters:
+            raise ValueError(
+                f"shapes dataset at {root} was generated with {existing}, not {parameters}; "
+                "use another root folder or delete this one"
+            )
+    else:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+        try:
+            generate_shapes_dataset(staging, num_train, num_val, (height, width), seed)
+            (staging / "generation.json").write_text(json.dumps(parameters))
+            try:
+                os.rename(staging, root)
+            except OSError:
+                if not record.is_file():  # not a concurrent run that finished first
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    paths = ShapesDatasetPaths(root, root / "JPEGImages", tuple(SHAPE_CLASSES))
+    return CocoDetection(paths.image_dir, paths.coco_json(split), transforms=transforms, with_masks=with_masks)

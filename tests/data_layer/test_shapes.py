@@ -93,3 +93,21 @@ def test_coco_json_loads_with_pycocotools_and_agrees_with_voc(shapes: ShapesData
             assert annotation["area"] == int(mask.sum())
     trainval = VOCDetection(shapes.root, "trainval", image_suffix=".png", class_names=shapes.class_names)
     assert len(trainval) == 12
+
+
+def test_shapes_coco_dataset_generates_once_and_checks_parameters(tmp_path):
+    from detkit.data import shapes_coco_dataset
+
+    root = tmp_path / "shapes"
+    train = shapes_coco_dataset(root, "train", num_train=4, num_val=2, image_size=64, seed=3)
+    val = shapes_coco_dataset(root, "val", num_train=4, num_val=2, image_size=64, seed=3)
+    assert len(train) == 4 and len(val) == 2
+    assert list(train.class_names) == ["circle", "square", "triangle"]
+    image, target = train[0]
+    assert image.shape == (3, 64, 64) and target["boxes"].shape[1] == 4
+    stamp = (root / "generation.json").stat().st_mtime_ns
+    shapes_coco_dataset(root, "train", num_train=4, num_val=2, image_size=64, seed=3)  # reused, not rewritten
+    assert (root / "generation.json").stat().st_mtime_ns == stamp
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".shapes-")], "staging folder left behind"
+    with pytest.raises(ValueError, match="generated with"):
+        shapes_coco_dataset(root, "train", num_train=5, num_val=2, image_size=64, seed=3)
