@@ -91,6 +91,9 @@ setup(
     version="0.1.0",
     description="Object detection in PyTorch: SSD, YOLO, Faster/Mask R-CNN, MTCNN, with compiled NMS and RoIAlign",
     packages=find_packages(include=["detkit", "detkit.*"]),
+    # darknet cfgs and class-name lists used at run time
+    package_data={"detkit": ["model_data/**/*"]},
+    include_package_data=True,
     python_requires=">=3.10",
     install_requires=["torch", "torchvision", "numpy", "opencv-python-headless", "pycocotools", "albumentations", "tqdm"],
     ext_modules=ext_modules,
