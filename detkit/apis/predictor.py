@@ -1,0 +1,278 @@
+"""Run any detkit detector on images: build it from a config and checkpoint, feed it, read it.
+
+::
+
+    from detkit.apis import Predictor
+
+    predictor = Predictor.from_config("configs/yolo/yolov3_tiny_coco.py", "yolov3_tiny.pth",
+                                      score_threshold=0.3, classes=["dog", "person"])
+    for result in predictor(["dog.jpg", cv2.imread("person.jpg")]):
+        print(result.source, result.boxes, result.class_names)
+
+The predictor only relies on the detector interface of docs/conventions.md:
+``detector(images) -> (predictions, losses)`` in eval mode, images ``[3, H, W]`` float RGB in
+[0, 1], predictions per image in that image's pixels, and ``num_classes`` / ``class_names``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from detkit.apis.images import ImageInput, as_float_image, describe_input, to_chw_tensor
+from detkit.apis.result import Result
+from detkit.config import instantiate, load_config
+
+__all__ = ["CheckpointError", "Predictor", "default_device", "load_model_weights"]
+
+_KEYS_SHOWN = 8  # key names listed per kind of checkpoint mismatch before "... and N more"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read, or whose state dict does not fit the model."""
+
+
+def default_device() -> torch.device:
+    """``cuda`` when a GPU is available, else ``cpu``."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _name_some(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:_KEYS_SHOWN])
+    return shown + (f", ... and {len(names) - _KEYS_SHOWN} more" if len(names) > _KEYS_SHOWN else "")
+
+
+def _state_dict_of(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
+    """``checkpoint["model"]``; a bare state dict (all tensors) is accepted too."""
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model"), Mapping):
+        state = dict(checkpoint["model"])
+    elif isinstance(checkpoint, Mapping) and checkpoint and all(
+            isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        state = dict(checkpoint)
+    else:
+        have = (", ".join(map(str, checkpoint)) if isinstance(checkpoint, Mapping)
+                else type(checkpoint).__name__)
+        raise CheckpointError(f"{path}: no 'model' state dict in the checkpoint "
+                              f"(it has: {have or 'nothing'})")
+    if state and all(k.startswith("module.") for k in state):  # saved from DistributedDataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_model_weights(model: nn.Module, checkpoint_path: str | Path) -> None:
+    """Load ``checkpoint["model"]`` into ``model``, strictly, with an error that names the keys.
+
+    The checkpoint is read with ``torch.load(map_location="cpu", weights_only=True)``.
+
+    Raises:
+        CheckpointError: The file is missing or unreadable, has no state dict, or its keys or
+            shapes differ from the model's (missing, unexpected and shape-mismatched keys are
+            listed by name, a few of each).
+    """
+    path = Path(checkpoint_path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unpickling problem becomes one clear error
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
+    state = _state_dict_of(checkpoint, path)
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = [f"{k} (checkpoint {list(state[k].shape)}, model {list(v.shape)})"
+                  for k, v in expected.items()
+                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    problems = [f"{len(keys)} {kind} key{'s' if len(keys) > 1 else ''}: {_name_some(keys)}"
+                for kind, keys in (("missing", missing), ("unexpected", unexpected),
+                                   ("shape-mismatched", mismatched)) if keys]
+    if problems:
+        raise CheckpointError(f"checkpoint {path} does not fit the model "
+                              f"({type(model).__name__}):\n  " + "\n  ".join(problems))
+    model.load_state_dict(state, strict=True)
+
+
+class Predictor:
+    """Runs a detector in eval mode on images of any kind and returns :class:`Result` objects.
+
+    Args:
+        model: A detector following docs/conventions.md (put in eval mode, moved to ``device``).
+        device: Where the model runs; default ``cuda`` when available, else ``cpu``.
+        class_names: Name of each label; default ``model.class_names`` (labels as text if None).
+        score_threshold: Drop detections scoring below this (default: keep what the model gives).
+        classes: Keep only these classes, by name or 0-based id (a list, or ``"dog,person"``).
+        max_detections: Keep at most this many detections per image, highest scores first.
+        label_to_category_id: Map from label to dataset category id for COCO output; default
+            ``model.label_to_category_id`` when the model has one.
+
+    Raises:
+        ValueError: A class name or id in ``classes`` that the model does not have.
+    """
+
+    def __init__(self, model: nn.Module, *, device: str | torch.device | None = None,
+                 class_names: Sequence[str] | None = None, score_threshold: float | None = None,
+                 classes: Iterable[str | int] | str | None = None,
+                 max_detections: int | None = None,
+                 label_to_category_id: Mapping[int, int] | None = None) -> None:
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = model.eval().to(self.device)
+        names = class_names if class_names is not None else getattr(model, "class_names", None)
+        self.class_names: list[str] | None = list(names) if names is not None else None
+        self.num_classes: int | None = getattr(model, "num_classes", None)
+        self.score_threshold = score_threshold
+        self.max_detections = max_detections
+        self.label_to_category_id = (label_to_category_id if label_to_category_id is not None
+                                     else getattr(model, "label_to_category_id", None))
+        self.class_ids = self._resolve_classes(classes)
+
+    @classmethod
+    def from_config(cls, config_path: str | Path, checkpoint_path: str | Path | None = None, *,
+                    device: str | torch.device | None = None, overrides: Sequence[str] | None = None,
+                    score_threshold: float | None = None,
+                    classes: Iterable[str | int] | str | None = None,
+                    max_detections: int | None = None) -> Predictor:
+        """Build ``model`` of a detkit config, load a checkpoint into it, wrap it.
+
+        Args:
+            config_path: A detkit lazy config defining ``model``.
+            checkpoint_path: A checkpoint whose ``"model"`` entry is the state dict; None for a
+                config whose model loads its own weights.
+            device, score_threshold, classes, max_detections: As for :class:`Predictor`.
+            overrides: ``"key.path=value"`` config overrides.
+
+        Raises:
+            CheckpointError: The checkpoint is missing, unreadable or does not fit the model.
+            detkit.config.ConfigError: A bad config or override.
+        """
+        cfg = load_config(config_path, list(overrides or []))
+        if "model" not in cfg:
+            raise KeyError(f"{config_path}: the config defines no 'model' (it has: {', '.join(cfg)})")
+        model = instantiate(cfg.model)
+        if checkpoint_path is not None:
+            load_model_weights(model, checkpoint_path)
+        return cls(model, device=device, score_threshold=score_threshold, classes=classes,
+                   max_detections=max_detections)
+
+    def _resolve_classes(self, classes: Iterable[str | int] | str | None) -> set[int] | None:
+        """Class names and ids -> the set of label ids to keep (None: keep all)."""
+        if classes is None:
+            return None
+        if isinstance(classes, str):
+            classes = [c.strip() for c in classes.split(",") if c.strip()]
+        names = self.class_names or []
+        ids: set[int] = set()
+        for item in classes:
+            if isinstance(item, str) and item in names:
+                ids.add(names.index(item))
+            elif isinstance(item, (int, np.integer)) or (isinstance(item, str) and item.isdigit()):
+                label = int(item)
+                count = self.num_classes if self.num_classes is not None else len(names) or None
+                if label < 0 or (count is not None and label >= count):
+                    raise ValueError(f"class id {label} is out of range: the model has {count} classes")
+                ids.add(label)
+            else:
+                known = ", ".join(names) if names else "(the model has no class names; use ids)"
+                raise ValueError(f"unknown class {item!r}; the model's classes are: {known}")
+        return ids
+
+    def run_model(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        """The raw model predictions for ``[3, H, W]`` RGB images, float in [0, 1] or uint8.
+
+        Images are moved to the device first, then made float (uint8 travels 4x lighter).
+        """
+        images = [as_float_image(image.to(self.device, non_blocking=True)) for image in images]
+        with torch.inference_mode():
+            output = self.model(images)
+        predictions = output[0] if isinstance(output, tuple) else output
+        if not isinstance(predictions, list) or len(predictions) != len(images):
+            raise TypeError(f"{type(self.model).__name__} returned {type(predictions).__name__} "
+                            f"for {len(images)} images; a detector returns (predictions: list of "
+                            "one dict per image, losses) in eval mode")
+        return predictions
+
+    def to_result(self, prediction: Mapping[str, torch.Tensor], image_size: tuple[int, int],
+                  source: str = "") -> Result:
+        """Filter one prediction dict (score, classes, count) and make it a :class:`Result`."""
+        scores = torch.as_tensor(prediction["scores"])
+        keep = torch.ones_like(scores, dtype=torch.bool)
+        if self.score_threshold is not None:
+            keep &= scores >= self.score_threshold
+        if self.class_ids is not None:
+            labels = torch.as_tensor(prediction["labels"])
+            allowed = torch.tensor(sorted(self.class_ids), dtype=labels.dtype, device=labels.device)
+            keep &= torch.isin(labels, allowed)
+        kept = torch.nonzero(keep).flatten()
+        kept = kept[torch.argsort(scores[kept], descending=True, stable=True)]
+        if self.max_detections is not None:
+            kept = kept[: self.max_detections]
+        selected: dict[str, Any] = {}
+        for key in ("boxes", "scores", "labels", "masks", "landmarks"):
+            value = prediction.get(key)
+            if value is not None:
+                value = torch.as_tensor(value)
+                value = value[kept.to(value.device)]
+                # masks: threshold where they are (the GPU), move bool masks to the CPU
+                selected[key] = value >= 0.5 if key == "masks" and value.dtype != torch.bool else value
+        return Result.from_prediction(selected, image_size, self.class_names, source)
+
+    def __call__(self, inputs: ImageInput | Sequence[ImageInput], *, rgb: bool = False,
+                 batch_size: int = 8, sources: Sequence[str] | None = None) -> list[Result]:
+        """Detect objects in each input, ``batch_size`` images per model call.
+
+        Args:
+            inputs: One input or a list of them, mixed freely: image file paths (``str`` or
+                ``Path``), numpy arrays HxWx3 uint8 BGR as OpenCV gives them (RGB with
+                ``rgb=True``) or HxW grayscale, tensors ``[3, H, W]`` RGB float in [0, 1] or
+                uint8. A 4-D array or tensor is a batch of images.
+            rgb: Numpy arrays are RGB rather than BGR.
+            batch_size: Images per model call; images of different sizes may share a batch.
+            sources: A name per input for :attr:`Result.source` (default: the path, or
+                ``"array[i]"``).
+
+        Returns:
+            One :class:`Result` per input, in order, in the pixel coordinates of that input.
+
+        Raises:
+            detkit.apis.images.ImageReadError: A file that is missing or cannot be decoded.
+            ValueError: An input of an unsupported type or shape.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        items = _as_list(inputs)
+        if sources is not None and len(sources) != len(items):
+            raise ValueError(f"{len(sources)} sources for {len(items)} inputs")
+        results: list[Result] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            images = [to_chw_tensor(item, rgb=rgb) for item in chunk]
+            predictions = self.run_model(images)
+            for offset, (image, prediction) in enumerate(zip(images, predictions)):
+                index = start + offset
+                name = sources[index] if sources is not None else describe_input(items[index], index)
+                size = (int(image.shape[-2]), int(image.shape[-1]))
+                results.append(self.to_result(prediction, size, name))
+        return results
+
+    predict = __call__
+
+    def __repr__(self) -> str:
+        return (f"Predictor({type(self.model).__name__}, device={self.device}, "
+                f"score_threshold={self.score_threshold}, classes={self.class_ids}, "
+                f"max_detections={self.max_detections})")
+
+
+def _as_list(inputs: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+    """One input, a batch array/tensor, or a sequence of inputs -> a list of single inputs."""
+    if isinstance(inputs, (str, Path)):
+        return [inputs]
+    if isinstance(inputs, (np.ndarray, torch.Tensor)):
+        return list(inputs) if inputs.ndim == 4 else [inputs]
+    if isinstance(inputs, Sequence):
+        return list(inputs)
+    raise ValueError(f"unsupported inputs of type {type(inputs).__name__}: give a path, an array, "
+                     "a tensor or a list of them")

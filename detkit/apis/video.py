@@ -1,0 +1,273 @@
+"""Video in, video out: a threaded reader, a writer with a codec fallback, and the pipeline.
+
+:func:`annotate_video` keeps three things busy at once::
+
+    reader thread:  decode frames         (VideoReader, up to ``prefetch`` frames ahead)
+    calling thread: model on batch k      (Predictor)
+    writer thread:  draw + encode batch k-1 (BackgroundWorker, at most ``max_pending`` batches)
+
+so drawing and encoding stay off the model's path and end-to-end fps stays close to model-only fps.
+The reader takes a file path or a webcam index alike (``cv2.VideoCapture`` accepts both); a
+webcam is just a source with no known frame count.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+from detkit.apis.background import BackgroundIterator, BackgroundWorker
+from detkit.apis.predictor import Predictor
+from detkit.apis.result import Result
+from detkit.utils.visualization import draw_predictions
+
+__all__ = ["DEFAULT_CODECS", "VIDEO_EXTENSIONS", "VideoOpenError", "VideoReader", "VideoRun",
+           "VideoWriter", "annotate_video"]
+
+logger = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
+# (fourcc, file extension) in order of preference: MPEG-4 part 2 in .mp4 plays almost anywhere;
+# Motion-JPEG in .avi is built into every OpenCV, even without FFmpeg's MPEG-4 encoder.
+DEFAULT_CODECS: tuple[tuple[str, str], ...] = (("mp4v", ".mp4"), ("MJPG", ".avi"))
+_FALLBACK_FPS = 30.0  # for sources that report no frame rate (some webcams)
+
+VideoSource = str | Path | int
+
+
+class VideoOpenError(OSError):
+    """A video file or camera that OpenCV cannot open, or a writer no codec can open."""
+
+
+class VideoReader:
+    """Frames of a video file or a camera, decoded in a background thread.
+
+    The source is opened on construction (so a bad one fails at once); decoding starts when the
+    frames are iterated, and runs at most ``prefetch`` frames ahead. Iterate once.
+
+    Args:
+        source: A video file path, or a camera index (``0`` for the default webcam).
+        prefetch: Most frames decoded ahead of the reader.
+        max_frames: Stop after this many frames (None: until the source ends).
+
+    Attributes:
+        name: The path, or ``"camera0"``.
+        fps: Frames per second the source reports (30 when it reports none).
+        frame_size: ``(width, height)`` in pixels.
+        frame_count: Number of frames for a file (as the container reports it), None for a camera.
+
+    Raises:
+        VideoOpenError: The source cannot be opened.
+    """
+
+    def __init__(self, source: VideoSource, prefetch: int = 16, max_frames: int | None = None) -> None:
+        self.source = source
+        self.is_camera = isinstance(source, int)
+        self.name = f"camera{source}" if self.is_camera else str(source)
+        if not self.is_camera and not Path(source).is_file():
+            raise VideoOpenError(f"video not found: {source}")
+        self._capture = cv2.VideoCapture(source if self.is_camera else str(source))
+        if not self._capture.isOpened():
+            self._capture.release()
+            raise VideoOpenError(f"cannot open {'camera' if self.is_camera else 'video'} "
+                                 f"{self.name} with OpenCV")
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        if not fps or not math.isfinite(fps) or fps <= 0:
+            logger.warning("%s reports no frame rate; using %g fps", self.name, _FALLBACK_FPS)
+            fps = _FALLBACK_FPS
+        self.fps = float(fps)
+        self.frame_size = (int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                           int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        count = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        self.frame_count = None if self.is_camera or count <= 0 else count
+        if max_frames is not None and self.frame_count is not None:
+            self.frame_count = min(self.frame_count, max_frames)
+        self.max_frames = max_frames
+        self._prefetch = prefetch
+        self._frames: BackgroundIterator[np.ndarray] | None = None
+
+    def _decode(self) -> Iterator[np.ndarray]:
+        """Read frames until the source ends (runs in the background thread)."""
+        read = 0
+        while self.max_frames is None or read < self.max_frames:
+            ok, frame = self._capture.read()
+            if not ok:
+                return
+            read += 1
+            yield frame
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """HxWx3 uint8 BGR frames in order; decoding errors are raised here."""
+        if self._frames is not None:
+            raise RuntimeError(f"{self.name}: a VideoReader is iterated once")
+        self._frames = BackgroundIterator(self._decode(), maxsize=self._prefetch,
+                                          name=f"detkit-read-{self.name}")
+        return self._frames
+
+    def batches(self, batch_size: int) -> Iterator[list[np.ndarray]]:
+        """Lists of ``batch_size`` consecutive frames (the last one may be shorter)."""
+        batch: list[np.ndarray] = []
+        for frame in self:
+            batch.append(frame)
+            if len(batch) == batch_size:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def close(self) -> None:
+        """Stop the decoding thread and release the source; idempotent."""
+        if self._frames is not None:
+            self._frames.close()
+        if self._frames is None or not self._frames.alive:  # never release under a live reader
+            self._capture.release()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class VideoWriter:
+    """``cv2.VideoWriter`` at a given frame rate and size, trying codecs in order.
+
+    The first codec that opens wins; the file gets that codec's extension (so ``out.mp4`` may
+    become ``out.avi``, with a warning logged). Read :attr:`path` for the file actually written.
+
+    Args:
+        path: Output file; its extension is replaced by the codec's.
+        fps: Frames per second.
+        frame_size: ``(width, height)``; every frame written must have this size.
+        codecs: ``(fourcc, extension)`` pairs, in order of preference.
+
+    Raises:
+        VideoOpenError: No codec can open a writer.
+    """
+
+    def __init__(self, path: str | Path, fps: float, frame_size: tuple[int, int],
+                 codecs: Sequence[tuple[str, str]] = DEFAULT_CODECS) -> None:
+        self.fps = float(fps)
+        self.frame_size = (int(frame_size[0]), int(frame_size[1]))
+        self.frames_written = 0
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        tried = []
+        for fourcc, extension in codecs:
+            candidate = Path(path).with_suffix(extension)
+            writer = cv2.VideoWriter(str(candidate), cv2.VideoWriter_fourcc(*fourcc), self.fps,
+                                     self.frame_size)
+            if writer.isOpened():
+                if tried:
+                    logger.warning("cannot write %s with %s; writing %s with %s instead",
+                                   Path(path).name, " / ".join(tried), candidate.name, fourcc)
+                self._writer, self.path, self.fourcc = writer, candidate, fourcc
+                return
+            writer.release()
+            tried.append(fourcc)
+        raise VideoOpenError(f"no codec can write {path} ({', '.join(tried)} tried)")
+
+    def write(self, frame: np.ndarray) -> None:
+        """Append one HxWx3 uint8 BGR frame of :attr:`frame_size`."""
+        if (frame.shape[1], frame.shape[0]) != self.frame_size:
+            raise ValueError(f"{self.path}: frame of size {frame.shape[1]}x{frame.shape[0]}, the "
+                             f"video is {self.frame_size[0]}x{self.frame_size[1]}")
+        self._writer.write(frame)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        """Finish the file; idempotent."""
+        self._writer.release()
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+@dataclass
+class VideoRun:
+    """What :func:`annotate_video` did.
+
+    Attributes:
+        frames: Frames read, run through the model and written.
+        seconds: Wall time from the first read to the last frame written.
+        output_path: The annotated video (its extension follows the codec used), or None.
+        fourcc: The codec of the output, or None.
+    """
+
+    frames: int
+    seconds: float
+    output_path: Path | None
+    fourcc: str | None
+
+    @property
+    def fps(self) -> float:
+        """End-to-end frames per second."""
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+ResultsCallback = Callable[[int, list[np.ndarray], list[Result]], None]
+DrawFunction = Callable[[np.ndarray, Result], np.ndarray]
+
+
+def annotate_video(predictor: Predictor, reader: VideoReader, output_path: str | Path | None, *,
+                   batch_size: int = 8, draw: DrawFunction = draw_predictions,
+                   on_results: ResultsCallback | None = None, max_pending: int = 2,
+                   codecs: Sequence[tuple[str, str]] = DEFAULT_CODECS) -> VideoRun:
+    """Detect objects in every frame and write the annotated video, read/model/draw overlapped.
+
+    Args:
+        predictor: Runs the model; frames go in as BGR arrays.
+        reader: The source (opened); it is closed on return.
+        output_path: Where to write the annotated video, at the source's frame rate and size
+            (the extension follows the codec, see :class:`VideoWriter`); None to write nothing.
+        batch_size: Frames per model call.
+        draw: ``draw(frame, result) -> annotated frame``, run in the writer thread.
+        on_results: Called in the calling thread after each batch with the index of its first
+            frame, its frames and their results (e.g. to collect json records, update a bar).
+        max_pending: Batches the writer thread may lag behind the model.
+        codecs: Codecs to try for the output, see :class:`VideoWriter`.
+
+    Returns:
+        The frame count, wall time and output file.
+
+    Raises:
+        Whatever decoding, the model, ``draw`` or encoding raised; every thread is stopped and
+        the files are closed first.
+    """
+    writer = VideoWriter(output_path, reader.fps, reader.frame_size, codecs) if output_path else None
+
+    def draw_and_write(batch: tuple[list[np.ndarray], list[Result]]) -> None:
+        for frame, result in zip(*batch):
+            writer.write(draw(frame, result))
+
+    start = time.perf_counter()
+    frames = 0
+    try:
+        with reader, BackgroundWorker(draw_and_write, maxsize=max_pending,
+                                      name=f"detkit-write-{reader.name}") as worker:
+            for batch in reader.batches(batch_size):
+                sources = [f"{reader.name}#{frames + i}" for i in range(len(batch))]
+                results = predictor(batch, batch_size=batch_size, sources=sources)
+                if on_results is not None:
+                    on_results(frames, batch, results)
+                if writer is not None:
+                    worker.put((batch, results))
+                frames += len(batch)
+    finally:
+        if writer is not None:
+            writer.close()
+    return VideoRun(frames=frames, seconds=time.perf_counter() - start,
+                    output_path=writer.path if writer else None,
+                    fourcc=writer.fourcc if writer else None)
