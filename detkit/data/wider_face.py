@@ -1,0 +1,154 @@
+"""WIDER FACE: the ``wider_face_{train,val}_bbx_gt.txt`` ground truth and a dataset over it.
+
+The file lists, for each image::
+
+    0--Parade/0_Parade_marchingband_1_849.jpg      image path under WIDER_{train,val}/images/
+    1                                              number of faces
+    449 330 122 149 0 0 0 0 0 0                    x y w h blur expression illumination invalid occlusion pose
+
+An image with no faces has count ``0`` followed by one all-zero line, which is not a face. Boxes
+are ``x y w h`` in pixels (top-left corner and size) and become xyxy ``[x, y, x + w, y + h]``.
+The flags are carried into the targets as int64 ``[N]`` fields:
+
+======================  =====================================================
+``blur``                0 clear, 1 normal blur, 2 heavy blur
+``expression``          0 typical, 1 exaggerated
+``illumination``        0 normal, 1 extreme
+``invalid``             0 valid, 1 invalid (the benchmark ignores these faces)
+``occlusion``           0 none, 1 partial, 2 heavy
+``pose``                0 typical, 1 atypical
+======================  =====================================================
+
+plus ``ignore [N]`` bool (= ``invalid``), which :mod:`detkit.evaluation.face_ap` treats like VOC's
+"difficult" and :mod:`detkit.models.mtcnn_training` draws no positives around. WIDER FACE's
+official easy / medium / hard subsets come from ``wider_*_val.mat`` files (not read here): see
+:mod:`detkit.evaluation.face_ap` for the subsets it derives from these flags and box sizes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .base import DetectionDataset, ImageRecord, Transforms
+from .image_io import read_image_size
+from .validation import DatasetError, LoadReport
+
+__all__ = ["WIDER_FACE_FLAGS", "WiderFaceEntry", "WiderFaceDetection", "parse_wider_face_gt"]
+
+WIDER_FACE_FLAGS = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
+
+
+@dataclass
+class WiderFaceEntry:
+    """One image of a WIDER FACE ground-truth file.
+
+    Attributes:
+        file_name: path relative to the ``images`` folder, e.g. ``0--Parade/0_Parade_..._849.jpg``.
+        boxes: ``[N, 4]`` float32 xyxy pixels.
+        flags: ``WIDER_FACE_FLAGS`` name -> ``[N]`` int64.
+        line: 1-based line of the file name in the file (for messages).
+    """
+
+    file_name: str
+    boxes: np.ndarray
+    flags: dict[str, np.ndarray]
+    line: int
+
+
+def parse_wider_face_gt(source: str | Path | Iterable[str]) -> list[WiderFaceEntry]:
+    """Parses a ``wider_face_*_bbx_gt.txt`` file (or its lines).
+
+    Args:
+        source: the file's path, or an iterable of its lines.
+
+    Returns:
+        One entry per image, in file order.
+
+    Raises:
+        DatasetError: a malformed count or face line (message gives file and line).
+    """
+    name = str(source) if isinstance(source, (str, Path)) else "<lines>"
+    if isinstance(source, (str, Path)):
+        lines = Path(source).read_text().splitlines()
+    else:
+        lines = list(source)
+    entries: list[WiderFaceEntry] = []
+    i = 0
+    while i < len(lines):
+        file_name = lines[i].strip()
+        if not file_name:
+            i += 1
+            continue
+        where = f"{name}:{i + 1}"
+        try:
+            count = int(lines[i + 1].strip())
+        except (IndexError, ValueError) as error:
+            raise DatasetError(f"{where}: expected a face count after {file_name!r}") from error
+        if count < 0:
+            raise DatasetError(f"{where}: negative face count {count}")
+        # An image with no faces still has one (all-zero) face line.
+        rows = lines[i + 2:i + 2 + max(count, 1)]
+        if len(rows) < max(count, 1):
+            raise DatasetError(f"{where}: {file_name} announces {count} faces but the file ends")
+        try:
+            values = np.array([[float(v) for v in row.split()[:10]] for row in rows], dtype=np.float64).reshape(-1, 10)
+        except ValueError as error:
+            raise DatasetError(f"{where}: face lines of {file_name} must hold 10 numbers: {error}") from error
+        values = values[:count]
+        xywh = values[:, :4].astype(np.float32)
+        boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        flags = {flag: values[:, 4 + k].astype(np.int64) for k, flag in enumerate(WIDER_FACE_FLAGS)}
+        entries.append(WiderFaceEntry(file_name, boxes, flags, i + 1))
+        i += 2 + max(count, 1)
+    return entries
+
+
+class WiderFaceDetection(DetectionDataset):
+    """WIDER FACE (or any data in its ground-truth format): one class, ``"face"``.
+
+    Image sizes are read from the image headers when the dataset is built (the format does not
+    record them). Items follow conventions.md; targets add the flags of the module docstring,
+    ``ignore [N]`` bool and ``landmarks`` never (WIDER's bbx files have none).
+
+    Args:
+        images_root: the ``WIDER_{train,val}/images`` folder.
+        annotation_file: ``wider_face_{train,val}_bbx_gt.txt``.
+        keep_invalid: keep faces flagged invalid (as ``ignore``); drop them when False.
+        min_size: drop faces whose width or height is ``<= min_size`` pixels (WIDER has a few
+            zero-size boxes; they are always dropped).
+        transforms: ``(image ndarray, target) -> (image tensor, target)``.
+        skip_empty: leave out images without faces.
+    """
+
+    def __init__(
+        self,
+        images_root: str | Path,
+        annotation_file: str | Path,
+        *,
+        keep_invalid: bool = True,
+        min_size: float = 0.0,
+        transforms: Transforms | None = None,
+        skip_empty: bool = False,
+    ) -> None:
+        images_root = Path(images_root)
+        report = LoadReport(str(annotation_file))
+        records = []
+        for entry in parse_wider_face_gt(annotation_file):
+            path = images_root / entry.file_name
+            fields = dict(entry.flags, ignore=entry.flags["invalid"] > 0)
+            record = ImageRecord(
+                image_id=entry.file_name.rsplit(".", 1)[0], path=path, size=read_image_size(path),
+                boxes=entry.boxes, labels=np.zeros(len(entry.boxes), dtype=np.int64), box_fields=fields,
+                where=f"{annotation_file}:{entry.line}",
+            )
+            wh = entry.boxes[:, 2:] - entry.boxes[:, :2]
+            keep = (wh > min_size).all(axis=1) & (keep_invalid | ~fields["ignore"])
+            report.add("faces dropped (invalid or too small)", record.where, int((~keep).sum()))
+            record.select(keep)
+            records.append(record)
+        super().__init__(records, ["face"], str(annotation_file), transforms=transforms, skip_empty=skip_empty,
+                         report=report)

@@ -1,0 +1,550 @@
+"""MTCNN (Zhang et al. 2016): a cascade of three small networks that finds faces and five landmarks.
+
+``PNet`` scans an image pyramid (fully convolutional, one 12x12 window every 2 pixels), ``RNet``
+re-scores 24x24 crops of its candidates and ``ONet`` 48x48 crops, adding five landmarks. Each
+stage keeps candidates above its threshold, suppresses duplicates (NMS) and calibrates the boxes
+with its regression outputs; candidates are made square ("rerec") before they are cropped.
+
+Inference reproduces facenet-pytorch 2.6.0 (``facenet_pytorch/models/utils/detect_face.py``), so
+its converted weights (:mod:`detkit.models.convert.mtcnn_facenet`) give its results to about 1e-5
+in probability. Its conventions, each kept on purpose:
+
+* Pixels: the networks see ``(v - 127.5) * 0.0078125`` of 0-255 values; detkit's images are in
+  [0, 1], so they are multiplied by ``pixel_scale = 255`` first.
+* Pyramid: scales ``12 / min_face_size * factor**k`` while the shorter side, scaled, is >= 12;
+  level ``k`` is the image resized to ``(int(H * s + 1), int(W * s + 1))`` by area interpolation
+  (``F.interpolate(mode="area")``, i.e. adaptive average pooling).
+* PNet boxes: output cell ``(x, y)`` of a level with scale ``s`` is the window
+  ``floor((2x + 1) / s), floor((2y + 1) / s), floor((2x + 12) / s), floor((2y + 12) / s)``
+  (1-based pixel indices of the original MATLAB code, kept as they are), kept when ``p >= 0.6``.
+* NMS: PNet within each scale (IoU 0.5) then across scales (0.7), RNet 0.7, all with continuous
+  areas (torchvision's); ONet 0.7 on intersection over the smaller box with ``+1`` widths (the
+  numpy NMS of the original, ``area = (x2 - x1 + 1) * (y2 - y1 + 1)``): realised by calling
+  :func:`detkit.ops.batched_nms` on boxes whose ``x2, y2`` are moved by +1.
+* Calibration: after PNet ``x1 += dx1 * (x2 - x1)`` (no +1); after RNet and ONet ``+1`` widths,
+  ``x1 += dx1 * (x2 - x1 + 1)``. Landmarks: ``x = x1 - 1 + px * (x2 - x1 + 1)`` on the box
+  before ONet's calibration.
+* Crops: boxes are truncated to integers, clipped to ``[1, W] x [1, H]`` (1-based, inclusive) and
+  the rows ``y1 - 1 .. y2 - 1`` / columns ``x1 - 1 .. x2 - 1`` are resized by area interpolation
+  (NOT zero-padded: a box that leaves the image is squeezed into the square). Here that crop and
+  resize runs for all boxes of all images at once on integral images (:func:`area_crop_resize`).
+  A box whose crop is empty is dropped (facenet-pytorch skips its crop but keeps the box, which
+  misaligns its later ones).
+
+Batching and speed: images of the same size run PNet as one batch per pyramid level (a loop over
+levels and distinct image sizes, never over faces); RNet and ONet take the crops of all images at
+once. Each image's integral image (exact int32 sums of 0-255 values for 8-bit images, else float64)
+gives both the pyramid levels (:func:`area_resize`, equal to ``F.interpolate(mode="area")`` but
+cheaper) and the crops. The input normalisation is folded into each network's first convolution,
+and the networks run in channels_last memory format, which mkldnn's kernels handle fastest.
+
+Outputs are facenet-pytorch's numbers; with ``clip_boxes=True`` (the default) boxes are clipped to
+the image (facenet-pytorch does not clip; its faces inside the image are unchanged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from detkit.ops import batched_nms
+
+__all__ = [
+    "MTCNN", "ONet", "PNet", "RNet", "IntegralImages", "area_crop_resize", "area_resize", "input_affine",
+    "square_boxes", "summed_area_table",
+]
+
+PIXEL_MEAN = 127.5  # (v - 127.5) * 0.0078125 on 0-255 values, as the original Caffe models
+PIXEL_SCALE = 0.0078125  # 1 / 128
+
+
+def _conv_on_affine_input(conv: nn.Conv2d, x: Tensor, scale: float, shift: float) -> Tensor:
+    """``conv(x * scale + shift)`` with the affine map folded into the weights (no padding, so exact
+    up to rounding); saves two passes over every pyramid level and crop at inference."""
+    if scale == 1.0 and shift == 0.0:
+        return conv(x)
+    bias = conv.bias + shift * conv.weight.sum(dim=(1, 2, 3))
+    return F.conv2d(x, conv.weight * scale, bias, conv.stride)
+
+
+class PNet(nn.Module):
+    """Proposal network: fully convolutional, one 12x12 window per output cell (stride 2).
+
+    Layer names are facenet-pytorch's, so its ``pnet.pt`` loads as it is.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 10, kernel_size=3)
+        self.prelu1 = nn.PReLU(10)
+        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(10, 16, kernel_size=3)
+        self.prelu2 = nn.PReLU(16)
+        self.conv3 = nn.Conv2d(16, 32, kernel_size=3)
+        self.prelu3 = nn.PReLU(32)
+        self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
+        self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
+
+    def forward(self, x: Tensor, input_scale: float = 1.0, input_shift: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Args: x ``[N, 3, H, W]`` (H, W >= 12); the network sees ``x * input_scale + input_shift``.
+
+        Returns:
+            ``logits [N, 2, h, w]`` (non-face, face) and ``box_deltas [N, 4, h, w]`` with
+            ``h = ceil((H - 2) / 2) - 4``.
+        """
+        x = self.prelu1(_conv_on_affine_input(self.conv1, x, input_scale, input_shift))
+        x = self.pool1(x)
+        x = self.prelu2(self.conv2(x))
+        x = self.prelu3(self.conv3(x))
+        # Both 1x1 heads as one convolution: one pass over the features.
+        weight = torch.cat([self.conv4_1.weight, self.conv4_2.weight])
+        heads = F.conv2d(x, weight, torch.cat([self.conv4_1.bias, self.conv4_2.bias]))
+        return heads[:, :2], heads[:, 2:]
+
+
+class RNet(nn.Module):
+    """Refinement network on 24x24 crops (facenet-pytorch's layer names)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 28, kernel_size=3)
+        self.prelu1 = nn.PReLU(28)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(28, 48, kernel_size=3)
+        self.prelu2 = nn.PReLU(48)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3 = nn.Conv2d(48, 64, kernel_size=2)
+        self.prelu3 = nn.PReLU(64)
+        self.dense4 = nn.Linear(576, 128)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5_1 = nn.Linear(128, 2)
+        self.dense5_2 = nn.Linear(128, 4)
+
+    def forward(self, x: Tensor, input_scale: float = 1.0, input_shift: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Args: x ``[N, 3, 24, 24]``, seen as ``x * input_scale + input_shift``.
+
+        Returns:
+            ``logits [N, 2]`` and ``box_deltas [N, 4]``.
+        """
+        x = self.pool1(self.prelu1(_conv_on_affine_input(self.conv1, x, input_scale, input_shift)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.prelu3(self.conv3(x))
+        # The weights come from Caffe/TF models flattened as (N, W, H, C): permute before flattening.
+        x = self.prelu4(self.dense4(x.permute(0, 3, 2, 1).flatten(1)))
+        return self.dense5_1(x), self.dense5_2(x)
+
+
+class ONet(nn.Module):
+    """Output network on 48x48 crops: scores, box deltas and five landmarks (facenet-pytorch's names)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
+        self.prelu1 = nn.PReLU(32)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
+        self.prelu2 = nn.PReLU(64)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
+        self.prelu3 = nn.PReLU(64)
+        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5 = nn.Linear(1152, 256)
+        self.prelu5 = nn.PReLU(256)
+        self.dense6_1 = nn.Linear(256, 2)
+        self.dense6_2 = nn.Linear(256, 4)
+        self.dense6_3 = nn.Linear(256, 10)
+
+    def forward(self, x: Tensor, input_scale: float = 1.0, input_shift: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
+        """Args: x ``[N, 3, 48, 48]``, seen as ``x * input_scale + input_shift``.
+
+        Returns:
+            ``logits [N, 2]``, ``box_deltas [N, 4]`` and ``landmarks [N, 10]``: five x then five
+            y, as fractions of the box (see the module docstring).
+        """
+        x = self.pool1(self.prelu1(_conv_on_affine_input(self.conv1, x, input_scale, input_shift)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.pool3(self.prelu3(self.conv3(x)))
+        x = self.prelu4(self.conv4(x))
+        x = self.prelu5(self.dense5(x.permute(0, 3, 2, 1).flatten(1)))  # (N, W, H, C) as in RNet
+        return self.dense6_1(x), self.dense6_2(x), self.dense6_3(x)
+
+
+def summed_area_table(images: Tensor, integer_tolerance: float = 1e-3) -> Tensor:
+    """Integral images, channels last: ``table[..., y, x, c]`` is the sum of ``images[..., c, :y, :x]``.
+
+    Images whose values are all within ``integer_tolerance`` of integers (8-bit pixels times 255)
+    are summed exactly in int32 (int64 when the sums could overflow it): half the memory traffic
+    of float64. Other images are summed in float64, which keeps box sums of 1080p images exact to
+    ~1e-10 (float32 would lose whole pixel values).
+
+    Args: images ``[..., C, H, W]``. Returns ``[..., H + 1, W + 1, C]``.
+    """
+    values = images.movedim(-3, -1)
+    rounded = values.round()
+    error = torch.aminmax(values - rounded) if values.numel() else None
+    if error is not None and max(-float(error.min), float(error.max)) <= integer_tolerance:
+        low, high = torch.aminmax(rounded)
+        bound = max(-float(low), float(high)) * images.shape[-1] * images.shape[-2]
+        dtype, values = (torch.int32 if bound < 2**31 else torch.int64), rounded
+    else:
+        dtype = torch.float64
+    *batch, height, width, channels = values.shape
+    table = values.new_empty((*batch, height + 1, width + 1, channels), dtype=dtype)
+    table[..., 0, :, :] = 0
+    table[..., :, 0, :] = 0
+    table[..., 1:, 1:, :] = values
+    return table.cumsum_(-3).cumsum_(-2)
+
+
+def _area_bins(start: Tensor, stop: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """Input ranges of adaptive average pooling (what ``F.interpolate(mode="area")`` runs).
+
+    Output cell ``i`` of a range of length ``L`` resized to ``S`` averages
+    ``[floor(i L / S), ceil((i + 1) L / S))``, computed in integers as ATen does.
+
+    Args: start, stop ``[N]`` int64. Returns ``(lo, hi)``, each ``[N, size]`` int64 absolute.
+    """
+    cells = torch.arange(size, device=start.device)
+    length = (stop - start)[:, None]
+    lo = torch.div(cells * length, size, rounding_mode="floor")
+    hi = torch.div((cells + 1) * length + size - 1, size, rounding_mode="floor")
+    return start[:, None] + lo, start[:, None] + hi
+
+
+def _mean(sums: Tensor, counts: Tensor) -> Tensor:
+    """float32 ``sums / counts``, correctly rounded: integer sums below 2**24 are exact in float32,
+    so they are divided there; others go through float64."""
+    if not sums.is_floating_point() and sums.numel() and int(sums.max()) < 2**24:
+        return sums.to(torch.float32) / counts.to(torch.float32)
+    return (sums.to(torch.float64) / counts).to(torch.float32)
+
+
+def area_resize(table: Tensor, size: tuple[int, int]) -> Tensor:
+    """``F.interpolate(images, size, mode="area")`` from the images' integral ``table``.
+
+    Separable: row bins are taken from the table, then column bins, so a pyramid level costs
+    about ``h * W`` operations instead of a pass over the whole image.
+
+    Args:
+        table: ``[B, H + 1, W + 1, C]`` from :func:`summed_area_table`.
+        size: output ``(h, w)``.
+
+    Returns:
+        ``[B, C, h, w]`` float32 averages, in channels_last memory format.
+    """
+    zero = torch.zeros((1,), dtype=torch.int64, device=table.device)
+    ya, yb = (e[0] for e in _area_bins(zero, zero + table.shape[-3] - 1, size[0]))
+    xa, xb = (e[0] for e in _area_bins(zero, zero + table.shape[-2] - 1, size[1]))
+    rows = table.index_select(-3, yb) - table.index_select(-3, ya)
+    sums = rows.index_select(-2, xb) - rows.index_select(-2, xa)
+    counts = ((yb - ya)[:, None] * (xb - xa)[None, :])[:, :, None]
+    return _mean(sums, counts).movedim(-1, -3)
+
+
+class IntegralImages:
+    """Integral images of several images (of any sizes) in one flat buffer, for batched crops.
+
+    Args:
+        tables: per image ``[H_i + 1, W_i + 1, 3]`` from :func:`summed_area_table` (one dtype).
+    """
+
+    def __init__(self, tables: Sequence[Tensor]) -> None:
+        device = tables[0].device
+        sizes = torch.tensor([[t.shape[0] - 1, t.shape[1] - 1] for t in tables], dtype=torch.int64, device=device)
+        numels = torch.tensor([t.numel() for t in tables], dtype=torch.int64, device=device)
+        self.flat = tables[0].reshape(-1) if len(tables) == 1 else torch.cat([t.reshape(-1) for t in tables])
+        self.heights, self.widths = sizes[:, 0], sizes[:, 1]
+        self.offsets = torch.cumsum(numels, 0) - numels
+
+    def box_sums(self, image_idx: Tensor, y0: Tensor, y1: Tensor, x0: Tensor, x1: Tensor) -> Tensor:
+        """Sums over ``[y0, y1) x [x0, x1)`` per channel.
+
+        Args:
+            image_idx: ``[N]`` int64 image of each box.
+            y0, y1: ``[N, A]`` int64 row ranges (``0 <= y0 <= y1 <= H``).
+            x0, x1: ``[N, B]`` int64 column ranges.
+
+        Returns:
+            ``[N, A, B, 3]`` sums (channels last), in the tables' dtype.
+        """
+        row_stride = (self.widths[image_idx] + 1)[:, None, None, None] * 3
+        base = self.offsets[image_idx][:, None, None, None] + torch.arange(3, device=y0.device)
+
+        def at(y: Tensor, x: Tensor) -> Tensor:
+            return self.flat[base + y[:, :, None, None] * row_stride + x[:, None, :, None] * 3]
+
+        return at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)
+
+
+def area_crop_resize(
+    integral: IntegralImages, image_idx: Tensor, x0: Tensor, y0: Tensor, x1: Tensor, y1: Tensor, size: int
+) -> Tensor:
+    """Crops integer pixel ranges and resizes them to ``size x size`` by area interpolation.
+
+    Gives what ``F.interpolate(image[:, y0:y1, x0:x1][None], (size, size), mode="area")`` gives,
+    for every box of every image at once (no loop over boxes).
+
+    Args:
+        integral: the images' integral images.
+        image_idx: ``[N]`` int64 image of each box.
+        x0, y0, x1, y1: ``[N]`` int64 crop ranges ``[x0, x1) x [y0, y1)``, non-empty, inside the image.
+        size: output side in pixels.
+
+    Returns:
+        ``[N, 3, size, size]`` float32 crops in the images' units, in channels_last memory
+        format (which mkldnn's convolutions and pooling run fastest on).
+    """
+    ya, yb = _area_bins(y0, y1, size)
+    xa, xb = _area_bins(x0, x1, size)
+    sums = integral.box_sums(image_idx, ya, yb, xa, xb)
+    counts = ((yb - ya)[:, :, None] * (xb - xa)[:, None, :])[..., None]
+    return _mean(sums, counts).movedim(-1, 1)
+
+
+def square_boxes(boxes: Tensor) -> Tensor:
+    """MTCNN's ``rerec``: the square of side ``max(w, h)`` with the same centre (no +1).
+
+    Args: boxes ``[N, 4]`` xyxy. Returns ``[N, 4]``.
+    """
+    wh = boxes[:, 2:] - boxes[:, :2]
+    side = wh.max(dim=1, keepdim=True).values
+    top_left = boxes[:, :2] + wh * 0.5 - side * 0.5
+    return torch.cat([top_left, top_left + side], dim=1)
+
+
+def input_affine(pixel_scale: float = 255.0) -> tuple[float, float]:
+    """``(scale, shift)`` taking image values ``v`` to the networks' ``(pixel_scale v - 127.5) / 128``
+    (the networks' ``input_scale`` and ``input_shift``)."""
+    return pixel_scale * PIXEL_SCALE, -PIXEL_MEAN * PIXEL_SCALE
+
+
+def _calibrate(boxes: Tensor, deltas: Tensor, plus_one: bool) -> Tensor:
+    """``x1 + dx1 * w`` etc., with ``w = x2 - x1 (+ 1)`` (PNet: no +1; RNet and ONet: +1)."""
+    wh = boxes[:, 2:] - boxes[:, :2] + (1.0 if plus_one else 0.0)
+    return boxes + deltas * wh.repeat(1, 2)
+
+
+class MTCNN(nn.Module):
+    """The MTCNN cascade: images in, faces with five landmarks out.
+
+    Args:
+        pnet, rnet, onet: the three networks (fresh ones when ``None``).
+        min_face_size: smallest face searched for, in pixels (sets the first pyramid scale).
+        scale_factor: ratio between pyramid levels.
+        thresholds: face probability each stage keeps (PNet ``>=``, RNet and ONet ``>``).
+        nms_thresholds: PNet within a scale, PNet across scales, RNet (IoU), ONet (over the
+            smaller box, +1 widths).
+        pixel_scale: multiplies the [0, 1] images into the 0-255 range the networks expect.
+        clip_boxes: clip output boxes to the image.
+        train_samples: per image and stage, ``(negatives, parts, positives)`` drawn for the
+            training losses (see :mod:`detkit.models.mtcnn_training`).
+        train_stages: which networks train-mode ``forward`` computes losses for.
+    """
+
+    num_classes = 1
+    class_names = ["face"]
+
+    def __init__(
+        self,
+        pnet: PNet | None = None,
+        rnet: RNet | None = None,
+        onet: ONet | None = None,
+        min_face_size: float = 20.0,
+        scale_factor: float = 0.709,
+        thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+        nms_thresholds: Sequence[float] = (0.5, 0.7, 0.7, 0.7),
+        pixel_scale: float = 255.0,
+        clip_boxes: bool = True,
+        train_samples: Sequence[int] = (24, 8, 8),
+        train_stages: Sequence[str] = ("pnet", "rnet", "onet"),
+    ) -> None:
+        super().__init__()
+        if len(thresholds) != 3 or len(nms_thresholds) != 4:
+            raise ValueError(f"need 3 thresholds and 4 NMS thresholds, got {thresholds} and {nms_thresholds}")
+        if not 0 < scale_factor < 1 or min_face_size < 12:
+            raise ValueError(f"need 0 < scale_factor < 1 and min_face_size >= 12, got {scale_factor}, {min_face_size}")
+        unknown = set(train_stages) - {"pnet", "rnet", "onet"}
+        if unknown:
+            raise ValueError(f"unknown train_stages {sorted(unknown)}; use 'pnet', 'rnet', 'onet'")
+        self.pnet = pnet if pnet is not None else PNet()
+        self.rnet = rnet if rnet is not None else RNet()
+        self.onet = onet if onet is not None else ONet()
+        self.min_face_size = float(min_face_size)
+        self.scale_factor = float(scale_factor)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.nms_thresholds = tuple(float(t) for t in nms_thresholds)
+        self.pixel_scale = float(pixel_scale)
+        self.clip_boxes = clip_boxes
+        self.train_samples = tuple(int(n) for n in train_samples)
+        self.train_stages = tuple(train_stages)
+
+    def pyramid_scales(self, height: int, width: int) -> list[float]:
+        """Scales of the image pyramid, computed in Python floats in facenet-pytorch's order."""
+        m = 12.0 / self.min_face_size
+        min_side = min(height, width) * m
+        scales, scale = [], m
+        while min_side >= 12:
+            scales.append(scale)
+            scale *= self.scale_factor
+            min_side *= self.scale_factor
+        return scales
+
+    def forward(
+        self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
+    ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+        """Detects faces, or in training mode computes the stage losses.
+
+        Args:
+            images: ``[3, H_i, W_i]`` float RGB in [0, 1], any sizes.
+            targets: per image ``boxes [G, 4]`` xyxy and optionally ``landmarks [G, 5, 2]``
+                (NaN or absent where not annotated) and ``ignore [G]`` bool; needed in training.
+
+        Returns:
+            ``(predictions, losses)``. Predictions per image: ``boxes [N, 4]``, ``scores [N]``
+            (face probabilities, decreasing), ``labels [N]`` zeros, ``landmarks [N, 5, 2]`` xy,
+            in the pixels of the given image. Losses (training): ``{stage}_{cls,box,landmark}``
+            weighted as in the paper.
+        """
+        for image in images:
+            if image.dim() != 3 or image.shape[0] != 3:
+                raise ValueError(f"MTCNN expects [3, H, W] RGB images, got shape {list(image.shape)}")
+        if self.training:
+            if targets is None:
+                raise ValueError("MTCNN in training mode needs targets (boxes per image)")
+            # Imported here: the training module builds on this one (networks, crops).
+            from detkit.models.mtcnn_training import mtcnn_losses
+
+            return [], mtcnn_losses(self, images, targets)
+        with torch.no_grad():
+            return self.detect(images), {}
+
+    @torch.no_grad()
+    def detect(self, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+        """Runs the cascade on a list of ``[3, H, W]`` [0, 1] images (see :meth:`forward`)."""
+        if len(images) == 0:
+            return []
+        # Images of the same size run PNet as one batch; their integral images serve the pyramid
+        # (area resizing) and the crops of RNet and ONet.
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, image in enumerate(images):
+            groups.setdefault((image.shape[1], image.shape[2]), []).append(i)
+        tables: list[Tensor] = [images[0]] * len(images)
+        stage1 = []
+        for members in groups.values():
+            # 0-255 values, as the networks were trained on: exact integers for 8-bit images.
+            batch = (images[members[0]][None] if len(members) == 1 else torch.stack([images[i] for i in members]))
+            batch = batch.to(torch.float32) * self.pixel_scale
+            table = summed_area_table(batch)
+            for k, i in enumerate(members):
+                tables[i] = table[k]
+            stage1.append(self._stage_pnet(table, torch.tensor(members, device=table.device)))
+        boxes, scores, image_idx = (torch.cat(parts) for parts in zip(*stage1))
+        keep = batched_nms(boxes[:, :4], scores, image_idx, self.nms_thresholds[1])
+        boxes = square_boxes(_calibrate(boxes[keep, :4], boxes[keep, 4:], plus_one=False))
+        scores, image_idx = scores[keep], image_idx[keep]
+        landmarks = boxes.new_zeros((0, 5, 2))
+        if boxes.shape[0]:
+            integral = IntegralImages(tables)
+            boxes, scores, image_idx = self._stage_rnet(integral, boxes, image_idx)
+            if boxes.shape[0]:
+                boxes, scores, image_idx, landmarks = self._stage_onet(integral, boxes, image_idx)
+        return self._split(images, boxes, scores, image_idx, landmarks)
+
+    def _stage_pnet(self, table: Tensor, image_idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """PNet over the pyramid of a batch of same-size images, NMS within each scale.
+
+        Args:
+            table: ``[B, H + 1, W + 1, 3]`` integral images of the batch (0-255 values).
+            image_idx: ``[B]`` index of each image in the call.
+
+        Returns:
+            ``boxes_and_deltas [K, 8]`` (window xyxy, then PNet's deltas), ``scores [K]``, ``image_idx [K]``.
+        """
+        height, width = table.shape[1] - 1, table.shape[2] - 1
+        found = [(table.new_zeros((0, 8), dtype=torch.float32), table.new_zeros((0,), dtype=torch.float32), image_idx[:0])]
+        for scale in self.pyramid_scales(height, width):
+            level = area_resize(table, (int(height * scale + 1), int(width * scale + 1)))
+            logits, deltas = self.pnet(level, *input_affine(1.0))
+            prob = torch.sigmoid(logits[:, 1] - logits[:, 0])  # = softmax(logits)[:, 1], one pass fewer
+            b, y, x = torch.nonzero(prob >= self.thresholds[0], as_tuple=True)
+            if b.numel() == 0:
+                continue
+            # Window of cell (x, y): 1-based pixel indices as in the original (module docstring).
+            cell = torch.stack([x, y], dim=1).to(torch.float32)
+            boxes = torch.cat([((2 * cell + 1) / scale).floor(), ((2 * cell + 12) / scale).floor()], dim=1)
+            scores = prob[b, y, x]
+            keep = batched_nms(boxes, scores, b, self.nms_thresholds[0])
+            b, y, x = b[keep], y[keep], x[keep]
+            found.append((torch.cat([boxes[keep], deltas[b, :, y, x]], dim=1), scores[keep], image_idx[b]))
+        return tuple(torch.cat(parts) for parts in zip(*found))  # type: ignore[return-value]
+
+    def _crops(self, integral: IntegralImages, boxes: Tensor, image_idx: Tensor, size: int) -> tuple[Tensor, Tensor]:
+        """``[N', 3, size, size]`` crops of the boxes (image units), and which boxes had a non-empty crop."""
+        corners = boxes.trunc().to(torch.int64)  # facenet-pytorch: boxes.trunc().int()
+        heights, widths = integral.heights[image_idx], integral.widths[image_idx]
+        # 1-based inclusive [x, ex] clipped to [1, W]: the 0-based half-open range [x - 1, ex).
+        x0 = corners[:, 0].clamp(min=1) - 1
+        y0 = corners[:, 1].clamp(min=1) - 1
+        x1 = torch.minimum(corners[:, 2], widths)
+        y1 = torch.minimum(corners[:, 3], heights)
+        valid = (x1 > x0) & (y1 > y0)
+        crops = area_crop_resize(integral, image_idx[valid], x0[valid], y0[valid], x1[valid], y1[valid], size)
+        return crops, valid
+
+    def _stage_rnet(self, integral: IntegralImages, boxes: Tensor, image_idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        crops, valid = self._crops(integral, boxes, image_idx, 24)
+        boxes, image_idx = boxes[valid], image_idx[valid]
+        logits, deltas = self.rnet(crops, *input_affine(1.0))
+        scores = torch.softmax(logits, dim=1)[:, 1]
+        passed = scores > self.thresholds[1]
+        boxes, scores, image_idx, deltas = boxes[passed], scores[passed], image_idx[passed], deltas[passed]
+        keep = batched_nms(boxes, scores, image_idx, self.nms_thresholds[2])
+        boxes = square_boxes(_calibrate(boxes[keep], deltas[keep], plus_one=True))
+        return boxes, scores[keep], image_idx[keep]
+
+    def _stage_onet(
+        self, integral: IntegralImages, boxes: Tensor, image_idx: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        crops, valid = self._crops(integral, boxes, image_idx, 48)
+        boxes, image_idx = boxes[valid], image_idx[valid]
+        logits, deltas, points = self.onet(crops, *input_affine(1.0))
+        scores = torch.softmax(logits, dim=1)[:, 1]
+        passed = scores > self.thresholds[2]
+        boxes, scores, image_idx = boxes[passed], scores[passed], image_idx[passed]
+        deltas, points = deltas[passed], points[passed]
+        # Landmarks on the box before calibration, +1 widths and a -1 shift (1-based indices).
+        wh = boxes[:, 2:] - boxes[:, :2] + 1
+        landmarks = boxes[:, None, :2] - 1 + points.reshape(-1, 2, 5).transpose(1, 2) * wh[:, None, :]
+        boxes = _calibrate(boxes, deltas, plus_one=True)
+        # "Min" NMS with +1 widths: x2 + 1, y2 + 1 make detkit's continuous areas the +1 ones.
+        plus_one = torch.cat([boxes[:, :2], boxes[:, 2:] + 1], dim=1)
+        keep = batched_nms(plus_one, scores, image_idx, self.nms_thresholds[3], overlap="min")
+        return boxes[keep], scores[keep], image_idx[keep], landmarks[keep]
+
+    def _split(
+        self, images: Sequence[Tensor], boxes: Tensor, scores: Tensor, image_idx: Tensor, landmarks: Tensor
+    ) -> list[dict[str, Tensor]]:
+        """Per-image prediction dicts, sorted by decreasing score."""
+        order = torch.argsort(scores, descending=True, stable=True)
+        boxes, scores, image_idx, landmarks = boxes[order], scores[order], image_idx[order], landmarks[order]
+        predictions = []
+        for i, image in enumerate(images):
+            mine = image_idx == i
+            image_boxes = boxes[mine]
+            if self.clip_boxes:
+                height, width = image.shape[1:]
+                limits = image_boxes.new_tensor([width, height, width, height])
+                image_boxes = torch.minimum(image_boxes.clamp(min=0), limits)
+            predictions.append({
+                "boxes": image_boxes,
+                "scores": scores[mine],
+                "labels": torch.zeros(int(mine.sum()), dtype=torch.int64, device=boxes.device),
+                "landmarks": landmarks[mine],
+            })
+        return predictions
+
