@@ -66,7 +66,7 @@ def test_config_trains_one_step_and_predicts(path: Path):
     _, losses = model(images, targets)
     assert losses, f"{path}: no losses in training mode"
     total = sum(losses.values())
-    assert math.isfinite(float(total)), f"{path}: non-finite loss {losses}"
+    assert math.isfinite(float(total.detach())), f"{path}: non-finite loss {losses}"
     total.backward()
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable), f"{path}: no gradient"
