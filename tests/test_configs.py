@@ -25,11 +25,11 @@ def _load_reduced(path: Path):
     return load_config(path, overrides)
 
 
-def _random_targets(num_images: int, num_classes: int, size: tuple[int, int], generator: torch.Generator):
-    height, width = size
+def _random_targets(sizes: list[tuple[int, int]], num_classes: int, generator: torch.Generator):
+    """Three random boxes (with box-shaped masks) per image, except the last image: no objects."""
     targets = []
-    for index in range(num_images):
-        count = 0 if index == num_images - 1 else 3  # the last image has no objects
+    for index, (height, width) in enumerate(sizes):
+        count = 0 if index == len(sizes) - 1 else 3
         corner = torch.rand(count, 2, generator=generator) * torch.tensor([width * 0.6, height * 0.6])
         side = torch.rand(count, 2, generator=generator) * torch.tensor([width * 0.3, height * 0.3]) + 8
         boxes = torch.cat([corner, corner + side], dim=1)
@@ -58,9 +58,8 @@ def test_config_trains_one_step_and_predicts(path: Path):
     generator = torch.Generator().manual_seed(0)
     sizes = [(96, 128), (128, 96)]
     images = [torch.rand(3, h, w, generator=generator) for h, w in sizes]
-    targets = [_random_targets(1, num_classes, size, generator)[0] for size in sizes[:-1]]
-    targets += _random_targets(1, num_classes, sizes[-1], generator)[-1:]  # no objects in the last image
-    assert targets[-1]["boxes"].shape[0] == 0
+    targets = _random_targets(sizes, num_classes, generator)
+    assert targets[0]["boxes"].shape[0] == 3 and targets[-1]["boxes"].shape[0] == 0
 
     model.train()
     _, losses = model(images, targets)
