@@ -33,6 +33,9 @@ from .validation import DatasetError, LoadReport, check_class_names
 from .voc import VOC_CLASSES, VOCDetection
 from .yolo_txt import YOLODetection
 
+from .ssd_transforms import SSDPhotometricDistort
+from .wider_face import WIDER_FACE_FLAGS, WiderFaceDetection, parse_wider_face_gt
+
 __all__ = [
     "CocoDetection",
     "DatasetError",
@@ -49,9 +52,12 @@ __all__ = [
     "RandomHSV",
     "ResizeShortestEdge",
     "SHAPE_CLASSES",
+    "SSDPhotometricDistort",
     "ShapesDatasetPaths",
     "VOCDetection",
     "VOC_CLASSES",
+    "WIDER_FACE_FLAGS",
+    "WiderFaceDetection",
     "YOLODetection",
     "ZoomOut",
     "aspect_ratio_group_ids",
@@ -60,11 +66,12 @@ __all__ = [
     "collate_detection",
     "collate_padded",
     "generate_shapes_dataset",
-    "shapes_coco_dataset",
     "image_to_tensor",
+    "parse_wider_face_gt",
     "rcnn_test_transforms",
     "rcnn_train_transforms",
     "read_image_rgb",
+    "shapes_coco_dataset",
     "ssd_test_transforms",
     "ssd_train_transforms",
     "yolo_test_transforms",

@@ -40,6 +40,7 @@ from albumentations.augmentations.crops.transforms import BaseCrop
 from torch import Tensor
 
 from .image_io import image_to_tensor
+from .ssd_transforms import SSDPhotometricDistort
 
 __all__ = [
     "DetectionTransform",
@@ -431,7 +432,7 @@ def ssd_train_transforms(
     """SSD training (Liu et al. 2016, as torchvision's SSD reference): photometric distortion,
     zoom out (expand) with probability 0.5, min-IoU random crop, flip, resize to ``size x size``."""
     transforms = [
-        A.ColorJitter(brightness=(0.875, 1.125), contrast=(0.5, 1.5), saturation=(0.5, 1.5), hue=(-0.05, 0.05), p=0.5),
+        SSDPhotometricDistort(),
         ZoomOut(max_ratio=max_zoom_out, fill=fill, p=0.5),
         MinIoURandomCrop(),
         A.HorizontalFlip(p=flip_prob),

@@ -5,4 +5,19 @@ from detkit.models.backbones.mobilenet import MobileNetV2, MobileNetV3
 from detkit.models.backbones.resnet import ResNet
 from detkit.models.backbones.vgg import VGG
 
-__all__ = ["Backbone", "MobileNetV2", "MobileNetV3", "ResNet", "ShapeSpec", "VGG"]
+from detkit.models.backbones.darknet import Darknet53, DarknetTiny
+from detkit.models.backbones.ssd_vgg import SSDVGG
+from detkit.models.backbones.ssdlite_mobilenet import SSDLiteMobileNetV3
+
+__all__ = [
+    "Backbone",
+    "Darknet53",
+    "DarknetTiny",
+    "MobileNetV2",
+    "MobileNetV3",
+    "ResNet",
+    "SSDLiteMobileNetV3",
+    "SSDVGG",
+    "ShapeSpec",
+    "VGG",
+]
