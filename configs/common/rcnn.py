@@ -1,0 +1,158 @@
+"""Faster / Mask R-CNN model trees (torchvision's defaults), as functions returning fresh L() trees.
+
+Values that cut across the model are parameters: ``num_classes`` (object classes, no background),
+backbone ``depth``, input ``min_size`` / ``max_size``, FPN ``fpn_channels`` and the box head's
+``representation_size``. Children call a function and then set attributes, e.g.
+``model.rpn.post_nms_top_n_test = 300``.
+
+Level names: ResNet gives ``c2``..``c5``, the FPN ``p2``..``p5`` plus ``p6`` (max-pool); the RPN
+uses ``p2``..``p6``, the RoI poolers ``p2``..``p5`` (torchvision's ``"0"``..``"3"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from detkit.config import L, LazyCall
+from detkit.models.anchors import AnchorGenerator
+from detkit.models.backbones import MobileNetV3, ResNet
+from detkit.models.backbones.base import ShapeSpec
+from detkit.models.dense_heads import RPN, RPNHead
+from detkit.models.detectors import FasterRCNN, MaskRCNN
+from detkit.models.necks.fpn import FPN
+from detkit.models.preprocess import RCNNPreprocess
+from detkit.models.roi_heads import FastRCNNPredictor, MaskHead, RoIHeads, TwoMLPHead
+from detkit.ops import MultiScaleRoIAlign
+
+ASPECT_RATIOS = (0.5, 1.0, 2.0)
+RESNET_LEVELS = ("c2", "c3", "c4", "c5")
+POOLED_LEVELS = ["p2", "p3", "p4", "p5"]
+
+
+def resnet_shapes(depth: int) -> dict[str, LazyCall]:
+    """Channels and strides of ResNet's ``c2``..``c5`` (the FPN's input shapes)."""
+    expansion = 1 if depth < 50 else 4
+    return {
+        level: L(ShapeSpec)(channels=width * expansion, stride=2 ** (index + 2))
+        for index, (level, width) in enumerate(zip(RESNET_LEVELS, (64, 128, 256, 512)))
+    }
+
+
+def rpn(
+    in_levels: Sequence[str],
+    anchor_sizes: Sequence[Sequence[float]],
+    channels: int = 256,
+    score_thresh: float = 0.0,
+) -> LazyCall:
+    """torchvision's RPN: 3 aspect ratios, 2000/1000 proposals (train/test) per image."""
+    num_anchors = len(anchor_sizes[0]) * len(ASPECT_RATIOS)
+    return L(RPN)(
+        head=L(RPNHead)(in_channels=channels, num_anchors=num_anchors),
+        anchor_generator=L(AnchorGenerator)(
+            sizes=tuple(tuple(s) for s in anchor_sizes), aspect_ratios=(ASPECT_RATIOS,) * len(anchor_sizes)
+        ),
+        in_levels=tuple(in_levels),
+        fg_iou_thresh=0.7,
+        bg_iou_thresh=0.3,
+        batch_size_per_image=256,
+        positive_fraction=0.5,
+        pre_nms_top_n_train=2000,
+        pre_nms_top_n_test=1000,
+        post_nms_top_n_train=2000,
+        post_nms_top_n_test=1000,
+        nms_thresh=0.7,
+        score_thresh=score_thresh,
+    )
+
+
+def box_roi_heads(
+    num_classes: int, pooled_levels: Sequence[str], channels: int = 256, representation_size: int = 1024
+) -> LazyCall:
+    """RoIAlign 7x7 (sampling ratio 2), two 1024-d FC layers, class scores and per-class deltas."""
+    return L(RoIHeads)(
+        box_pooler=L(MultiScaleRoIAlign)(featmap_names=list(pooled_levels), output_size=7, sampling_ratio=2),
+        box_head=L(TwoMLPHead)(in_channels=channels, resolution=7, representation_size=representation_size),
+        box_predictor=L(FastRCNNPredictor)(in_channels=representation_size, num_classes=num_classes),
+        num_classes=num_classes,
+        fg_iou_thresh=0.5,
+        bg_iou_thresh=0.5,
+        batch_size_per_image=512,
+        positive_fraction=0.25,
+        bbox_reg_weights=(10.0, 10.0, 5.0, 5.0),
+        score_thresh=0.05,
+        nms_thresh=0.5,
+        detections_per_img=100,
+    )
+
+
+def faster_rcnn(
+    num_classes: int = 80,
+    *,
+    depth: int = 50,
+    min_size: int | Sequence[int] = 800,
+    max_size: int = 1333,
+    fpn_channels: int = 256,
+    representation_size: int = 1024,
+    frozen_stages: int = 2,
+    backbone_weights: str | None = None,
+    class_names: Sequence[str] | None = None,
+) -> LazyCall:
+    """Faster R-CNN on ResNet-``depth`` + FPN (torchvision's ``fasterrcnn_resnet50_fpn`` at depth 50)."""
+    return L(FasterRCNN)(
+        backbone=L(ResNet)(
+            depth=depth, out_levels=RESNET_LEVELS, norm="frozen_bn", frozen_stages=frozen_stages,
+            weights=backbone_weights,
+        ),
+        neck=L(FPN)(input_shapes=resnet_shapes(depth), out_channels=fpn_channels, extra_levels="maxpool"),
+        rpn=rpn(("p2", "p3", "p4", "p5", "p6"), ((32,), (64,), (128,), (256,), (512,)), fpn_channels),
+        roi_heads=box_roi_heads(num_classes, POOLED_LEVELS, fpn_channels, representation_size),
+        preprocess=L(RCNNPreprocess)(min_size=min_size, max_size=max_size),
+        num_classes=num_classes,
+        class_names=None if class_names is None else list(class_names),
+    )
+
+
+def mask_rcnn(num_classes: int = 80, *, mask_channels: int = 256, **kwargs) -> LazyCall:
+    """Mask R-CNN: :func:`faster_rcnn` (same keyword arguments) plus RoIAlign 14x14 (sampling
+    ratio 2), four 3x3 convs, a 2x2 deconv and per-class 28x28 mask logits."""
+    model = faster_rcnn(num_classes, **kwargs)
+    fpn_channels = model.neck.out_channels
+    model.roi_heads.mask_pooler = L(MultiScaleRoIAlign)(featmap_names=POOLED_LEVELS, output_size=14, sampling_ratio=2)
+    model.roi_heads.mask_head = L(MaskHead)(
+        in_channels=fpn_channels, num_classes=num_classes, conv_channels=(mask_channels,) * 4,
+        deconv_channels=mask_channels,
+    )
+    return L(MaskRCNN)(**{key: value for key, value in model.items() if key != "_target_"})
+
+
+def faster_rcnn_mobilenet_v3_fpn(
+    num_classes: int = 80,
+    *,
+    min_size: int | Sequence[int] = 800,
+    max_size: int = 1333,
+    backbone_weights: str | None = None,
+    class_names: Sequence[str] | None = None,
+) -> LazyCall:
+    """torchvision's ``fasterrcnn_mobilenet_v3_large_fpn``: MobileNetV3-Large tapped twice at stride
+    32 (first stride-32 block and last conv), FPN with a max-pool level, 5 anchor sizes x 3 ratios on
+    each of the 3 levels, RPN score threshold 0.05; frozen BN with eps 1e-5 as torchvision's
+    detection wrapper."""
+    levels = ("p5_entry", "p5", "p6")
+    return L(FasterRCNN)(
+        backbone=L(MobileNetV3)(
+            out_levels=("c5_entry", "c5"), norm="frozen_bn", norm_eps=1e-5, frozen_stages=3, weights=backbone_weights
+        ),
+        neck=L(FPN)(
+            input_shapes={
+                "c5_entry": L(ShapeSpec)(channels=160, stride=32),
+                "c5": L(ShapeSpec)(channels=960, stride=32),
+            },
+            out_channels=256,
+            extra_levels="maxpool",
+        ),
+        rpn=rpn(levels, ((32, 64, 128, 256, 512),) * len(levels), 256, score_thresh=0.05),
+        roi_heads=box_roi_heads(num_classes, ["p5_entry", "p5"], 256, 1024),
+        preprocess=L(RCNNPreprocess)(min_size=min_size, max_size=max_size),
+        num_classes=num_classes,
+        class_names=None if class_names is None else list(class_names),
+    )

@@ -1,0 +1,210 @@
+"""Time detkit's two-stage detectors against torchvision's on the same weights and inputs, in one run.
+
+    python tools/benchmark_models.py                            # all archs, CPU, 2 threads
+    python tools/benchmark_models.py --archs fasterrcnn_resnet50_fpn --repeats 5
+    python tools/benchmark_models.py --device cuda               # on a GPU (peak memory from CUDA)
+
+For each architecture, torchvision's model is built with random weights (seeded, its batch norms
+frozen with random statistics, as detkit's ``frozen_bn``), and detkit's twin gets the converted
+weights. Measured, each in its own subprocess so that peak memory is that model's alone:
+
+* ``infer``: eval-mode latency of one call on dog.jpg (768x576) resized to ``--min-size`` (800);
+* ``train``: one training step (forward + backward) on dog.jpg and person.jpg with three boxes each;
+* peak memory: the subprocess's max RSS (``resource.getrusage``) on CPU, its growth during the timed
+  calls, or ``torch.cuda.max_memory_allocated`` on a GPU.
+
+detkit and torchvision subprocesses run interleaved ``--repeats`` times and the medians are reported,
+with the ratios detkit / torchvision (< 1: detkit is faster or smaller). Timings on a shared machine
+are noisy: compare ratios from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+IMAGES_DIR = REPO_ROOT / "tests" / "data" / "images"
+ARCHS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn")
+TARGET_BOXES = {
+    "dog.jpg": [[128.0, 222.0, 314.0, 542.0], [118.0, 122.0, 572.0, 424.0], [466.0, 74.0, 688.0, 172.0]],
+    "person.jpg": [[188.0, 96.0, 276.0, 378.0], [402.0, 138.0, 598.0, 344.0], [60.0, 262.0, 202.0, 350.0]],
+}
+
+
+def _load_image(name: str) -> torch.Tensor:
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(IMAGES_DIR / name).convert("RGB"), dtype=np.float32) / 255.0
+    return torch.from_numpy(pixels.copy()).permute(2, 0, 1).contiguous()
+
+
+def _freeze_norms(model: torch.nn.Module, seed: int = 0) -> None:
+    """BatchNorm2d -> torchvision FrozenBatchNorm2d with random statistics (in place)."""
+    import torchvision
+
+    generator = torch.Generator().manual_seed(seed)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.BatchNorm2d):
+                frozen = torchvision.ops.FrozenBatchNorm2d(child.num_features, eps=child.eps)
+                size = (child.num_features,)
+                frozen.weight.copy_(torch.rand(size, generator=generator) + 0.5)
+                frozen.bias.copy_(torch.randn(size, generator=generator) * 0.1)
+                frozen.running_mean.copy_(torch.randn(size, generator=generator) * 0.1)
+                frozen.running_var.copy_(torch.rand(size, generator=generator) + 0.5)
+                setattr(parent, name, frozen)
+
+
+def build(arch: str, implementation: str, min_size: int, max_size: int) -> torch.nn.Module:
+    """The torchvision model of ``arch`` or its detkit twin with the same (converted) weights."""
+    import torchvision.models.detection as tv_detection
+
+    from configs.common import rcnn
+    from detkit.config import instantiate
+    from detkit.models.convert import convert_torchvision_rcnn
+
+    torch.manual_seed(0)
+    reference = getattr(tv_detection, arch)(weights=None, weights_backbone=None, min_size=min_size, max_size=max_size)
+    _freeze_norms(reference)
+    factory = {
+        "fasterrcnn_resnet50_fpn": rcnn.faster_rcnn,
+        "maskrcnn_resnet50_fpn": rcnn.mask_rcnn,
+        "fasterrcnn_mobilenet_v3_large_fpn": rcnn.faster_rcnn_mobilenet_v3_fpn,
+    }[arch]
+    model = instantiate(factory(90, min_size=min_size, max_size=max_size))
+    model.load_state_dict(convert_torchvision_rcnn(reference.state_dict(), arch)["model"], strict=True)
+    if implementation == "detkit":
+        return model
+    # Without pretrained weights torchvision trains every backbone stage; freeze the stages detkit's
+    # config freezes (torchvision's pretrained default) so both train steps do the same work.
+    body_prefix = "backbone.features." if "mobilenet" in arch else "backbone."
+    frozen = {name[len(body_prefix):] for name, p in model.named_parameters()
+              if not p.requires_grad and name.startswith(body_prefix)}
+    for name, parameter in reference.named_parameters():
+        if name.startswith("backbone.body.") and name[len("backbone.body."):] in frozen:
+            parameter.requires_grad_(False)
+    return reference
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def worker(args: argparse.Namespace) -> None:
+    """Build one model, time ``args.iterations`` calls of one mode, print a JSON line."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model = build(args.arch, args.implementation, args.min_size, args.max_size).to(device)
+    names = ["dog.jpg"] if args.mode == "infer" else ["dog.jpg", "person.jpg"]
+    images = [_load_image(name).to(device) for name in names]
+    masks_needed = args.arch.startswith("mask")
+    targets = []
+    for name, image in zip(names, images):
+        boxes = torch.tensor(TARGET_BOXES[name], device=device)
+        target = {"boxes": boxes, "labels": torch.tensor([17, 1, 7], device=device)}
+        if masks_needed:
+            masks = torch.zeros((3, *image.shape[-2:]), dtype=torch.uint8, device=device)
+            for k, (x1, y1, x2, y2) in enumerate(boxes.to(torch.int64).tolist()):
+                masks[k, y1:y2, x1:x2] = 1
+            target["masks"] = masks
+        targets.append(target)
+    if args.implementation == "torchvision":
+        targets = [{**t, "labels": t["labels"] + 1} for t in targets]
+
+    def step() -> None:
+        if args.mode == "infer":
+            with torch.no_grad():
+                model(images)
+        else:
+            torch.manual_seed(0)
+            output = model(images, targets)
+            losses = output if args.implementation == "torchvision" else output[1]
+            sum(losses.values()).backward()
+            model.zero_grad(set_to_none=True)
+
+    model.train(args.mode == "train")
+    step()  # warm-up (allocator, caches)
+    _synchronize(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    seconds = []
+    for _ in range(args.iterations):
+        start = time.perf_counter()
+        step()
+        _synchronize(device)
+        seconds.append(time.perf_counter() - start)
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    memory = (
+        torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss_after / 1024
+    )
+    print(json.dumps({"seconds": statistics.median(seconds), "peak_mib": memory,
+                      "growth_mib": (rss_after - rss_before) / 1024}))
+
+
+def _run_worker(args: argparse.Namespace, arch: str, implementation: str, mode: str) -> dict:
+    command = [
+        sys.executable, __file__, "--worker", "--arch", arch, "--implementation", implementation, "--mode", mode,
+        "--threads", str(args.threads), "--device", args.device, "--iterations", str(args.iterations),
+        "--min-size", str(args.min_size), "--max-size", str(args.max_size),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ})
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
+    parser.add_argument("--modes", nargs="+", default=["infer", "train"], choices=["infer", "train"])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved subprocess pairs per case")
+    parser.add_argument("--iterations", type=int, default=3, help="timed calls per subprocess (median)")
+    parser.add_argument("--min-size", type=int, default=800)
+    parser.add_argument("--max-size", type=int, default=1333)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--arch", help=argparse.SUPPRESS)
+    parser.add_argument("--implementation", help=argparse.SUPPRESS)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    memory_label = "peak CUDA MiB" if args.device.startswith("cuda") else "max RSS MiB"
+    print(f"torch {torch.__version__}, device {args.device}, {args.threads} threads, "
+          f"{args.min_size}/{args.max_size} px, {args.repeats} interleaved repeats x {args.iterations} calls (medians)")
+    header = f"{'arch':36s} {'mode':6s} {'detkit s':>9s} {'tv s':>9s} {'ratio':>6s}  " \
+             f"{'detkit ' + memory_label:>20s} {'tv ' + memory_label:>17s} {'ratio':>6s}"
+    print(header)
+    for arch in args.archs:
+        for mode in args.modes:
+            results: dict[str, list[dict]] = {"detkit": [], "torchvision": []}
+            for _ in range(args.repeats):
+                for implementation in ("detkit", "torchvision"):
+                    results[implementation].append(_run_worker(args, arch, implementation, mode))
+            ours = {k: statistics.median(r[k] for r in results["detkit"]) for k in ("seconds", "peak_mib")}
+            theirs = {k: statistics.median(r[k] for r in results["torchvision"]) for k in ("seconds", "peak_mib")}
+            print(f"{arch:36s} {mode:6s} {ours['seconds']:9.3f} {theirs['seconds']:9.3f} "
+                  f"{ours['seconds'] / theirs['seconds']:6.2f}  {ours['peak_mib']:20.0f} {theirs['peak_mib']:17.0f} "
+                  f"{ours['peak_mib'] / theirs['peak_mib']:6.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
