@@ -1,33 +1,27 @@
-"""Mask R-CNN, ResNet-18-FPN, the synthetic shapes data: small enough to train on a CPU."""
+"""Mask R-CNN, ResNet-18-FPN, trained on detkit's built-in shapes data (exact masks): small enough
+for a CPU. The data are generated under runs/data/shapes on first use.
+
+    python tools/train.py configs/mask_rcnn/mask_rcnn_r18_fpn_1x_shapes.py
+"""
 
 from configs.common.rcnn import mask_rcnn
+from configs.common import shapes
 
-NUM_CLASSES = 3  # circle, square, triangle (detkit.data.shapes.SHAPE_CLASSES)
-
-model = mask_rcnn(
-    num_classes=NUM_CLASSES,
-    depth=18,
-    min_size=256,
-    max_size=320,
-    fpn_channels=64,
-    representation_size=256,
-    mask_channels=64,
-    frozen_stages=0,
-    class_names=("circle", "square", "triangle"),
+model = shapes.small_rcnn_for_shapes(
+    mask_rcnn(
+        num_classes=shapes.NUM_CLASSES,
+        depth=18,
+        min_size=256,
+        max_size=320,
+        fpn_channels=64,
+        representation_size=256,
+        mask_channels=64,
+        frozen_stages=0,
+        class_names=shapes.CLASS_NAMES,
+    )
 )
-model.backbone.norm = "bn"  # no pretrained statistics to freeze: train them
-model.rpn.pre_nms_top_n_train = 600
-model.rpn.post_nms_top_n_train = 300
-model.rpn.pre_nms_top_n_test = 300
-model.rpn.post_nms_top_n_test = 150
-model.roi_heads.batch_size_per_image = 128
+_training = shapes.rcnn_shapes_training("mask_rcnn_r18_fpn_1x_shapes", with_masks=True)
+dataloader, evaluator = _training["dataloader"], _training["evaluator"]
+optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
-# Shrinks the config for tests/test_configs.py (same structure, small inputs, few proposals).
-test_overrides = [
-    "model.preprocess.min_size=96",
-    "model.preprocess.max_size=128",
-    "model.rpn.pre_nms_top_n_train=200",
-    "model.rpn.post_nms_top_n_train=100",
-    "model.rpn.pre_nms_top_n_test=100",
-    "model.rpn.post_nms_top_n_test=50",
-]
+test_overrides = shapes.RCNN_TEST_OVERRIDES
