@@ -170,14 +170,23 @@ def _suppression_edges(
     IoU exceeds the threshold.
 
     Boxes are tiled in order of (category, x1); tile pairs whose x-extents or category ranges do not
-    overlap contain no such pair and are skipped (exact for finite coordinates; with non-finite ones
-    every tile pair is evaluated so that NaN/inf behave exactly as in the compiled kernel).
+    overlap contain no such pair and are skipped, and boxes of zero or negative width or height (which
+    intersect nothing) are left out. Both are exact for finite coordinates; with non-finite ones
+    every pair is evaluated so that NaN/inf behave exactly as in the compiled kernel.
     """
-    n = boxes.shape[0]
     finite = bool(torch.isfinite(boxes).all())
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    by_x1 = torch.argsort(boxes[:, 0], stable=True) if finite else torch.arange(n, device=boxes.device)
+    if finite:
+        by_x1 = torch.argsort(boxes[:, 0], stable=True)
+        intersecting = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        by_x1 = by_x1[intersecting[by_x1]]
+    else:
+        by_x1 = torch.arange(boxes.shape[0], device=boxes.device)
     by_x1 = by_x1[torch.argsort(categories[by_x1], stable=True)]
+    n = by_x1.shape[0]
+    if n == 0:
+        empty = torch.empty((0,), dtype=torch.int64, device=boxes.device)
+        return empty, empty
     num_tiles = (n + _TILE - 1) // _TILE
     padded = num_tiles * _TILE
     # Pad with copies of an index and mask them out; tiles are [T, TILE] rank indices.
@@ -196,6 +205,9 @@ def _suppression_edges(
     overlapping = torch.triu(overlapping)
     tile_a, tile_b = torch.nonzero(overlapping, as_tuple=True)
 
+    # On a diagonal tile pair (a tile with itself) only positions row < col count, so that every
+    # pair of boxes is evaluated once.
+    upper = torch.ones(_TILE, _TILE, dtype=torch.bool, device=boxes.device).triu(1)
     sources, targets = [], []
     chunk = max(1, _PAIRS_PER_CHUNK // (_TILE * _TILE))
     for start in range(0, tile_a.shape[0], chunk):
@@ -203,17 +215,13 @@ def _suppression_edges(
         ranks_a, ranks_b = safe_ranks[a], safe_ranks[b]
         iou = _pairwise_iou(tile_boxes[a], tile_boxes[b], area[ranks_a], area[ranks_b], overlap)
         hit = (iou > threshold) & valid[a][:, :, None] & valid[b][:, None, :]
-        hit &= ranks_a[:, :, None] != ranks_b[:, None, :]
+        hit &= (a != b)[:, None, None] | upper
         hit &= tile_categories[a][:, :, None] == tile_categories[b][:, None, :]
         pair, row, col = torch.nonzero(hit, as_tuple=True)
         first, second = ranks_a[pair, row], ranks_b[pair, col]
         sources.append(torch.minimum(first, second))
         targets.append(torch.maximum(first, second))
-    if not sources:
-        empty = torch.empty((0,), dtype=torch.int64, device=boxes.device)
-        return empty, empty
-    edges = torch.unique(torch.stack([torch.cat(sources), torch.cat(targets)]), dim=1)
-    return edges[0], edges[1]
+    return torch.cat(sources), torch.cat(targets)
 
 
 def _resolve_greedy(num_boxes: int, sources: Tensor, targets: Tensor) -> Tensor:
