@@ -16,8 +16,10 @@ from torch import Tensor
 from detkit.ops._ext import use_ext
 from detkit.ops.boxes import check_boxes
 
-# Boxes per tile in the fallback's pairwise IoU, and box pairs evaluated per chunk of tiles.
+# Most and fewest boxes per tile in the fallback's pairwise IoU (fewer when there are many categories,
+# so that tiles do not straddle categories), and box pairs evaluated per chunk of tiles.
 _TILE = 128
+_MIN_TILE = 32
 _PAIRS_PER_CHUNK = 1 << 22
 
 _SOFT_NMS_METHODS = {"linear": 0, "gaussian": 1}
@@ -187,10 +189,15 @@ def _suppression_edges(
     if n == 0:
         empty = torch.empty((0,), dtype=torch.int64, device=boxes.device)
         return empty, empty
-    num_tiles = (n + _TILE - 1) // _TILE
-    padded = num_tiles * _TILE
+    sorted_categories = categories[by_x1]
+    num_categories = int((sorted_categories[1:] != sorted_categories[:-1]).sum()) + 1
+    tile = _TILE
+    while tile > _MIN_TILE and tile > n / num_categories:
+        tile //= 2
+    num_tiles = (n + tile - 1) // tile
+    padded = num_tiles * tile
     # Pad with copies of an index and mask them out; tiles are [T, TILE] rank indices.
-    tile_ranks = torch.cat([by_x1, by_x1.new_full((padded - n,), -1)]).view(num_tiles, _TILE)
+    tile_ranks = torch.cat([by_x1, by_x1.new_full((padded - n,), -1)]).view(num_tiles, tile)
     valid = tile_ranks >= 0
     safe_ranks = tile_ranks.clamp(min=0)
     tile_boxes = boxes[safe_ranks]
@@ -207,9 +214,9 @@ def _suppression_edges(
 
     # On a diagonal tile pair (a tile with itself) only positions row < col count, so that every
     # pair of boxes is evaluated once.
-    upper = torch.ones(_TILE, _TILE, dtype=torch.bool, device=boxes.device).triu(1)
+    upper = torch.ones(tile, tile, dtype=torch.bool, device=boxes.device).triu(1)
     sources, targets = [], []
-    chunk = max(1, _PAIRS_PER_CHUNK // (_TILE * _TILE))
+    chunk = max(1, _PAIRS_PER_CHUNK // (tile * tile))
     for start in range(0, tile_a.shape[0], chunk):
         a, b = tile_a[start : start + chunk], tile_b[start : start + chunk]
         ranks_a, ranks_b = safe_ranks[a], safe_ranks[b]
