@@ -41,9 +41,6 @@ __all__ = [
     "epoch_order",
 ]
 
-Batch = tuple[list[Tensor], list[dict[str, Any]]]
-
-
 def epoch_order(seed: int, epoch: int, size: int, shuffle: bool = True) -> tuple[Tensor, Tensor]:
     """The sample order of an epoch and one seed per position, both functions of (seed, epoch).
 
