@@ -325,6 +325,55 @@ MOBILENET_V3_LARGE_SETTING = (
 )
 
 
+# The last three blocks of MOBILENET_V3_LARGE_SETTING form the tail that ``reduced_tail`` halves.
+MOBILENET_V3_TAIL_START = len(MOBILENET_V3_LARGE_SETTING) - 3
+
+
+def mobilenet_v3_large_layers(
+    width_mult: float, norm: str, norm_eps: float, reduced_tail: bool = False
+) -> list[nn.Module]:
+    """MobileNetV3-Large's ``features`` (stem, inverted residuals, last 1x1 conv), torchvision's layout.
+
+    Args:
+        width_mult: channel multiplier (1.0 for the ImageNet weights).
+        norm: norm kind for :func:`~detkit.models.layers.make_norm`.
+        norm_eps: norm ``eps``.
+        reduced_tail: halve the last stage (torchvision's ``_mobilenet_v3_conf(reduced_tail=True)``,
+            used by SSDLite): the entry block keeps its 672-channel expansion (SSDLite's C4 tap) and
+            halves its output; the later blocks halve both.
+
+    Returns:
+        The layers in order, ready for ``nn.Sequential`` (keys ``features.<i>``).
+    """
+    divider = 2 if reduced_tail else 1
+    in_channels = make_divisible(16 * width_mult)
+    layers: list[nn.Module] = [
+        ConvNormAct(3, in_channels, 3, 2, norm=norm, norm_eps=norm_eps, activation=nn.Hardswish)
+    ]
+    for index, (kernel, expanded, channels, use_se, activation, stride) in enumerate(MOBILENET_V3_LARGE_SETTING):
+        if index >= MOBILENET_V3_TAIL_START:
+            channels //= divider
+            expanded = expanded // divider if index > MOBILENET_V3_TAIL_START else expanded
+        out_channels = make_divisible(channels * width_mult)
+        layers.append(
+            InvertedResidual(
+                in_channels,
+                make_divisible(expanded * width_mult),
+                out_channels,
+                kernel_size=kernel,
+                stride=stride,
+                activation=nn.Hardswish if activation == "HS" else nn.ReLU,
+                use_se=use_se,
+                norm=norm,
+                norm_eps=norm_eps,
+                version=3,
+            )
+        )
+        in_channels = out_channels
+    layers.append(ConvNormAct(in_channels, 6 * in_channels, 1, norm=norm, norm_eps=norm_eps, activation=nn.Hardswish))
+    return layers
+
+
 class MobileNetV3(_MobileNet):
     """MobileNetV3-Large backbone (torchvision's ``mobilenet_v3_large().features``).
 
@@ -351,30 +400,7 @@ class MobileNetV3(_MobileNet):
     ) -> None:
         super().__init__()
         check_norm_kind(norm)
-        in_channels = make_divisible(16 * width_mult)
-        layers: list[nn.Module] = [
-            ConvNormAct(3, in_channels, 3, 2, norm=norm, norm_eps=norm_eps, activation=nn.Hardswish)
-        ]
-        for kernel, expanded, channels, use_se, activation, stride in MOBILENET_V3_LARGE_SETTING:
-            out_channels = make_divisible(channels * width_mult)
-            layers.append(
-                InvertedResidual(
-                    in_channels,
-                    make_divisible(expanded * width_mult),
-                    out_channels,
-                    kernel_size=kernel,
-                    stride=stride,
-                    activation=nn.Hardswish if activation == "HS" else nn.ReLU,
-                    use_se=use_se,
-                    norm=norm,
-                    norm_eps=norm_eps,
-                    version=3,
-                )
-            )
-            in_channels = out_channels
-        layers.append(
-            ConvNormAct(in_channels, 6 * in_channels, 1, norm=norm, norm_eps=norm_eps, activation=nn.Hardswish)
-        )
+        layers = mobilenet_v3_large_layers(width_mult, norm, norm_eps)
         for module in nn.ModuleList(layers).modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
                 module.momentum = 0.01  # torchvision's MobileNetV3 training setting

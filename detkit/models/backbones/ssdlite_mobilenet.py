@@ -33,18 +33,11 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from detkit.models.backbones.base import ShapeSpec
-from detkit.models.backbones.mobilenet import (
-    MOBILENET_V3_LARGE_SETTING,
-    InvertedResidual,
-    _MobileNet,
-    make_divisible,
-)
+from detkit.models.backbones.mobilenet import _MobileNet, mobilenet_v3_large_layers
 from detkit.models.layers import ConvNormAct, check_norm_kind
 
 # Output channels of the four extra blocks (torchvision: get_depth(512), 256, 256, 128).
 SSDLITE_EXTRA_CHANNELS = (512, 256, 256, 128)
-# Blocks of MOBILENET_V3_LARGE_SETTING (and the last conv) that the reduced tail halves.
-_TAIL_START = len(MOBILENET_V3_LARGE_SETTING) - 3
 # torchvision's ssdlite320 BatchNorm settings.
 SSDLITE_NORM_EPS = 1e-3
 SSDLITE_NORM_MOMENTUM = 0.03
@@ -102,40 +95,12 @@ class SSDLiteMobileNetV3(_MobileNet):
     ) -> None:
         super().__init__()
         check_norm_kind(norm)
-        divider = 2 if reduced_tail else 1
-        in_channels = make_divisible(16 * width_mult)
-        layers: list[nn.Module] = [
-            ConvNormAct(3, in_channels, 3, 2, norm=norm, norm_eps=norm_eps, activation=nn.Hardswish)
-        ]
-        for index, (kernel, expanded, channels, use_se, activation, stride) in enumerate(MOBILENET_V3_LARGE_SETTING):
-            if index >= _TAIL_START:
-                # The entry block keeps its 672-channel expansion (the C4 tap) and halves its
-                # output; the later blocks halve both (torchvision's _mobilenet_v3_conf).
-                channels //= divider
-                expanded = expanded // divider if index > _TAIL_START else expanded
-            out_channels = make_divisible(channels * width_mult)
-            layers.append(
-                InvertedResidual(
-                    in_channels,
-                    make_divisible(expanded * width_mult),
-                    out_channels,
-                    kernel_size=kernel,
-                    stride=stride,
-                    activation=nn.Hardswish if activation == "HS" else nn.ReLU,
-                    use_se=use_se,
-                    norm=norm,
-                    norm_eps=norm_eps,
-                    version=3,
-                )
-            )
-            in_channels = out_channels
-        last_conv = ConvNormAct(in_channels, 6 * in_channels, 1, norm=norm, norm_eps=norm_eps, activation=nn.Hardswish)
-        layers.append(last_conv)
+        layers = mobilenet_v3_large_layers(width_mult, norm, norm_eps, reduced_tail=reduced_tail)
         self._setup(layers, ("c4_expand", "c5"), frozen_stages, weights)
 
         extra: list[nn.Module] = []
         shapes = dict(self._out_shapes)
-        in_channels = 6 * in_channels
+        in_channels = layers[-1][0].out_channels  # the last 1x1 conv's output: c5
         for index, channels in enumerate(SSDLITE_EXTRA_CHANNELS):
             out_channels = _channels(channels, width_mult, min_depth)
             extra.append(ssdlite_extra_block(in_channels, out_channels, norm, norm_eps))
