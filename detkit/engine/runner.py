@@ -26,7 +26,7 @@ from detkit.engine.rng import seed_everything
 from detkit.engine.settings import TrainSettings
 from detkit.engine.trainer import EvaluateFn, Trainer
 from detkit.utils.distributed import (
-    DistInfo, convert_sync_batchnorm, get_rank, init_distributed, is_main_process,
+    DistInfo, barrier, convert_sync_batchnorm, get_rank, init_distributed, is_main_process,
 )
 
 logger = logging.getLogger(__name__)
@@ -188,4 +188,7 @@ def run_training(cfg: ConfigDict, output_dir: str | Path | None = None,
                 dist_info.rank, dist_info.world_size)
     trainer = build_trainer(cfg, out, dist_info)
     trainer.train(resume=resolve_resume(resume, out))
+    # Ranks leave together: a rank that tears its process group down while another is still
+    # writing the final checkpoint can abort inside gloo at exit ("terminate called ...").
+    barrier()
     return trainer
