@@ -34,7 +34,7 @@ from .voc import VOC_CLASSES, VOCDetection
 from .yolo_txt import YOLODetection
 
 from .ssd_transforms import SSDPhotometricDistort
-from .wider_face import WIDER_FACE_FLAGS, WiderFaceDetection, parse_wider_face_gt
+from .wider_face import WIDER_FACE_FLAGS, WiderFaceDetection, parse_wider_face_gt, wider_face_dataset
 
 __all__ = [
     "CocoDetection",
@@ -68,6 +68,7 @@ __all__ = [
     "generate_shapes_dataset",
     "image_to_tensor",
     "parse_wider_face_gt",
+    "wider_face_dataset",
     "rcnn_test_transforms",
     "rcnn_train_transforms",
     "read_image_rgb",

@@ -37,7 +37,7 @@ from .base import DetectionDataset, ImageRecord, Transforms
 from .image_io import read_image_size
 from .validation import DatasetError, LoadReport
 
-__all__ = ["WIDER_FACE_FLAGS", "WiderFaceEntry", "WiderFaceDetection", "parse_wider_face_gt"]
+__all__ = ["WIDER_FACE_FLAGS", "WiderFaceEntry", "WiderFaceDetection", "parse_wider_face_gt", "wider_face_dataset"]
 
 WIDER_FACE_FLAGS = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
 
@@ -152,3 +152,40 @@ class WiderFaceDetection(DetectionDataset):
             records.append(record)
         super().__init__(records, ["face"], str(annotation_file), transforms=transforms, skip_empty=skip_empty,
                          report=report)
+
+
+def wider_face_dataset(
+    root: str | Path,
+    split: str = "train",
+    transforms: Transforms | None = None,
+    keep_invalid: bool = True,
+    min_size: float = 0.0,
+    skip_empty: bool = False,
+) -> WiderFaceDetection:
+    """WIDER FACE (or data in its format) in its distribution layout under ``root``::
+
+        root/WIDER_{split}/images/<event>/<image>.jpg
+        root/wider_face_split/wider_face_{split}_bbx_gt.txt
+
+    Args:
+        root: the folder holding ``WIDER_{split}`` and ``wider_face_split``.
+        split: ``"train"`` or ``"val"``.
+        transforms, keep_invalid, min_size, skip_empty: as :class:`WiderFaceDetection`'s.
+
+    Raises:
+        ValueError: an unknown ``split``.
+        FileNotFoundError: the images folder or the ground-truth file is missing (both paths named).
+    """
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    root = Path(root)
+    images_root = root / f"WIDER_{split}" / "images"
+    annotation_file = root / "wider_face_split" / f"wider_face_{split}_bbx_gt.txt"
+    missing = [str(p) for p in (images_root, annotation_file) if not p.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"root={str(root)!r} is not a WIDER FACE folder: missing {' and '.join(missing)} "
+            f"(expected WIDER_{split}/images/ and wider_face_split/wider_face_{split}_bbx_gt.txt under it)"
+        )
+    return WiderFaceDetection(images_root, annotation_file, keep_invalid=keep_invalid, min_size=min_size,
+                              transforms=transforms, skip_empty=skip_empty)

@@ -19,26 +19,33 @@ paper's first stage); the paper's RNet and ONet use the previous stage's detecti
 samples, which a training pipeline can add by passing them as candidates later. Crops lie inside
 the image and are resized by area interpolation, the resampling of inference
 (:func:`detkit.models.detectors.mtcnn.area_crop_resize`).
+
+Training runs through the engine like any detector's: :class:`MTCNN`'s training-mode forward
+draws the samples of each stage in ``train_stages`` from the batch's annotated images (on the
+images' device) and returns :func:`mtcnn_losses`. One stage trains at a time with the configs
+``configs/mtcnn/mtcnn_{pnet,rnet,onet}_train_wider_face.py`` (the other two networks frozen)::
+
+    python tools/train.py configs/mtcnn/mtcnn_pnet_train_wider_face.py dataloader.train.dataset.root=DIR
+
+Each checkpoint holds a whole MTCNN; :func:`stage_state_dict` takes one network out of it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
-from detkit.models.detectors.mtcnn import (
-    MTCNN, IntegralImages, ONet, area_crop_resize, input_affine, summed_area_table,
-)
+from detkit.models.detectors.mtcnn import MTCNN, IntegralImages, area_crop_resize, input_affine, summed_area_table
 from detkit.ops import box_iou
 
 __all__ = [
     "STAGE_INPUT_SIZES", "STAGE_LOSS_WEIGHTS", "StageSamples", "generate_samples", "mtcnn_losses",
-    "ohem_cross_entropy", "stage_losses", "train_stage",
+    "ohem_cross_entropy", "stage_losses", "stage_state_dict",
 ]
 
 STAGE_INPUT_SIZES = {"pnet": 12, "rnet": 24, "onet": 48}
@@ -261,48 +268,30 @@ def mtcnn_losses(
     return losses
 
 
-def train_stage(
-    net: nn.Module,
-    stage: str,
-    images: Sequence[Tensor],
-    targets: Sequence[dict[str, Tensor]],
-    steps: int,
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    samples_per_image: tuple[int, int, int] = (48, 16, 16),
-    resample_every: int = 0,
-    generator: torch.Generator | None = None,
-    pixel_scale: float = 255.0,
-) -> list[float]:
-    """Trains one MTCNN network for ``steps`` plain SGD steps on crops of annotated images.
+def stage_state_dict(state_dict: Mapping[str, Tensor], stage: str) -> dict[str, Tensor]:
+    """One network's weights out of a whole :class:`MTCNN`'s state dict.
+
+    A stage trains through the engine as a whole MTCNN whose other two networks are frozen
+    (``configs/mtcnn/mtcnn_{stage}_train_wider_face.py``), so its checkpoints' ``model`` holds
+    ``pnet.*``, ``rnet.*`` and ``onet.*``. Stages trained in separate runs are put together with
+    ``detector.pnet.load_state_dict(stage_state_dict(pnet_run["model"], "pnet"))`` etc.
 
     Args:
-        net: ``PNet``, ``RNet`` or ``ONet`` (trained in place).
-        stage: its stage name (crop size and loss weights).
-        images, targets: annotated images (see :func:`generate_samples`).
-        steps: optimiser steps.
-        lr, momentum: SGD settings.
-        samples_per_image: negatives, parts and positives drawn per image.
-        resample_every: draw fresh samples every this many steps (0: draw once).
-        generator: random generator for the samples.
-        pixel_scale: as :class:`MTCNN`'s (images in [0, 1] times 255).
+        state_dict: ``MTCNN.state_dict()``, e.g. ``torch.load(path, weights_only=True)["model"]``.
+        stage: ``"pnet"``, ``"rnet"`` or ``"onet"``.
 
     Returns:
-        The total loss before each step.
+        The ``{stage}.*`` tensors with the prefix removed (``conv1.weight`` ...).
+
+    Raises:
+        ValueError: an unknown ``stage``.
+        KeyError: ``state_dict`` holds no ``{stage}.*`` tensor (not an MTCNN's).
     """
-    if (stage == "onet") != isinstance(net, ONet):
-        raise ValueError(f"stage {stage!r} does not fit a {type(net).__name__}")
-    affine = input_affine(pixel_scale)
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
-    net.train()
-    history = []
-    samples = None
-    for step in range(steps):
-        if samples is None or (resample_every and step % resample_every == 0):
-            samples = generate_samples(images, targets, STAGE_INPUT_SIZES[stage], *samples_per_image, generator=generator)
-        loss = sum(stage_losses(stage, net(samples.crops, *affine), samples).values())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        history.append(float(loss.detach()))
-    return history
+    if stage not in STAGE_INPUT_SIZES:
+        raise ValueError(f"stage must be one of {list(STAGE_INPUT_SIZES)}, got {stage!r}")
+    prefix = f"{stage}."
+    weights = {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+    if not weights:
+        heads = sorted({key.split(".", 1)[0] for key in state_dict})
+        raise KeyError(f"the state dict holds no {prefix}* weights (not an MTCNN's?); its top-level names: {heads}")
+    return weights

@@ -39,3 +39,37 @@ def reference_targets(names=FACE_IMAGES) -> tuple[list[torch.Tensor], list[dict[
             "landmarks": torch.tensor([f["landmarks"] for f in faces], dtype=torch.float32).reshape(-1, 5, 2),
         })
     return images, targets
+
+
+def write_wider_face(root: Path, num_images: int = 12, image_size: tuple[int, int] = (96, 128), seed: int = 0) -> Path:
+    """A tiny dataset in WIDER FACE's layout whose "faces" are the circles of detkit's shapes images.
+
+    Writes ``root/WIDER_train/images/0--Shapes/*.png`` and
+    ``root/wider_face_split/wider_face_train_bbx_gt.txt`` (``x y w h`` and ten zero flags per face);
+    the last image has no faces (count 0 and the all-zero line, as WIDER writes it). Returns ``root``.
+    """
+    import numpy as np
+
+    from detkit.data.image_io import write_image_rgb
+    from detkit.data.shapes import render_shapes_image
+
+    rng = np.random.default_rng(seed)
+    event = root / "WIDER_train" / "images" / "0--Shapes"
+    event.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index in range(num_images):
+        name = f"0--Shapes/shapes_{index:03d}.png"
+        if index == num_images - 1:
+            image = rng.integers(0, 256, size=(*image_size, 3), dtype=np.uint8)
+            boxes = []
+        else:
+            image, instances = render_shapes_image(rng, image_size, max_objects=3, size_range=(0.12, 0.3),
+                                                   class_names=("circle",))
+            boxes = [instance.box for instance in instances]
+        write_image_rgb(root / "WIDER_train" / "images" / name, image)
+        lines += [name, str(len(boxes))]
+        lines += [f"{x1} {y1} {x2 - x1} {y2 - y1} 0 0 0 0 0 0 " for x1, y1, x2, y2 in boxes] or ["0 0 0 0 0 0 0 0 0 0 "]
+    split = root / "wider_face_split"
+    split.mkdir(parents=True, exist_ok=True)
+    (split / "wider_face_train_bbx_gt.txt").write_text("\n".join(lines) + "\n")
+    return root
