@@ -23,6 +23,7 @@ from detkit.config import (
 from detkit.engine.checkpoint import Checkpointer
 from detkit.engine.model_setup import freeze_by_prefix, load_init_checkpoint
 from detkit.engine.rng import seed_everything
+from detkit.engine.schedules import LRSchedule
 from detkit.engine.settings import TrainSettings
 from detkit.engine.trainer import EvaluateFn, Trainer
 from detkit.utils.distributed import (
@@ -157,6 +158,9 @@ def build_trainer(cfg: ConfigDict, output_dir: str | Path | None = None,
     model.to(dist_info.device)
     optimizer = instantiate_with(cfg["optimizer"], "optimizer", model=model)
     lr_schedule = instantiate(cfg["lr_schedule"], "lr_schedule")
+    if not isinstance(lr_schedule, LRSchedule):
+        raise TypeError(f"config key 'lr_schedule' in {source} must build an LRSchedule "
+                        f"(e.g. L(MultiStepLR)(...)), got {type(lr_schedule).__name__} {lr_schedule!r}")
     data_loader = instantiate_with(cfg["dataloader"]["train"], "dataloader.train",
                                    seed=settings.seed)
     evaluate = _build_evaluator(cfg)

@@ -183,6 +183,9 @@ def test_build_trainer_from_config_and_clear_config_errors(tmp_path: Path):
     del bad["lr_schedule"]
     with pytest.raises(ValueError, match=r"toy_train.py: missing top-level config key\(s\) lr_schedule"):
         build_trainer(bad, tmp_path / "bad")
+    not_a_schedule = load_config(TOY_CONFIG, ["lr_schedule='cosine'"])
+    with pytest.raises(TypeError, match=r"'lr_schedule' in .*toy_train.py must build an LRSchedule.*'cosine'"):
+        build_trainer(not_a_schedule, tmp_path / "bad")
 
 
 def test_default_train_lists_every_key_so_each_can_be_overridden(tmp_path: Path):
