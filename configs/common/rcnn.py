@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from configs.common.datasets import dataset_sections
 from detkit.config import L, LazyCall
+from detkit.engine import MultiStepLR, build_optimizer, default_train
 from detkit.models.anchors import AnchorGenerator
 from detkit.models.backbones import MobileNetV3, ResNet
 from detkit.models.backbones.base import ShapeSpec
@@ -155,4 +157,80 @@ def faster_rcnn_mobilenet_v3_fpn(
         preprocess=L(RCNNPreprocess)(min_size=min_size, max_size=max_size),
         num_classes=num_classes,
         class_names=None if class_names is None else list(class_names),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# training schedules
+
+# detectron2's multi-scale training short sides (INPUT.MIN_SIZE_TRAIN). Pass them as the model's
+# ``min_size``: RCNNPreprocess draws one per image in training and evaluates at the last (800,
+# detectron2's MIN_SIZE_TEST). The resize has to be the model's: a resize in the data pipeline
+# (rcnn_train_transforms' short_edge_lengths) would be undone by the model's own resize to min_size.
+COCO_TRAIN_MIN_SIZES = (640, 672, 704, 736, 768, 800)  # Base-RCNN-FPN.yaml
+VOC_TRAIN_MIN_SIZES = tuple(range(480, 801, 32))  # PascalVOC-Detection/faster_rcnn_R_50_FPN.yaml
+
+
+def rcnn_1x_training(
+    name: str,
+    dataset: str = "coco",
+    *,
+    with_masks: bool = False,
+    root: str | None = None,
+    images_per_gpu: int = 2,
+    num_workers: int = 4,
+) -> dict:
+    """``dataloader``, ``evaluator``, ``optimizer``, ``lr_schedule`` and ``train`` of detectron2's
+    1x recipe for Faster / Mask R-CNN (``configs/common``'s model trees); outputs in runs/<name>.
+
+    The reference assumes 8 GPUs x ``images_per_gpu`` = 2, a total batch of 16:
+
+    - SGD lr 0.02, momentum 0.9, weight decay 1e-4 (biases too, norms none: detectron2's
+      ``WEIGHT_DECAY_NORM = 0``); linear warm-up over 1000 iterations from 0.001 x lr;
+    - COCO (``dataset="coco"``): 90k iterations (about 12 epochs of train2017), lr x 0.1 at 60k
+      and 80k (``Base-RCNN-FPN.yaml`` + ``mask_rcnn_R_50_FPN_1x.yaml``);
+    - VOC (``"voc"``): VOC07+12 trainval, 18k iterations, steps at 12k and 16k
+      (detectron2's ``PascalVOC-Detection/faster_rcnn_R_50_FPN.yaml``), VOC2007-test 11-point mAP;
+    - VOC with masks: VOC2012 segmentation train (1464 images, see ``configs/common/datasets.py``),
+      for which no reference recipe exists: the same length in epochs as the VOC box recipe
+      (18k x 16 / 16551 = 17.4 epochs): 18 epochs, lr x 0.1 after epochs 12 and 16, 100 warm-up
+      iterations (1000 would be 11 epochs at 91 iterations per epoch).
+
+    Augmentation: horizontal flip (crowd boxes dropped); multi-scale comes from the model's
+    ``min_size`` choices (:data:`COCO_TRAIN_MIN_SIZES`, :data:`VOC_TRAIN_MIN_SIZES`).
+
+    Other GPU counts, by the linear scaling rule (detectron2's ``REFERENCE_WORLD_SIZE``): with a
+    total batch ``B = gpus x images_per_gpu``, multiply lr by ``B / 16`` and the iterations, steps
+    and warm-up by ``16 / B``; e.g. one GPU with 2 images: ``optimizer.lr=0.0025
+    train.max_iter=720000 lr_schedule.milestones=[480000,640000] lr_schedule.warmup_iters=8000``.
+
+    Args:
+        name: the config's name, for ``train.output_dir = runs/<name>``.
+        dataset: ``"coco"`` or ``"voc"``.
+        with_masks: Mask R-CNN: masks in the data, ``segm`` AP too.
+        root: the dataset folder (default ``datasets/coco`` / ``datasets/VOCdevkit``).
+        images_per_gpu: training images per process.
+        num_workers: data-loading processes per process.
+    """
+    data = dataset_sections(dataset, root, batch_size=images_per_gpu, num_workers=num_workers, with_masks=with_masks)
+    warmup = dict(warmup_iters=1000, warmup_factor=0.001)
+    if dataset == "voc" and with_masks:
+        length = dict(max_epochs=18)
+        lr_schedule = L(MultiStepLR)(milestones=[12, 16], by_epoch=True, warmup_iters=100, warmup_factor=0.001)
+    elif dataset == "voc":
+        length = dict(max_iter=18000)
+        lr_schedule = L(MultiStepLR)(milestones=[12000, 16000], **warmup)
+    else:
+        length = dict(max_iter=90000)
+        lr_schedule = L(MultiStepLR)(milestones=[60000, 80000], **warmup)
+    return dict(
+        dataloader=data["dataloader"],
+        evaluator=data["evaluator"],
+        optimizer=L(build_optimizer)(
+            name="SGD", lr=0.02, momentum=0.9, weight_decay=1e-4, weight_decay_bias=1e-4, weight_decay_norm=0.0
+        ),
+        lr_schedule=lr_schedule,
+        train=default_train(
+            **length, output_dir=f"runs/{name}", checkpoint_period=5000, best_metric=data["best_metric"]
+        ),
     )

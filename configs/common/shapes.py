@@ -8,13 +8,12 @@ that uses these factories trains on a fresh machine with nothing downloaded:
 
 from __future__ import annotations
 
+from configs.common.datasets import detection_dataloader
+from configs.common.yolo import with_mosaic
 from detkit.config import L, LazyCall
 from detkit.data import SHAPE_CLASSES, shapes_coco_dataset
-from detkit.data.mosaic import MosaicDataset
 from detkit.data.transforms import rcnn_test_transforms, rcnn_train_transforms, yolo_train_transforms
-from detkit.engine import (
-    CosineLR, build_optimizer, build_test_loader, build_train_loader, default_train,
-)
+from detkit.engine import CosineLR, build_optimizer, default_train
 from detkit.evaluation import CocoEvaluator
 
 CLASS_NAMES = tuple(SHAPE_CLASSES)
@@ -40,11 +39,10 @@ def shapes_dataloader(
             transforms=transforms, with_masks=with_masks,
         )
 
-    return dict(
-        train=L(build_train_loader)(
-            dataset=dataset("train", train_transforms or L(rcnn_train_transforms)()), batch_size=batch_size
-        ),
-        test=L(build_test_loader)(dataset=dataset("val", test_transforms or L(rcnn_test_transforms)())),
+    return detection_dataloader(
+        dataset("train", train_transforms or L(rcnn_train_transforms)()),
+        dataset("val", test_transforms or L(rcnn_test_transforms)()),
+        batch_size=batch_size, num_workers=0,
     )
 
 
@@ -131,11 +129,7 @@ def yolo_shapes_training(
     """
     dataloader = shapes_dataloader(batch_size=batch_size, train_transforms=L(yolo_train_transforms)(size=input_size))
     if mosaic_prob > 0:
-        images = dataloader["train"].dataset
-        transforms, images.transforms = images.transforms, None  # the mosaic's pipeline runs last
-        dataloader["train"].dataset = L(MosaicDataset)(
-            dataset=images, output_size=input_size, transforms=transforms, prob=mosaic_prob
-        )
+        with_mosaic(dataloader["train"], output_size=input_size, prob=mosaic_prob)
     return dict(
         dataloader=dataloader,
         evaluator=shapes_evaluator(),

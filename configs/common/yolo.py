@@ -17,7 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from detkit.config import LazyCall
+from configs.common.datasets import dataset_sections
+from detkit.config import L, LazyCall
+from detkit.data.mosaic import MosaicDataset
+from detkit.data.transforms import yolo_train_transforms
+from detkit.engine import MultiStepLR, build_optimizer, default_train
 from detkit.models.zoo import yolov3_darknet53_config, yolov3_tiny_config
 
 
@@ -54,3 +58,83 @@ def yolov3_tiny(
 
 # Shrinks any YOLO experiment for tests/test_configs.py: small inputs, same structure.
 TEST_OVERRIDES = ["model.input_size=(64, 64)", "model.train_sizes=(64, 96)"]
+
+
+# ------------------------------------------------------------------------------------------------
+# training schedules
+
+# mmdetection's YOLOv3 losses are sums over the images of a GPU's batch (reduction="sum", 8 images
+# per GPU); detkit's YOLOv3Head divides each sum by the number of images. detkit's gradients are
+# thus 1 / MMDET_IMAGES_PER_GPU of mmdetection's, and its recipe maps exactly (same SGD steps) to
+# lr x 8, weight decay / 8 and gradient-norm clip / 8.
+MMDET_IMAGES_PER_GPU = 8
+
+
+def with_mosaic(train_loader: LazyCall, output_size: int, prob: float) -> LazyCall:
+    """Wrap ``train_loader``'s dataset in a :class:`~detkit.data.mosaic.MosaicDataset` drawn with
+    probability ``prob`` (in place; returned). The dataset's pipeline moves to the mosaic, which
+    runs it last on the combined sample; the dataset then sits at ``dataloader.train.dataset.dataset``."""
+    images = train_loader.dataset
+    transforms, images.transforms = images.transforms, None
+    train_loader.dataset = L(MosaicDataset)(dataset=images, output_size=output_size, transforms=transforms, prob=prob)
+    return train_loader
+
+
+def yolov3_273e_training(
+    name: str,
+    dataset: str = "coco",
+    *,
+    input_size: int = 416,
+    root: str | None = None,
+    images_per_gpu: int = 8,
+    num_workers: int = 4,
+    mosaic_prob: float = 0.0,
+) -> dict:
+    """``dataloader``, ``evaluator``, ``optimizer``, ``lr_schedule`` and ``train`` for YOLOv3 /
+    YOLOv3-tiny, mmdetection's 273-epoch recipe (``configs/yolo/yolov3_d53_8xb8-ms-416-273e_coco.py``);
+    outputs in runs/<name>.
+
+    - Total batch 64 = 8 GPUs x ``images_per_gpu`` 8. mmdetection: SGD lr 1e-3, momentum 0.9,
+      weight decay 5e-4 (every parameter), gradient norm clipped at 35, linear warm-up over 2000
+      iterations from 0.1 x lr (darknet's burn-in), lr x 0.1 after epochs 218 and 246 of 273.
+      Here lr 8e-3, weight decay 6.25e-5 and clip 4.375: the same SGD steps for detkit's
+      per-image loss normalisation (see :data:`MMDET_IMAGES_PER_GPU`).
+    - Augmentation: YOLO's (:func:`~detkit.data.transforms.yolo_train_transforms`: letterbox to
+      ``input_size``, HSV gains, flip; crowd boxes dropped), optionally a mosaic on a fraction
+      ``mosaic_prob`` of the samples (:func:`with_mosaic`; 0 as in YOLOv3, which had none).
+      Multi-scale training is the model's: it draws each batch's size from ``model.train_sizes``
+      (320..512 around 416). mmdetection's recipe uses SSD-style augmentation instead (expand,
+      min-IoU crop, photometric distortion).
+    - VOC (VOC07+12 -> VOC2007 test) has no mmdetection YOLOv3 recipe; it uses the same one.
+
+    Other GPU counts: scale lr by ``total batch / 64`` (linear rule); epochs stay 273.
+
+    Args:
+        name: the config's name, for ``train.output_dir = runs/<name>``.
+        dataset: ``"coco"`` or ``"voc"``.
+        input_size: the letterbox size of the training pipeline.
+        root: the dataset folder (default ``datasets/coco`` / ``datasets/VOCdevkit``).
+        images_per_gpu: training images per process.
+        num_workers: data-loading processes per process.
+        mosaic_prob: fraction of training samples made as mosaics (0: none).
+    """
+    data = dataset_sections(
+        dataset, root, train_transforms=L(yolo_train_transforms)(size=input_size), batch_size=images_per_gpu,
+        num_workers=num_workers, test_batch_size=8,
+    )  # fmt: skip
+    if mosaic_prob > 0:
+        with_mosaic(data["dataloader"]["train"], input_size, mosaic_prob)
+    weight_decay = 5e-4 / MMDET_IMAGES_PER_GPU
+    return dict(
+        dataloader=data["dataloader"],
+        evaluator=data["evaluator"],
+        optimizer=L(build_optimizer)(
+            name="SGD", lr=1e-3 * MMDET_IMAGES_PER_GPU, momentum=0.9, weight_decay=weight_decay,
+            weight_decay_norm=weight_decay, weight_decay_bias=weight_decay,
+        ),
+        lr_schedule=L(MultiStepLR)(milestones=[218, 246], by_epoch=True, warmup_iters=2000, warmup_factor=0.1),
+        train=default_train(
+            max_epochs=273, output_dir=f"runs/{name}", checkpoint_period=5000, best_metric=data["best_metric"],
+            clip_grad_norm=35.0 / MMDET_IMAGES_PER_GPU,
+        ),
+    )  # fmt: skip

@@ -1,8 +1,17 @@
-"""SSD300, VGG16, Pascal VOC (20 classes); default-box scales of the paper's VOC model."""
+"""SSD300, VGG16, Pascal VOC (20 classes); default-box scales of the paper's VOC model. Trained on
+VOC07+12 trainval with torchvision's 120-epoch SSD300 recipe (``ssd_120e_training``), evaluated on
+VOC2007 test (11-point mAP). VOC is read from datasets/VOCdevkit (configs/common/datasets.py):
 
-from configs.common.ssd import SSD300_SCALES_VOC, ssd_vgg16
+    python tools/train.py configs/ssd/ssd300_vgg16_120e_voc.py
+"""
+
+from configs.common.ssd import SSD300_SCALES_VOC, ssd_vgg16, ssd_120e_training
 
 model = ssd_vgg16(num_classes=20, input_size=300, scales=SSD300_SCALES_VOC)
+
+_training = ssd_120e_training("ssd300_vgg16_120e_voc", "voc", input_size=300)
+dataloader, evaluator = _training["dataloader"], _training["evaluator"]
+optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
 # Shrinks the config for tests/test_configs.py: SSD300's unpadded conv10_2/conv11_2 need the
 # 300x300 input, so only the detection budget shrinks.

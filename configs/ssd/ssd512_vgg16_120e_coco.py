@@ -1,8 +1,17 @@
-"""SSD512, VGG16, COCO (80 classes); default-box scales of the paper's COCO SSD512 model."""
+"""SSD512, VGG16, COCO (80 classes); default-box scales of the paper's COCO SSD512 model. Trained
+with torchvision's 120-epoch SSD300 recipe at 512 (``ssd_120e_training``). COCO is read from
+datasets/coco (configs/common/datasets.py):
 
-from configs.common.ssd import SSD512_SCALES_COCO, ssd_vgg16
+    python tools/train.py configs/ssd/ssd512_vgg16_120e_coco.py
+"""
+
+from configs.common.ssd import SSD512_SCALES_COCO, ssd_vgg16, ssd_120e_training
 
 model = ssd_vgg16(num_classes=80, input_size=512, scales=SSD512_SCALES_COCO)
+
+_training = ssd_120e_training("ssd512_vgg16_120e_coco", "coco", input_size=512)
+dataloader, evaluator = _training["dataloader"], _training["evaluator"]
+optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
 # Shrinks the config for tests/test_configs.py (the 4x4 conv12_2 needs a 2x2 conv11_2,
 # which needs inputs of about 260 or more).

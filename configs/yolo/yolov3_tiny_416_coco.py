@@ -2,11 +2,20 @@
 
 The official weights: ``python tools/fetch_weights.py yolov3-tiny`` (darknet format; load them with
 ``detkit.models.convert.darknet.load_darknet_weights`` or use ``detkit.models.zoo.yolov3_tiny_coco``).
+
+Trained with mmdetection's 273-epoch YOLOv3 recipe (``yolov3_273e_training``: batch 64, steps at
+epochs 218/246, YOLO augmentation). Data are read from datasets/coco (configs/common/datasets.py):
+
+    python tools/train.py configs/yolo/yolov3_tiny_416_coco.py
 """
 
-from configs.common.yolo import TEST_OVERRIDES, yolov3_tiny
+from configs.common.yolo import TEST_OVERRIDES, yolov3_tiny, yolov3_273e_training
 from detkit.models.zoo import read_class_names
 
 model = yolov3_tiny(num_classes=80, input_size=416, class_names=read_class_names("coco"))
+
+_training = yolov3_273e_training("yolov3_tiny_416_coco", "coco", input_size=416)
+dataloader, evaluator = _training["dataloader"], _training["evaluator"]
+optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
 test_overrides = list(TEST_OVERRIDES)

@@ -10,8 +10,10 @@
 """
 
 from .base import DetectionDataset, ImageRecord
+from .builtin import coco_dataset, voc_dataset
 from .coco import CocoDetection, coco_segmentation_to_mask
 from .collate import collate_detection, collate_padded
+from .concat import ConcatDetection
 from .image_io import ImageReadError, image_to_tensor, read_image_rgb
 from .mosaic import MixupDataset, MosaicDataset
 from .samplers import DistributedShardSampler, GroupedBatchSampler, aspect_ratio_group_ids
@@ -31,12 +33,17 @@ from .transforms import (
 )
 from .validation import DatasetError, LoadReport, check_class_names
 from .voc import VOC_CLASSES, VOCDetection
+from .voc_instances import VOCInstanceSegmentation
 from .yolo_txt import YOLODetection
 
 from .ssd_transforms import SSDPhotometricDistort
 from .wider_face import WIDER_FACE_FLAGS, WiderFaceDetection, parse_wider_face_gt, wider_face_dataset
 
 __all__ = [
+    "ConcatDetection",
+    "VOCInstanceSegmentation",
+    "coco_dataset",
+    "voc_dataset",
     "CocoDetection",
     "DatasetError",
     "DetectionDataset",
