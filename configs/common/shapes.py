@@ -136,3 +136,16 @@ def yolo_shapes_training(
         **adamw_cosine(max_iter, lr=lr, weight_decay=0.01),
         train=shapes_train_settings(name, max_iter),
     )
+
+
+def ssd_shapes_training(name: str, train_transforms: LazyCall, batch_size: int = 16, max_iter: int = 1200) -> dict:
+    """``dataloader``, ``evaluator``, ``optimizer``, ``lr_schedule`` and ``train`` for an SSD trained
+    from scratch on the shapes data: the given SSD training pipeline (it resizes to the model's
+    input), plain images for evaluation (the model resizes and maps its boxes back), AdamW + cosine
+    (:func:`adamw_cosine`); outputs in runs/<name>."""
+    return dict(
+        dataloader=shapes_dataloader(batch_size=batch_size, train_transforms=train_transforms),
+        evaluator=shapes_evaluator(),
+        **adamw_cosine(max_iter),
+        train=shapes_train_settings(name, max_iter),
+    )
