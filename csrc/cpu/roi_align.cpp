@@ -123,18 +123,28 @@ void check_rois(const at::Tensor& input, const at::Tensor& rois, const char* nam
 }
 
 template <typename T>
-void forward_impl(const at::Tensor& input_nhwc, const at::Tensor& rois, T spatial_scale, int64_t pooled_height,
-                  int64_t pooled_width, int64_t sampling_ratio, bool aligned, at::Tensor& output_kbc) {
-  // input_nhwc [N, H, W, C]; output_kbc [K, bins, C].
-  const int64_t num_rois = rois.size(0), batch_size = input_nhwc.size(0), height = input_nhwc.size(1);
-  const int64_t width = input_nhwc.size(2), channels = input_nhwc.size(3);
-  const T* input_data = input_nhwc.data_ptr<T>();
+void forward_impl(const at::Tensor& input, bool channels_last, const at::Tensor& rois, T spatial_scale,
+                  int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio, bool aligned,
+                  at::Tensor& output) {
+  // input [N, C, H, W], memory either channels-last (NHWC) or contiguous (NCHW); output [K, C, bins],
+  // contiguous. Channels-last: each bin is summed into a C-vector (vectorised across channels) and
+  // then scattered to its C strided cells while the RoI's block of the output is still in cache,
+  // which fuses the transpose a [K, bins, C] result would need (with the 1000 proposals of
+  // inference that pass cost as much as the sampling). NCHW: channel by channel, reading one plane
+  // at a time (no copy of the map, for few RoIs on a large map). Both sum every cell's points in
+  // the same order, so they give the same bits.
+  const int64_t num_rois = rois.size(0), batch_size = input.size(0), channels = input.size(1);
+  const int64_t height = input.size(2), width = input.size(3);
+  const int64_t pixel_stride = channels_last ? channels : 1;
+  const int64_t channel_stride = channels_last ? 1 : height * width;
+  const T* input_data = input.data_ptr<T>();
   const T* roi_data = rois.data_ptr<T>();
-  T* output_data = output_kbc.data_ptr<T>();
+  T* output_data = output.data_ptr<T>();
   const int64_t bins = pooled_height * pooled_width;
 
   at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
     std::vector<SamplePoint<T>> points;
+    std::vector<T> accumulator(channels);
     for (int64_t r = begin; r < end; ++r) {
       const RoIGeometry<T> g = precompute_roi(roi_data + 5 * r, spatial_scale, height, width, pooled_height,
                                               pooled_width, sampling_ratio, aligned, points);
@@ -142,19 +152,35 @@ void forward_impl(const at::Tensor& input_nhwc, const at::Tensor& rois, T spatia
                   g.batch_index, " is not a valid batch index for an input of batch size ", batch_size);
       const int64_t per_bin = static_cast<int64_t>(g.grid_h) * g.grid_w;
       const T* image = input_data + g.batch_index * height * width * channels;
+      T* __restrict__ roi_out = output_data + r * channels * bins;
+      if (!channels_last) {
+        for (int64_t c = 0; c < channels; ++c) {
+          const T* __restrict__ plane = image + c * channel_stride;
+          const SamplePoint<T>* point = points.data();
+          for (int64_t bin = 0; bin < bins; ++bin) {
+            T sum = 0;
+            for (int64_t s = 0; s < per_bin; ++s, ++point) {
+              sum += point->weight[0] * plane[point->offset[0]] + point->weight[1] * plane[point->offset[1]] +
+                     point->weight[2] * plane[point->offset[2]] + point->weight[3] * plane[point->offset[3]];
+            }
+            roi_out[c * bins + bin] = sum / g.count;
+          }
+        }
+        continue;
+      }
       const SamplePoint<T>* point = points.data();
       for (int64_t bin = 0; bin < bins; ++bin) {
-        T* __restrict__ out = output_data + (r * bins + bin) * channels;
+        T* __restrict__ out = accumulator.data();
         std::fill(out, out + channels, static_cast<T>(0));
         for (int64_t s = 0; s < per_bin; ++s, ++point) {
-          const T* __restrict__ v1 = image + point->offset[0] * channels;
-          const T* __restrict__ v2 = image + point->offset[1] * channels;
-          const T* __restrict__ v3 = image + point->offset[2] * channels;
-          const T* __restrict__ v4 = image + point->offset[3] * channels;
+          const T* __restrict__ v1 = image + point->offset[0] * pixel_stride;
+          const T* __restrict__ v2 = image + point->offset[1] * pixel_stride;
+          const T* __restrict__ v3 = image + point->offset[2] * pixel_stride;
+          const T* __restrict__ v4 = image + point->offset[3] * pixel_stride;
           const T w1 = point->weight[0], w2 = point->weight[1], w3 = point->weight[2], w4 = point->weight[3];
           for (int64_t c = 0; c < channels; ++c) out[c] += w1 * v1[c] + w2 * v2[c] + w3 * v3[c] + w4 * v4[c];
         }
-        for (int64_t c = 0; c < channels; ++c) out[c] /= g.count;
+        for (int64_t c = 0; c < channels; ++c) roi_out[c * bins + bin] = out[c] / g.count;
       }
     }
   });
@@ -168,14 +194,22 @@ at::Tensor roi_align_forward_cpu(const at::Tensor& input, const at::Tensor& rois
   if (num_rois == 0 || input.numel() == 0 || pooled_height * pooled_width == 0) {
     return at::zeros({num_rois, channels, pooled_height, pooled_width}, input.options());
   }
-  const at::Tensor input_nhwc = input.permute({0, 2, 3, 1}).contiguous();
+  // Channels-last pays when many sampling points share the map (training's 512 RoIs per image, the
+  // 1000 proposals of inference): its reads are vectorised but the map must be copied unless it is
+  // channels-last already. A map sampled at fewer points than it has pixels (a few detections on
+  // a large level) is read where it lies, plane by plane, like torchvision does.
+  const int64_t points_per_bin = sampling_ratio > 0 ? sampling_ratio * sampling_ratio : 4;
+  const int64_t sampled = num_rois * pooled_height * pooled_width * points_per_bin * 4;
+  const bool use_channels_last = input.is_contiguous(at::MemoryFormat::ChannelsLast) ||
+                                 sampled >= input.size(0) * input.size(2) * input.size(3);
+  const at::Tensor source = use_channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast) : input.contiguous();
   const at::Tensor rois_c = rois.contiguous();
-  at::Tensor output_kbc = at::empty({num_rois, pooled_height * pooled_width, channels}, input.options());
+  at::Tensor output = at::empty({num_rois, channels, pooled_height, pooled_width}, input.options());
   AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "detkit_roi_align_forward_cpu", [&] {
-    forward_impl<scalar_t>(input_nhwc, rois_c, static_cast<scalar_t>(spatial_scale), pooled_height, pooled_width,
-                           sampling_ratio, aligned, output_kbc);
+    forward_impl<scalar_t>(source, use_channels_last, rois_c, static_cast<scalar_t>(spatial_scale), pooled_height,
+                           pooled_width, sampling_ratio, aligned, output);
   });
-  return output_kbc.permute({0, 2, 1}).contiguous().view({num_rois, channels, pooled_height, pooled_width});
+  return output;
 }
 
 template <typename T>

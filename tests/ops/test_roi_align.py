@@ -43,6 +43,24 @@ def test_forward_and_backward_equal_torchvision(impl, aligned, sampling_ratio, o
     torch.testing.assert_close(detkit_input.grad.cpu(), reference_input.grad, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("num_rois", [3, 300])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_few_or_many_rois_on_either_memory_format(impl, num_rois, channels_last):
+    """The CPU kernel reads a map sampled at fewer points than it has pixels plane by plane and
+    otherwise from a channels-last copy; every combination gives torchvision's numbers (the CPU
+    kernel: the same bits)."""
+    generator = torch.Generator().manual_seed(num_rois)
+    features = torch.randn(1, 8, 96, 120, generator=generator)
+    rois = _random_rois(num_rois, 1, 480.0, generator)
+    expected = torchvision.ops.roi_align(features, rois, 7, 0.25, 2, True)
+    if channels_last:
+        features = features.contiguous(memory_format=torch.channels_last)
+    pooled = roi_align(features.to(impl.device), rois.to(impl.device), 7, 0.25, 2, True).cpu()
+    exact = impl.name == "compiled-cpu"
+    assert pooled.is_contiguous() or not exact
+    torch.testing.assert_close(pooled, expected, rtol=0 if exact else 1e-5, atol=0 if exact else 1e-5)
+
+
 def test_aligned_half_pixel_convention(impl):
     # A ramp f(y, x) = x is reproduced exactly by bilinear interpolation, so the pooled value is the
     # mean x of the sampling points. Box [1, 1, 3, 3], one bin, 2x2 samples:
