@@ -11,12 +11,14 @@
 //   and bilinearly interpolated from its four neighbours.
 //
 // The bilinear weights and neighbour offsets of every sampling point depend on the RoI only, so they
-// are computed once per RoI and reused for every channel. Both passes work on a channels-last copy of
-// the map: a sampling point then reads (or, backward, writes) four contiguous C-vectors, which the
-// compiler vectorises across channels, while each channel still sums in torchvision's order (the
-// forward output is bit-identical to torchvision's). The forward pass runs RoIs in parallel; the
-// backward pass splits the channels between threads, so no two threads ever add into the same
-// gradient cell (and the result is deterministic).
+// are computed once per RoI and reused for every channel. Both passes work channels-last where it
+// pays (the forward on a channels-last copy of the map when many points sample it, the backward on
+// channel blocks): a sampling point then reads (or, backward, writes) four contiguous C-vectors,
+// which the compiler vectorises across channels, while each channel still sums in torchvision's
+// order (forward and backward are bit-identical to torchvision's). The forward pass runs RoIs in parallel; the
+// backward pass splits the channels between threads in blocks, each accumulated in a small
+// channels-last buffer, so no two threads ever add into the same gradient cell (and the result is
+// deterministic).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -213,39 +215,81 @@ at::Tensor roi_align_forward_cpu(const at::Tensor& input, const at::Tensor& rois
 }
 
 template <typename T>
-void backward_impl(const at::Tensor& grad_kbc, const at::Tensor& rois, T spatial_scale, int64_t pooled_height,
-                   int64_t pooled_width, int64_t sampling_ratio, bool aligned, at::Tensor& grad_nhwc) {
-  // grad_kbc [K, bins, C]; grad_nhwc [N, H, W, C] (zero-initialised).
-  const int64_t num_rois = rois.size(0), batch_size = grad_nhwc.size(0), height = grad_nhwc.size(1);
-  const int64_t width = grad_nhwc.size(2), channels = grad_nhwc.size(3);
-  const T* grad_data = grad_kbc.data_ptr<T>();
+void backward_impl(const at::Tensor& grad, const at::Tensor& rois, T spatial_scale, int64_t pooled_height,
+                   int64_t pooled_width, int64_t sampling_ratio, bool aligned, at::Tensor& grad_input) {
+  // grad [K, C, bins] contiguous; grad_input [N, C, H, W] contiguous, every value written here.
+  //
+  // The channels are split into blocks of kBlock. A thread accumulates one block at a time into a
+  // small channels-last buffer [N, H, W, kBlock] (each sampling point adds to four contiguous
+  // kBlock-vectors, vectorised), then copies the block out into its kBlock planes of grad_input.
+  // So there is no channels-last copy of the whole gradient map (which, at the peak of a training
+  // step's memory, cost as much as the map itself), and no two threads ever add into the same
+  // cell. Every cell still sums its contributions in the order RoI, bin, point, neighbour: the
+  // result does not depend on the blocking or the thread count, and equals torchvision's.
+  constexpr int64_t kBlock = 16;
+  const int64_t num_rois = rois.size(0), batch_size = grad_input.size(0), channels = grad_input.size(1);
+  const int64_t height = grad_input.size(2), width = grad_input.size(3), plane = height * width;
+  const T* grad_data = grad.data_ptr<T>();
   const T* roi_data = rois.data_ptr<T>();
-  T* grad_input_data = grad_nhwc.data_ptr<T>();
+  T* grad_input_data = grad_input.data_ptr<T>();
   const int64_t bins = pooled_height * pooled_width;
 
-  // Each thread owns a contiguous slice of channels in every pixel. Each RoI's sampling points are
-  // computed once per slice, which is cheap next to the accumulation.
-  at::parallel_for(0, channels, 16, [&](int64_t c_begin, int64_t c_end) {
-    std::vector<SamplePoint<T>> points;
-    const int64_t slice = c_end - c_begin;
-    for (int64_t r = 0; r < num_rois; ++r) {
-      const RoIGeometry<T> g = precompute_roi(roi_data + 5 * r, spatial_scale, height, width, pooled_height,
-                                              pooled_width, sampling_ratio, aligned, points);
-      TORCH_CHECK(g.batch_index >= 0 && g.batch_index < batch_size, "roi_align backward: rois[", r, ", 0] = ",
-                  g.batch_index, " is not a valid batch index for batch size ", batch_size);
-      const int64_t per_bin = static_cast<int64_t>(g.grid_h) * g.grid_w;
-      T* image = grad_input_data + g.batch_index * height * width * channels + c_begin;
-      const SamplePoint<T>* point = points.data();
-      for (int64_t bin = 0; bin < bins; ++bin) {
-        // The bin's gradient is shared equally by its sampling points (the forward pass averages).
-        const T* __restrict__ g_bin = grad_data + (r * bins + bin) * channels + c_begin;
-        for (int64_t s = 0; s < per_bin; ++s, ++point) {
-          for (int q = 0; q < 4; ++q) {
-            const T w = point->weight[q] / g.count;
-            if (w == 0) continue;
-            T* __restrict__ row = image + point->offset[q] * channels;
-            for (int64_t c = 0; c < slice; ++c) row[c] += w * g_bin[c];
+  // Sampling points of every RoI, computed once and shared by all channel blocks when a fixed
+  // sampling_ratio bounds their number (adaptive sampling can ask for thousands per bin of a large
+  // RoI: those are recomputed per block instead of stored).
+  const bool cache_points = sampling_ratio > 0 &&
+                            num_rois * bins * sampling_ratio * sampling_ratio <= (int64_t{1} << 22);
+  std::vector<std::vector<SamplePoint<T>>> cached_points(cache_points ? num_rois : 0);
+  std::vector<RoIGeometry<T>> geometry(num_rois);
+  at::parallel_for(0, num_rois, 1, [&](int64_t begin, int64_t end) {
+    std::vector<SamplePoint<T>> scratch;
+    for (int64_t r = begin; r < end; ++r) {
+      geometry[r] = precompute_roi(roi_data + 5 * r, spatial_scale, height, width, pooled_height, pooled_width,
+                                   sampling_ratio, aligned, cache_points ? cached_points[r] : scratch);
+    }
+  });
+  for (int64_t r = 0; r < num_rois; ++r) {
+    TORCH_CHECK(geometry[r].batch_index >= 0 && geometry[r].batch_index < batch_size, "roi_align backward: rois[",
+                r, ", 0] = ", geometry[r].batch_index, " is not a valid batch index for batch size ", batch_size);
+  }
+
+  const int64_t num_blocks = (channels + kBlock - 1) / kBlock;
+  at::parallel_for(0, num_blocks, 1, [&](int64_t block_begin, int64_t block_end) {
+    std::vector<T> buffer(static_cast<size_t>(batch_size * plane * kBlock));
+    std::vector<T> g_bin(kBlock);
+    std::vector<SamplePoint<T>> scratch;
+    for (int64_t block = block_begin; block < block_end; ++block) {
+      const int64_t c_begin = block * kBlock, slice = std::min(kBlock, channels - c_begin);
+      std::fill(buffer.begin(), buffer.end(), static_cast<T>(0));
+      for (int64_t r = 0; r < num_rois; ++r) {
+        const RoIGeometry<T>& g = geometry[r];
+        const int64_t per_bin = static_cast<int64_t>(g.grid_h) * g.grid_w;
+        T* image = buffer.data() + g.batch_index * plane * kBlock;
+        const T* roi_grad = grad_data + (r * channels + c_begin) * bins;
+        if (!cache_points) {
+          precompute_roi(roi_data + 5 * r, spatial_scale, height, width, pooled_height, pooled_width,
+                         sampling_ratio, aligned, scratch);
+        }
+        const SamplePoint<T>* point = cache_points ? cached_points[r].data() : scratch.data();
+        for (int64_t bin = 0; bin < bins; ++bin) {
+          // The bin's gradient is shared equally by its sampling points (the forward pass averages).
+          for (int64_t c = 0; c < slice; ++c) g_bin[c] = roi_grad[c * bins + bin];
+          for (int64_t s = 0; s < per_bin; ++s, ++point) {
+            for (int q = 0; q < 4; ++q) {
+              const T w = point->weight[q] / g.count;
+              if (w == 0) continue;
+              T* __restrict__ row = image + point->offset[q] * kBlock;
+              const T* __restrict__ source = g_bin.data();
+              for (int64_t c = 0; c < slice; ++c) row[c] += w * source[c];
+            }
           }
+        }
+      }
+      for (int64_t n = 0; n < batch_size; ++n) {
+        const T* block_image = buffer.data() + n * plane * kBlock;
+        for (int64_t c = 0; c < slice; ++c) {
+          T* __restrict__ out = grad_input_data + (n * channels + c_begin + c) * plane;
+          for (int64_t pixel = 0; pixel < plane; ++pixel) out[pixel] = block_image[pixel * kBlock + c];
         }
       }
     }
@@ -262,16 +306,14 @@ at::Tensor roi_align_backward_cpu(const at::Tensor& grad, const at::Tensor& rois
   if (grad.numel() == 0 || batch_size * channels * height * width == 0) {
     return at::zeros({batch_size, channels, height, width}, grad.options());
   }
-  const at::Tensor grad_kbc = grad.reshape({grad.size(0), channels, pooled_height * pooled_width})
-                                  .transpose(1, 2)
-                                  .contiguous();
+  const at::Tensor grad_c = grad.contiguous();
   const at::Tensor rois_c = rois.contiguous();
-  at::Tensor grad_nhwc = at::zeros({batch_size, height, width, channels}, grad.options());
+  at::Tensor grad_input = at::empty({batch_size, channels, height, width}, grad.options());
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "detkit_roi_align_backward_cpu", [&] {
-    backward_impl<scalar_t>(grad_kbc, rois_c, static_cast<scalar_t>(spatial_scale), pooled_height, pooled_width,
-                            sampling_ratio, aligned, grad_nhwc);
+    backward_impl<scalar_t>(grad_c, rois_c, static_cast<scalar_t>(spatial_scale), pooled_height, pooled_width,
+                            sampling_ratio, aligned, grad_input);
   });
-  return grad_nhwc.permute({0, 3, 1, 2}).contiguous();
+  return grad_input;
 }
 
 }  // namespace
