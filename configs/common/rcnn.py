@@ -199,6 +199,13 @@ def rcnn_1x_training(
     Augmentation: horizontal flip (crowd boxes dropped); multi-scale comes from the model's
     ``min_size`` choices (:data:`COCO_TRAIN_MIN_SIZES`, :data:`VOC_TRAIN_MIN_SIZES`).
 
+    Initialisation: like detectron2's and torchvision's, the recipe starts from an ImageNet-trained
+    backbone, whose batch-norm statistics the model freezes (``frozen_bn``, first stages frozen).
+    Nothing is downloaded: give a local checkpoint in torchvision's key format, e.g.
+    ``model.backbone.weights=/models/resnet50-0676ba61.pth``. Without one the backbone starts
+    from random weights with frozen, meaningless statistics; to train from scratch instead, set
+    ``model.backbone.norm=bn model.backbone.frozen_stages=0`` and expect a much longer schedule.
+
     Other GPU counts, by the linear scaling rule (detectron2's ``REFERENCE_WORLD_SIZE``): with a
     total batch ``B = gpus x images_per_gpu``, multiply lr by ``B / 16`` and the iterations, steps
     and warm-up by ``16 / B``; e.g. one GPU with 2 images: ``optimizer.lr=0.0025
