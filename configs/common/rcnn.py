@@ -31,6 +31,17 @@ RESNET_LEVELS = ("c2", "c3", "c4", "c5")
 POOLED_LEVELS = ["p2", "p3", "p4", "p5"]
 
 
+# Shrinks an R-CNN experiment config for tests/test_configs.py (same structure, small inputs, few
+# proposals); each R-CNN config sets ``test_overrides = list(TEST_OVERRIDES)``.
+TEST_OVERRIDES = [
+    "model.preprocess.min_size=96",
+    "model.preprocess.max_size=128",
+    "model.rpn.pre_nms_top_n_train=200",
+    "model.rpn.post_nms_top_n_train=100",
+    "model.rpn.pre_nms_top_n_test=100",
+    "model.rpn.post_nms_top_n_test=50",
+]
+
 def resnet_shapes(depth: int) -> dict[str, LazyCall]:
     """Channels and strides of ResNet's ``c2``..``c5`` (the FPN's input shapes)."""
     expansion = 1 if depth < 50 else 4

@@ -53,17 +53,6 @@ def shapes_evaluator(with_masks: bool = False) -> LazyCall:
     )
 
 
-# Shrinks an R-CNN shapes config for tests/test_configs.py (same structure, small inputs, few proposals).
-RCNN_TEST_OVERRIDES = [
-    "model.preprocess.min_size=96",
-    "model.preprocess.max_size=128",
-    "model.rpn.pre_nms_top_n_train=200",
-    "model.rpn.post_nms_top_n_train=100",
-    "model.rpn.pre_nms_top_n_test=100",
-    "model.rpn.post_nms_top_n_test=50",
-]
-
-
 def small_rcnn_for_shapes(model: LazyCall) -> LazyCall:
     """Adapt an R18-FPN R-CNN tree to the 256 px shapes images (in place; returned for chaining):
     batch norm trained (there are no pretrained statistics to freeze), fewer proposals and RoIs."""

@@ -6,7 +6,7 @@ recipe for this model is 26 epochs, steps 16/22). COCO is read from datasets/coc
     python tools/train.py configs/faster_rcnn/faster_rcnn_mobilenetv3_fpn_1x_coco.py
 """
 
-from configs.common.rcnn import COCO_TRAIN_MIN_SIZES, faster_rcnn_mobilenet_v3_fpn, rcnn_1x_training
+from configs.common.rcnn import COCO_TRAIN_MIN_SIZES, TEST_OVERRIDES, faster_rcnn_mobilenet_v3_fpn, rcnn_1x_training
 
 model = faster_rcnn_mobilenet_v3_fpn(num_classes=80, min_size=COCO_TRAIN_MIN_SIZES)
 
@@ -15,11 +15,4 @@ dataloader, evaluator = _training["dataloader"], _training["evaluator"]
 optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
 # Shrinks the config for tests/test_configs.py (same structure, small inputs, few proposals).
-test_overrides = [
-    "model.preprocess.min_size=96",
-    "model.preprocess.max_size=128",
-    "model.rpn.pre_nms_top_n_train=200",
-    "model.rpn.post_nms_top_n_train=100",
-    "model.rpn.pre_nms_top_n_test=100",
-    "model.rpn.post_nms_top_n_test=50",
-]
+test_overrides = list(TEST_OVERRIDES)

@@ -6,7 +6,7 @@ model; the structure is the same. The data are generated under runs/data/shapes 
     python tools/train.py configs/faster_rcnn/faster_rcnn_r18_fpn_1x_shapes.py
 """
 
-from configs.common.rcnn import faster_rcnn
+from configs.common.rcnn import TEST_OVERRIDES, faster_rcnn
 from configs.common import shapes
 
 model = shapes.small_rcnn_for_shapes(
@@ -25,4 +25,4 @@ _training = shapes.rcnn_shapes_training("faster_rcnn_r18_fpn_1x_shapes")
 dataloader, evaluator = _training["dataloader"], _training["evaluator"]
 optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
-test_overrides = shapes.RCNN_TEST_OVERRIDES
+test_overrides = list(TEST_OVERRIDES)

@@ -5,7 +5,7 @@ short side 640..800, evaluated at 800). COCO is read from datasets/coco (configs
     python tools/train.py configs/faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py
 """
 
-from configs.common.rcnn import COCO_TRAIN_MIN_SIZES, faster_rcnn, rcnn_1x_training
+from configs.common.rcnn import COCO_TRAIN_MIN_SIZES, TEST_OVERRIDES, faster_rcnn, rcnn_1x_training
 
 model = faster_rcnn(num_classes=80, depth=50, min_size=COCO_TRAIN_MIN_SIZES)
 
@@ -14,11 +14,4 @@ dataloader, evaluator = _training["dataloader"], _training["evaluator"]
 optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
 # Shrinks the config for tests/test_configs.py (same structure, small inputs, few proposals).
-test_overrides = [
-    "model.preprocess.min_size=96",
-    "model.preprocess.max_size=128",
-    "model.rpn.pre_nms_top_n_train=200",
-    "model.rpn.post_nms_top_n_train=100",
-    "model.rpn.pre_nms_top_n_test=100",
-    "model.rpn.post_nms_top_n_test=50",
-]
+test_overrides = list(TEST_OVERRIDES)

@@ -5,7 +5,7 @@
     python tools/train.py configs/faster_rcnn/faster_rcnn_r50_fpn_1x_voc.py
 """
 
-from configs.common.rcnn import VOC_TRAIN_MIN_SIZES, faster_rcnn, rcnn_1x_training
+from configs.common.rcnn import TEST_OVERRIDES, VOC_TRAIN_MIN_SIZES, faster_rcnn, rcnn_1x_training
 from detkit.data.voc import VOC_CLASSES
 
 model = faster_rcnn(num_classes=20, depth=50, min_size=VOC_TRAIN_MIN_SIZES, max_size=1333, class_names=VOC_CLASSES)
@@ -15,11 +15,4 @@ dataloader, evaluator = _training["dataloader"], _training["evaluator"]
 optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
 # Shrinks the config for tests/test_configs.py (same structure, small inputs, few proposals).
-test_overrides = [
-    "model.preprocess.min_size=96",
-    "model.preprocess.max_size=128",
-    "model.rpn.pre_nms_top_n_train=200",
-    "model.rpn.post_nms_top_n_train=100",
-    "model.rpn.pre_nms_top_n_test=100",
-    "model.rpn.post_nms_top_n_test=50",
-]
+test_overrides = list(TEST_OVERRIDES)

@@ -4,7 +4,7 @@ for a CPU. The data are generated under runs/data/shapes on first use.
     python tools/train.py configs/mask_rcnn/mask_rcnn_r18_fpn_1x_shapes.py
 """
 
-from configs.common.rcnn import mask_rcnn
+from configs.common.rcnn import TEST_OVERRIDES, mask_rcnn
 from configs.common import shapes
 
 model = shapes.small_rcnn_for_shapes(
@@ -24,4 +24,4 @@ _training = shapes.rcnn_shapes_training("mask_rcnn_r18_fpn_1x_shapes", with_mask
 dataloader, evaluator = _training["dataloader"], _training["evaluator"]
 optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
-test_overrides = shapes.RCNN_TEST_OVERRIDES
+test_overrides = list(TEST_OVERRIDES)

@@ -6,7 +6,7 @@ there). VOC is read from datasets/VOCdevkit:
     python tools/train.py configs/mask_rcnn/mask_rcnn_r50_fpn_1x_voc.py
 """
 
-from configs.common.rcnn import VOC_TRAIN_MIN_SIZES, mask_rcnn, rcnn_1x_training
+from configs.common.rcnn import TEST_OVERRIDES, VOC_TRAIN_MIN_SIZES, mask_rcnn, rcnn_1x_training
 from detkit.data.voc import VOC_CLASSES
 
 model = mask_rcnn(num_classes=20, depth=50, min_size=VOC_TRAIN_MIN_SIZES, max_size=1333, class_names=VOC_CLASSES)
@@ -16,11 +16,4 @@ dataloader, evaluator = _training["dataloader"], _training["evaluator"]
 optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
 # Shrinks the config for tests/test_configs.py (same structure, small inputs, few proposals).
-test_overrides = [
-    "model.preprocess.min_size=96",
-    "model.preprocess.max_size=128",
-    "model.rpn.pre_nms_top_n_train=200",
-    "model.rpn.post_nms_top_n_train=100",
-    "model.rpn.pre_nms_top_n_test=100",
-    "model.rpn.post_nms_top_n_test=50",
-]
+test_overrides = list(TEST_OVERRIDES)
