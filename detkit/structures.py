@@ -107,6 +107,33 @@ class ImageList:
         return cls(batch, image_sizes)
 
 
+def check_image_list(images: Sequence[Tensor], owner: str, *, require_float: bool = False) -> list[tuple[int, int]]:
+    """Check a detector's input, a non-empty list of ``[3, H_i, W_i]`` images, and return their sizes.
+
+    Args:
+        images: what the caller passed as the images.
+        owner: the detector's name, for the messages.
+        require_float: also require floating-point images (RGB in [0, 1]).
+
+    Returns:
+        ``[(H_i, W_i), ...]``.
+
+    Raises:
+        TypeError: not a non-empty sequence of tensors (a batched tensor included), or an integer
+            image when ``require_float``.
+        ValueError: an image that is not ``[3, H, W]`` (its index and shape named).
+    """
+    if isinstance(images, Tensor) or not isinstance(images, Sequence) or len(images) == 0:
+        raise TypeError(f"{owner} expects a non-empty list of [3, H, W] images, got {type(images).__name__}")
+    for index, image in enumerate(images):
+        if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
+            shape = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
+            raise ValueError(f"{owner}: image {index} must be a [3, H, W] tensor (RGB in [0, 1]), got {shape}")
+        if require_float and not image.is_floating_point():
+            raise TypeError(f"{owner}: image {index} must be floating point RGB in [0, 1], got {image.dtype}")
+    return [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+
+
 def _describe(index: int, image_ids: Sequence[object] | None) -> str:
     if image_ids is None:
         return f"image {index}"

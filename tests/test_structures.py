@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from detkit.structures import ImageList, validate_predictions, validate_targets
+from detkit.structures import ImageList, check_image_list, validate_predictions, validate_targets
 
 
 def _torchvision_batch(images: list[torch.Tensor], size_divisible: int) -> torch.Tensor:
@@ -95,3 +95,16 @@ def test_predictions_need_scores_and_allow_zero_size_boxes() -> None:
     validate_predictions([prediction])
     with pytest.raises(KeyError, match="scores"):
         validate_predictions([_target([[0, 0, 1, 5]])])
+
+
+def test_check_image_list_returns_sizes_and_names_the_bad_input():
+    images = [torch.zeros(3, 4, 5), torch.zeros(3, 6, 7, dtype=torch.uint8)]
+    assert check_image_list(images, "Model") == [(4, 5), (6, 7)]
+    with pytest.raises(TypeError, match="Model expects a non-empty list"):
+        check_image_list([], "Model")
+    with pytest.raises(TypeError, match="got Tensor"):
+        check_image_list(torch.zeros(1, 3, 4, 5), "Model")
+    with pytest.raises(ValueError, match=r"Model: image 1 must be a \[3, H, W\] tensor .* got \[1, 4, 5\]"):
+        check_image_list([torch.zeros(3, 4, 5), torch.zeros(1, 4, 5)], "Model")
+    with pytest.raises(TypeError, match="Model: image 1 must be floating point .* torch.uint8"):
+        check_image_list(images, "Model", require_float=True)

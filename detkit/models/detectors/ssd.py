@@ -41,7 +41,7 @@ from detkit.models.losses import cross_entropy_with_hard_negative_mining, smooth
 from detkit.models.matcher import SSDMatcher
 from detkit.models.preprocess import resize_boxes
 from detkit.ops import batched_nms, box_iou, clip_boxes_to_image
-from detkit.structures import validate_targets
+from detkit.structures import check_image_list, validate_targets
 
 # torchvision's ssd300_vgg16: the Caffe VGG16 mean (123, 117, 104) / 255 on 0..255 pixels; in
 # detkit's [0, 1] units a std of 1/255 scales the normalised pixels back to 0..255.
@@ -166,15 +166,7 @@ class SSD(nn.Module):
     # ------------------------------------------------------------------------------- inputs
 
     def _check_images(self, images: Sequence[Tensor]) -> list[tuple[int, int]]:
-        if isinstance(images, Tensor) or not isinstance(images, Sequence) or len(images) == 0:
-            raise TypeError(f"SSD expects a non-empty list of [3, H, W] images, got {type(images).__name__}")
-        for index, image in enumerate(images):
-            if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
-                shape = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
-                raise ValueError(f"image {index} must be a [3, H, W] tensor (RGB in [0, 1]), got {shape}")
-            if not image.is_floating_point():
-                raise TypeError(f"image {index} must be floating point RGB in [0, 1], got {image.dtype}")
-        return [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+        return check_image_list(images, "SSD", require_float=True)
 
     def preprocess(self, images: Sequence[Tensor]) -> Tensor:
         """Normalise each image, then resize it to ``image_size`` (torchvision's order).

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from detkit.models.dense_heads.rpn import RPN
 from detkit.models.preprocess import RCNNPreprocess
 from detkit.models.roi_heads.roi_heads import RoIHeads
-from detkit.structures import validate_targets
+from detkit.structures import check_image_list, validate_targets
 
 
 class FasterRCNN(nn.Module):
@@ -64,15 +64,8 @@ class FasterRCNN(nn.Module):
         self.class_names = None if class_names is None else list(class_names)
 
     def _check_images(self, images: Sequence[Tensor]) -> list[tuple[int, int]]:
-        if isinstance(images, Tensor) or not isinstance(images, Sequence) or len(images) == 0:
-            raise TypeError(
-                f"{type(self).__name__} expects a non-empty list of [3, H, W] images, got {type(images).__name__}"
-            )
-        for index, image in enumerate(images):
-            if not isinstance(image, Tensor) or image.dim() != 3:
-                shape = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
-                raise ValueError(f"image {index} must be a [3, H, W] tensor (RGB in [0, 1]), got {shape}")
-        return [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+        # Floating point is checked by the preprocess, which normalises the images.
+        return check_image_list(images, type(self).__name__)
 
     def _check_targets(self, targets: Sequence[Mapping[str, Tensor]], sizes: list[tuple[int, int]]) -> None:
         validate_targets(targets, image_sizes=sizes, num_classes=self.num_classes)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from detkit.models.backbones.darknet import ConvPair, conv_pair
 from detkit.ops import batched_nms, nms
-from detkit.structures import validate_targets
+from detkit.structures import check_image_list, validate_targets
 
 PREPROCESS_MODES = ("resize", "letterbox")
 LETTERBOX_FILL = 0.5  # darknet pads letterboxed images with grey 0.5
@@ -179,13 +179,7 @@ class YOLOv3(nn.Module):
 
     @staticmethod
     def _check_images(images: Sequence[Tensor]) -> list[tuple[int, int]]:
-        if isinstance(images, Tensor) or not isinstance(images, Sequence) or len(images) == 0:
-            raise TypeError(f"YOLOv3 expects a non-empty list of [3, H, W] images, got {type(images).__name__}")
-        for index, image in enumerate(images):
-            if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:
-                shape = list(image.shape) if isinstance(image, Tensor) else type(image).__name__
-                raise ValueError(f"YOLOv3: image {index} must be a [3, H, W] tensor (RGB in [0, 1]), got {shape}")
-        return [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+        return check_image_list(images, "YOLOv3")
 
     # ------------------------------------------------------------------ postprocessing
 
