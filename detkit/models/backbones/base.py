@@ -114,6 +114,11 @@ class Backbone(nn.Module):
         """Channels and stride of each returned level, shallowest first."""
         return dict(self._out_shapes)
 
+    @property
+    def out_channels(self) -> list[int]:
+        """Channels of each returned level, shallowest first (e.g. an SSD head's ``in_channels``)."""
+        return [shape.channels for shape in self.output_shape().values()]
+
     def train(self, mode: bool = True) -> Backbone:
         """Sets train mode, keeping frozen stages in eval mode (their BatchNorm statistics fixed)."""
         super().train(mode)

@@ -135,8 +135,3 @@ class SSDVGG(Backbone):
             features[level] = x
         return features
 
-    @property
-    def out_channels(self) -> list[int]:
-        """Channels of each returned level, shallowest first (the head's ``in_channels``)."""
-        return [shape.channels for shape in self.output_shape().values()]
-
