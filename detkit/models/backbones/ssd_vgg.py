@@ -134,4 +134,3 @@ class SSDVGG(Backbone):
             x = block(x)
             features[level] = x
         return features
-
