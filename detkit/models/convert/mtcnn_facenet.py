@@ -15,7 +15,6 @@ the SHA-256 pinned below, and the converted checkpoint is cached::
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-import detkit
 from detkit.engine.checkpoint import atomic_torch_save
+from detkit.models.convert.checkpoint import converted_checkpoint
 from detkit.models.detectors.mtcnn import MTCNN
 from detkit.utils.pypi_files import default_cache_dir, fetch_pypi_file
 
@@ -67,15 +66,13 @@ def convert_mtcnn_facenet(state_dicts: Mapping[str, Mapping[str, Tensor]]) -> di
             f"these are not facenet-pytorch MTCNN weights: unexpected keys {unexpected[:5]}, missing {absent[:5]}, "
             f"wrong shapes {wrong[:5]}"
         )
-    meta = {
-        "source": f"{FACENET_PACKAGE}=={FACENET_VERSION}",
-        "licence": "MIT (facenet-pytorch)",
-        "arch": "mtcnn",
-        "num_classes": 1,
-        "detkit_version": detkit.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    return {"model": converted, "meta": meta}
+    return converted_checkpoint(
+        converted,
+        source=f"{FACENET_PACKAGE}=={FACENET_VERSION}",
+        licence="MIT (facenet-pytorch)",
+        arch="mtcnn",
+        num_classes=1,
+    )
 
 
 def mtcnn_facenet_weights(cache_dir: str | Path | None = None) -> Path:

@@ -30,13 +30,12 @@ numbers them.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 
-import detkit
+from detkit.models.convert.checkpoint import converted_checkpoint
 from detkit.models.necks.fpn import fpn_state_dict_from_torchvision
 
 ARCHS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn")
@@ -132,12 +131,10 @@ def convert_torchvision_rcnn(
             raise ValueError(f"coco_contiguous needs torchvision's 91-way COCO predictor, got {num_outputs} outputs")
         _select_classes(converted, torch.tensor(COCO_CATEGORY_IDS))
     num_classes = converted["roi_heads.box_predictor.cls_score.weight"].shape[0] - 1
-    meta = {
-        "source": "torchvision",
-        "arch": arch,
-        "num_classes": int(num_classes),
-        "coco_contiguous": bool(coco_contiguous),
-        "detkit_version": detkit.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    return {"model": converted, "meta": meta}
+    return converted_checkpoint(
+        converted,
+        source="torchvision",
+        arch=arch,
+        num_classes=int(num_classes),
+        coco_contiguous=bool(coco_contiguous),
+    )

@@ -36,14 +36,13 @@ logits (category ids, 10 unused) to the 80 COCO classes in category-id order.
 
 from __future__ import annotations
 
-import datetime
 import re
 from collections.abc import Mapping
 
 import torch
 from torch import Tensor
 
-import detkit
+from detkit.models.convert.checkpoint import converted_checkpoint
 from detkit.models.convert.torchvision_rcnn import COCO_CATEGORY_IDS
 
 ARCHS = ("ssd300_vgg16", "ssdlite320_mobilenet_v3_large")
@@ -166,12 +165,10 @@ def convert_torchvision_ssd(
             raise ValueError(f"coco_contiguous needs torchvision's 91-way COCO classifier, got {num_outputs} outputs")
         _select_classes(converted, num_anchors, torch.tensor((0, *COCO_CATEGORY_IDS)))
         num_outputs = len(COCO_CATEGORY_IDS) + 1
-    meta = {
-        "source": "torchvision",
-        "arch": arch,
-        "num_classes": int(num_outputs - 1),
-        "coco_contiguous": bool(coco_contiguous),
-        "detkit_version": detkit.__version__,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    return {"model": converted, "meta": meta}
+    return converted_checkpoint(
+        converted,
+        source="torchvision",
+        arch=arch,
+        num_classes=int(num_outputs - 1),
+        coco_contiguous=bool(coco_contiguous),
+    )
