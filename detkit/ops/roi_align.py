@@ -220,9 +220,14 @@ def _roi_align_fallback(
         grid_w = torch.ceil(roi_width / pooled_width).to(torch.int64)
     count = (grid_h * grid_w).clamp(min=1).to(dtype)
 
-    # The map as an embedding table: row (n * H + y) * W + x holds the C channels of pixel (y, x).
-    table = input.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
     bins = pooled_height * pooled_width
+    # The map as an embedding table: row (n * H + y) * W + x holds the C channels of pixel (y, x).
+    # That is a channels-last copy of the whole map; when the RoIs sample it at fewer points than
+    # it has pixels (a few detections on a large map), each chunk gathers just the rows it reads.
+    points_per_bin = sampling_ratio * sampling_ratio if sampling_ratio > 0 else 4
+    sparse = num_rois * bins * points_per_bin * 4 < batch * height * width
+    table = None if sparse else input.permute(0, 2, 3, 1).reshape(batch * height * width, channels)
+    planes = input.reshape(batch, channels, height * width)
     # Process RoIs in order of grid size so that each chunk pads to a grid close to its members'.
     order = torch.argsort(grid_h * grid_w)
     grid_sizes = (grid_h * grid_w)[order].tolist()
@@ -247,6 +252,13 @@ def _roi_align_fallback(
         # Bags are bins: [k, PH, PW] x (gh * gw * 4) entries each.
         pixel = pixel.permute(0, 1, 3, 2, 4, 5).reshape(k * bins, gh * gw * 4)
         weight = weight.permute(0, 1, 3, 2, 4, 5).reshape(k * bins, gh * gw * 4)
-        output[chunk] = F.embedding_bag(pixel, table, per_sample_weights=weight, mode="sum").view(k, bins, channels)
+        if table is None:
+            needed, pixel = torch.unique(pixel, return_inverse=True)
+            chunk_table = planes[needed // (height * width), :, needed % (height * width)]
+        else:
+            chunk_table = table
+        output[chunk] = F.embedding_bag(pixel, chunk_table, per_sample_weights=weight, mode="sum").view(
+            k, bins, channels
+        )
         start = stop
     return output.permute(0, 2, 1).reshape(num_rois, channels, pooled_height, pooled_width)

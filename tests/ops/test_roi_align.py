@@ -47,8 +47,9 @@ def test_forward_and_backward_equal_torchvision(impl, aligned, sampling_ratio, o
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_few_or_many_rois_on_either_memory_format(impl, num_rois, channels_last):
     """The CPU kernel reads a map sampled at fewer points than it has pixels plane by plane and
-    otherwise from a channels-last copy; every combination gives torchvision's numbers (the CPU
-    kernel: the same bits)."""
+    otherwise from a channels-last copy (the fallback: gathers only the pixels it reads, or the
+    whole map as a table); every combination gives torchvision's numbers, forward (the CPU
+    kernel: the same bits) and backward."""
     generator = torch.Generator().manual_seed(num_rois)
     features = torch.randn(1, 8, 96, 120, generator=generator)
     rois = _random_rois(num_rois, 1, 480.0, generator)
@@ -59,6 +60,13 @@ def test_few_or_many_rois_on_either_memory_format(impl, num_rois, channels_last)
     exact = impl.name == "compiled-cpu"
     assert pooled.is_contiguous() or not exact
     torch.testing.assert_close(pooled, expected, rtol=0 if exact else 1e-5, atol=0 if exact else 1e-5)
+
+    grad = torch.randn(expected.shape, generator=generator)
+    reference_input = features.detach().contiguous().requires_grad_()
+    torchvision.ops.roi_align(reference_input, rois, 7, 0.25, 2, True).backward(grad)
+    detkit_input = features.detach().to(impl.device).requires_grad_()
+    roi_align(detkit_input, rois.to(impl.device), 7, 0.25, 2, True).backward(grad.to(impl.device))
+    torch.testing.assert_close(detkit_input.grad.cpu(), reference_input.grad, rtol=1e-5, atol=1e-5)
 
 
 def test_aligned_half_pixel_convention(impl):
