@@ -1,38 +1,19 @@
-"""The evaluation loop and the evaluators it feeds.
+"""COCO bbox / segm mAP of a detector's predictions, through pycocotools (:class:`CocoEvaluator`).
 
-An evaluator accumulates per-image targets and predictions and turns them into flat metrics::
-
-    evaluator = CocoEvaluator.from_dataset(dataset)          # or VOCEvaluator.from_dataset(dataset)
-    metrics = evaluate(model, data_loader, evaluator)        # {"bbox/AP": ..., "bbox/AP50": ...}
-
-:func:`evaluate` is what the training engine calls. Metric names: ``"<iou type>/<stat>"`` for
-COCO (``"bbox/AP"``, ``"bbox/AP50"``, ``"segm/AP"``, ``"bbox/AR100"``...; per class
-``"bbox/AP-<class name>"``) and ``"<metric>/mAP@<iou>"`` for VOC (``"voc07/mAP@0.5"``,
-``"voc12/mAP@0.5"``; per class ``"voc07/AP@0.5-<class name>"``). Values are fractions in [0, 1];
-NaN marks a class without ground truth, -1 a COCO stat pycocotools cannot define.
-
-The evaluators also answer ``evaluator.evaluate(model, data_loader)`` (the same as
-``evaluate(model, data_loader, evaluator)``), so an ``L(CocoEvaluator)(...)`` config node can be
-handed to the training engine as it is. Under ``torch.distributed`` each rank processes its own
-shard of the test set; ``evaluate()`` gathers every rank's images (``all_gather_object``, in rank
-order, so contiguous shards keep the dataset order that VOC's tie-breaking follows; an image id
-seen twice is counted once) and every rank returns the metrics of the whole set.
+The evaluator feeds :func:`~detkit.evaluation.loop.evaluate`; the COCO conversions and the
+pycocotools calls are in :mod:`detkit.evaluation.coco_eval`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-import numpy as np
-import torch
-import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
+
+from detkit.utils.distributed import all_gather_object, get_rank
 
 from .coco_eval import (
     IOU_TYPES,
@@ -47,119 +28,10 @@ from .coco_eval import (
     target_to_coco,
     write_results_json,
 )
+from .loop import as_numpy, evaluate, image_id_of
 from .pr_curves import save_pr_curves
-from .voc_eval import VOC_METRICS, VOCResult, format_voc_table, voc_evaluate
 
-__all__ = ["CocoEvaluator", "Evaluator", "VOCEvaluator", "build_evaluator", "evaluate", "format_metrics"]
-
-
-@runtime_checkable
-class Evaluator(Protocol):
-    """What :func:`evaluate` needs: accumulate a dataset's worth of images, then score them."""
-
-    def reset(self) -> None:
-        """Forget everything processed so far."""
-
-    def process(self, targets: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]) -> None:
-        """Accumulate one batch: per-image target dicts and the model's prediction dicts."""
-
-    def evaluate(self) -> dict[str, float]:
-        """Score everything processed since the last :meth:`reset`; metric name -> value."""
-
-
-def _all_gather(obj: Any) -> list[Any]:
-    """Every rank's ``obj`` (a one-element list when not distributed)."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return [obj]
-    gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, obj)
-    return gathered
-
-
-def _is_main_process() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _to_device(images: Any, device: torch.device) -> Any:
-    if isinstance(images, torch.Tensor) or hasattr(images, "to"):
-        return images.to(device)
-    if isinstance(images, (list, tuple)):
-        return type(images)(_to_device(im, device) for im in images)
-    return images
-
-
-def _to_cpu(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, Mapping):
-        return {k: _to_cpu(v) for k, v in value.items()}
-    return value
-
-
-def evaluate(
-    model: nn.Module,
-    data_loader: Iterable[tuple[Any, Sequence[Mapping[str, Any]]]],
-    evaluator: Evaluator,
-    device: torch.device | str | None = None,
-    progress: bool = True,
-    description: str = "evaluate",
-) -> dict[str, float]:
-    """Run ``model`` over ``data_loader`` in eval mode and score it with ``evaluator``.
-
-    The model runs under ``torch.no_grad()`` in eval mode; its previous train/eval mode is
-    restored afterwards (also on error). Predictions are moved to the CPU before the evaluator
-    sees them; targets are passed as the loader gives them.
-
-    Args:
-        model: a detector: ``model(images) -> (predictions, losses)`` in eval mode (a bare list of
-            predictions is accepted too).
-        data_loader: yields ``(images, targets)``: a list of ``[3, H, W]`` tensors (or an
-            ``ImageList``) and per-image target dicts.
-        evaluator: reset at the start, fed each batch, asked for the metrics at the end.
-        device: where to put the images; default the device of the model's first parameter.
-        progress: show a tqdm bar (on rank 0 only when distributed).
-        description: the bar's label.
-
-    Returns:
-        ``evaluator.evaluate()``: metric name -> value.
-    """
-    device = torch.device(device) if device is not None else _model_device(model)
-    evaluator.reset()
-    was_training = model.training
-    model.eval()
-    try:
-        total = len(data_loader) if hasattr(data_loader, "__len__") else None  # type: ignore[arg-type]
-        with torch.no_grad():
-            bar = tqdm(data_loader, total=total, desc=description, dynamic_ncols=True,
-                       disable=not (progress and _is_main_process()))
-            for batch in bar:
-                images, targets = batch
-                outputs = model(_to_device(images, device))
-                predictions = outputs[0] if isinstance(outputs, tuple) else outputs
-                if len(predictions) != len(targets):
-                    raise ValueError(f"the model returned {len(predictions)} predictions for {len(targets)} images")
-                evaluator.process(targets, [_to_cpu(p) for p in predictions])
-    finally:
-        model.train(was_training)
-    return evaluator.evaluate()
-
-
-def _image_id(target: Mapping[str, Any]) -> int | str | None:
-    """A target's ``image_id`` as a Python int (or str: VOC ids such as ``"2008_000123"``)."""
-    value = target.get("image_id")
-    if value is None:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    return value if isinstance(value, str) else int(value)
+__all__ = ["CocoEvaluator", "annotation_file_of"]
 
 
 class CocoEvaluator:
@@ -232,7 +104,7 @@ class CocoEvaluator:
         built from the targets.
         """
         if annotation_file is None:
-            annotation_file = _annotation_file_of(dataset)
+            annotation_file = annotation_file_of(dataset)
         kwargs.setdefault("class_names", getattr(dataset, "class_names", None))
         kwargs.setdefault("label_to_category_id", getattr(dataset, "label_to_category_id", None))
         return cls(annotation_file, **kwargs)
@@ -263,22 +135,21 @@ class CocoEvaluator:
             self.iou_types = ("bbox", "segm") if has_masks else ("bbox",)
         ids = []
         for target in targets:
-            image_id = _image_id(target)
+            image_id = image_id_of(target)
             if self.coco_gt is not None and not isinstance(image_id, int):
                 raise KeyError("CocoEvaluator with an annotation file needs an int 'image_id' in every "
                                f"target, got {target.get('image_id')!r}")
             if not isinstance(image_id, int):
                 # Absent or not an int (a VOC file id): ids 1, 2, ... in processing order, offset
                 # by rank so that ranks never collide.
-                rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-                image_id = rank * 1_000_000_000 + len(self.image_ids) + len(ids) + 1
+                image_id = get_rank() * 1_000_000_000 + len(self.image_ids) + len(ids) + 1
             ids.append(image_id)
         if self.coco_gt is not None:
             unknown = sorted(set(ids) - set(self.coco_gt.getImgIds()))
             if unknown:
                 raise ValueError(f"image ids {unknown[:20]} are not in {self.annotation_file}")
         for d in (*targets, *predictions) if self.coco_gt is None else predictions:
-            self._labels_seen.update(int(v) for v in _cpu_numpy(d["labels"]).reshape(-1))
+            self._labels_seen.update(int(v) for v in as_numpy(d["labels"]).reshape(-1))
         if self.coco_gt is None:
             for target, image_id in zip(targets, ids):
                 image, anns = target_to_coco(target, image_id, self._label_map())
@@ -308,7 +179,7 @@ class CocoEvaluator:
         """Merge every rank's processed images (no-op in a single process)."""
         state = (self.image_ids, self.results, self._gt_images, self._gt_annotations,
                  self._labels_seen, self._has_gt_masks, self.iou_types)
-        parts = _all_gather(state)
+        parts = all_gather_object(state)
         if len(parts) == 1:
             return
         self.reset()
@@ -375,7 +246,7 @@ class CocoEvaluator:
         return [write_results_json(self.results, Path(out_dir) / "coco_results.json")]
 
 
-def _annotation_file_of(dataset: Any) -> str | None:
+def annotation_file_of(dataset: Any) -> str | None:
     """The COCO json a dataset was read from, when it tells (see CocoEvaluator.from_dataset)."""
     for name in ("annotation_file", "ann_file"):
         if getattr(dataset, name, None):
@@ -384,162 +255,3 @@ def _annotation_file_of(dataset: Any) -> str | None:
     if isinstance(source, (str, os.PathLike)) and str(source).endswith(".json") and Path(source).is_file():
         return str(source)
     return None
-
-
-def _cpu_numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-class VOCEvaluator:
-    """PASCAL VOC mAP (detkit's own implementation, see :mod:`detkit.evaluation.voc_eval`).
-
-    Targets may carry ``difficult [G]`` bool (VOC's flag): such objects are neither required nor
-    penalised.
-
-    The +1 pixel convention is *off* by default here, because targets and predictions are detkit
-    boxes: continuous xyxy, into which detkit's VOC reader has already turned VOC's 1-based
-    inclusive pixel indices (``x1 = xmin - 1, x2 = xmax``). Continuous IoU on those boxes equals
-    the devkit's +1 IoU on the original indices exactly, so the default reproduces the official
-    numbers. ``plus_one=True`` is for boxes still in VOC's inclusive indices (as the text files of
-    ``tools/eval_results.py --voc``, where it is the default).
-
-    Args:
-        class_names: one name per 0-based label.
-        iou_threshold: IoU a match needs (``>=``), 0.5 in VOC.
-        plus_one: measure widths as ``x2 - x1 + 1`` (boxes in VOC's inclusive pixel indices).
-        metrics: ``"voc07"`` (11-point) and/or ``"voc12"`` (all-point).
-        per_class: add ``"<metric>/AP@<iou>-<name>"`` metrics.
-        plot_dir: when set, write precision-recall curves there on :meth:`evaluate`.
-    """
-
-    def __init__(
-        self,
-        class_names: Sequence[str],
-        *,
-        iou_threshold: float = 0.5,
-        plus_one: bool = False,
-        metrics: Sequence[str] = VOC_METRICS,
-        per_class: bool = True,
-        plot_dir: str | os.PathLike[str] | None = None,
-    ) -> None:
-        for m in metrics:
-            if m not in VOC_METRICS:
-                raise ValueError(f"unknown VOC metric {m!r}; expected one of {VOC_METRICS}")
-        self.class_names = list(class_names)
-        self.iou_threshold = iou_threshold
-        self.plus_one = plus_one
-        self.metrics = tuple(metrics)
-        self.per_class = per_class
-        self.plot_dir = plot_dir
-        self.last_result: VOCResult | None = None
-        self.reset()
-
-    @classmethod
-    def from_dataset(cls, dataset: Any, **kwargs: Any) -> VOCEvaluator:
-        """An evaluator for the dataset's ``class_names``."""
-        names = getattr(dataset, "class_names", None)
-        if names is None:
-            raise ValueError(f"{type(dataset).__name__} has no class_names; pass class_names to VOCEvaluator")
-        return cls(names, **kwargs)
-
-    def reset(self) -> None:
-        """Forget processed images."""
-        self.targets: list[dict[str, np.ndarray]] = []
-        self.predictions: list[dict[str, np.ndarray]] = []
-        self.image_ids: list[int | str | None] = []
-
-    def process(self, targets: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]) -> None:
-        """Keep numpy copies of boxes, labels, difficult flags and scores."""
-        if len(targets) != len(predictions):
-            raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions")
-        for target, pred in zip(targets, predictions):
-            t = {k: _cpu_numpy(target[k]) for k in ("boxes", "labels")}
-            if target.get("difficult") is not None:
-                t["difficult"] = _cpu_numpy(target["difficult"]).astype(bool)
-            self.targets.append(t)
-            self.predictions.append({k: _cpu_numpy(pred[k]) for k in ("boxes", "labels", "scores")})
-            self.image_ids.append(_image_id(target))  # None when unknown: never merged away
-
-    def _synchronize(self) -> None:
-        """Merge every rank's processed images (no-op in a single process)."""
-        parts = _all_gather((self.image_ids, self.targets, self.predictions))
-        if len(parts) == 1:
-            return
-        self.reset()
-        seen: set[Any] = set()
-        for image_ids, targets, predictions in parts:
-            for image_id, target, pred in zip(image_ids, targets, predictions):
-                if image_id is not None:
-                    if image_id in seen:  # a padded sampler may repeat images
-                        continue
-                    seen.add(image_id)
-                self.image_ids.append(image_id)
-                self.targets.append(target)
-                self.predictions.append(pred)
-
-    def evaluate(self, model: nn.Module | None = None, data_loader: Iterable[Any] | None = None) -> dict[str, float]:
-        """mAP per metric (and per-class AP); the full result is kept in :attr:`last_result`.
-
-        Args:
-            model: with ``data_loader``, run the whole loop first (``evaluate(model, data_loader,
-                self)``, the call the training engine makes); without, score what was processed.
-            data_loader: the test loader, with ``model``.
-        """
-        if model is not None or data_loader is not None:
-            if model is None or data_loader is None:
-                raise TypeError("VOCEvaluator.evaluate() takes both model and data_loader, or neither")
-            return evaluate(model, data_loader, self)
-        self._synchronize()
-        result = voc_evaluate(self.targets, self.predictions, self.class_names, self.iou_threshold,
-                              self.plus_one, self.metrics)
-        self.last_result = result
-        if self.plot_dir is not None:
-            curves = {n: (c.recall, c.precision) for n, c in zip(result.class_names, result.curves) if c.num_gt}
-            metric = self.metrics[-1]
-            ap = dict(zip(result.class_names, result.ap[metric]))
-            save_pr_curves(curves, self.plot_dir, ap, f"{metric} @{self.iou_threshold:g}")
-        return result.metrics(self.per_class)
-
-    def summary(self) -> str:
-        """The per-class table of the last :meth:`evaluate`."""
-        return format_voc_table(self.last_result) if self.last_result is not None else ""
-
-    def write_results(self, out_dir: str | os.PathLike[str]) -> list[Path]:
-        """Write the detections (``voc_detections.json``: image id, class, score, xyxy box)."""
-        rows = []
-        for index, (image_id, pred) in enumerate(zip(self.image_ids, self.predictions)):
-            image_id = index if image_id is None else image_id
-            for box, label, score in zip(pred["boxes"].reshape(-1, 4), pred["labels"].reshape(-1),
-                                         pred["scores"].reshape(-1)):
-                rows.append({"image_id": image_id, "label": int(label), "class": self.class_names[int(label)],
-                             "score": float(score), "bbox_xyxy": [float(v) for v in box]})
-        path = Path(out_dir) / "voc_detections.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rows))
-        return [path]
-
-
-def build_evaluator(dataset: Any, **kwargs: Any) -> CocoEvaluator | VOCEvaluator:
-    """The usual evaluator for a dataset.
-
-    A dataset that names its COCO json (``annotation_file``, ``ann_file``, or a ``source`` ending
-    in ``.json``) gets a :class:`CocoEvaluator` on that file; one whose class name contains ``"VOC"`` a :class:`VOCEvaluator`; any other a
-    :class:`CocoEvaluator` with ground truth built from its targets.
-
-    Args:
-        dataset: the dataset being evaluated.
-        **kwargs: passed to the evaluator's constructor.
-    """
-    if _annotation_file_of(dataset) is not None:
-        return CocoEvaluator.from_dataset(dataset, **kwargs)
-    if "VOC" in type(dataset).__name__:
-        return VOCEvaluator.from_dataset(dataset, **kwargs)
-    return CocoEvaluator.from_dataset(dataset, **kwargs)
-
-
-def format_metrics(metrics: Mapping[str, float]) -> str:
-    """Metrics as ``name  value`` lines (NaN shown as n/a)."""
-    width = max((len(k) for k in metrics), default=0)
-    return "\n".join(f"{k:<{width}}  {'n/a' if math.isnan(v) else f'{v:.4f}'}" for k, v in metrics.items())
