@@ -1,4 +1,8 @@
-"""The detections on one image as numpy arrays, and their COCO results form."""
+"""The detections on one image as numpy arrays (:class:`Result`), and their COCO results form.
+
+What :class:`detkit.apis.Predictor` returns and :func:`detkit.utils.visualization.draw_predictions`
+draws; it lives here, below both, so drawing does not depend on the inference API.
+"""
 
 from __future__ import annotations
 
