@@ -41,7 +41,8 @@ def default_device() -> torch.device:
 def __getattr__(name: str) -> Any:
     if name == "load_model_weights":
         warnings.warn("detkit.apis.load_model_weights(model, path) is deprecated: use "
-                      "detkit.utils.checkpoint.load_weights(model, path, strict=True)",
+                      "detkit.utils.checkpoint.load_weights(model, path, strict=True, "
+                      "drop_ddp_prefix=True)",
                       DeprecationWarning, stacklevel=2)
         return _load_model_weights
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -49,7 +50,7 @@ def __getattr__(name: str) -> Any:
 
 def _load_model_weights(model: nn.Module, checkpoint_path: str | Path) -> None:
     """The deprecated ``load_model_weights``: a strict :func:`load_weights`."""
-    load_weights(model, checkpoint_path, strict=True)
+    load_weights(model, checkpoint_path, strict=True, drop_ddp_prefix=True)
 
 
 class Predictor:
@@ -96,7 +97,8 @@ class Predictor:
         Args:
             config_path: A detkit lazy config defining ``model``.
             checkpoint_path: A checkpoint whose ``"model"`` entry is the state dict (or a bare
-                state dict), loaded strictly by :func:`detkit.utils.checkpoint.load_weights`;
+                state dict, also one saved from DistributedDataParallel), loaded strictly by
+                :func:`detkit.utils.checkpoint.load_weights`;
                 None for a config whose model loads its own weights.
             device, score_threshold, classes, max_detections: As for :class:`Predictor`.
             overrides: ``"key.path=value"`` config overrides.
@@ -111,7 +113,7 @@ class Predictor:
             raise KeyError(f"{config_path}: the config defines no 'model' (it has: {', '.join(cfg)})")
         model = instantiate(cfg.model)
         if checkpoint_path is not None:
-            load_weights(model, checkpoint_path, strict=True)
+            load_weights(model, checkpoint_path, strict=True, drop_ddp_prefix=True)
         return cls(model, device=device, score_threshold=score_threshold, classes=classes,
                    max_detections=max_detections)
 

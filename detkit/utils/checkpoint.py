@@ -7,9 +7,10 @@
   target's folder, flush and fsync it, rename it over the target with ``os.replace`` and fsync the
   folder, so a crash leaves the old file or the new one, never a torn one, and no temporary file.
 * Loading into a module: :func:`load_weights` matches keys (optionally rewritten by a prefix map,
-  e.g. ``{"backbone.body.": ""}``; a DistributedDataParallel ``module.`` prefix is dropped), skips
-  tensors of the wrong shape and returns a :class:`LoadReport`; ``strict=True`` raises instead and
-  leaves the module unchanged.
+  e.g. ``{"backbone.body.": ""}``, and without a DistributedDataParallel ``module.`` prefix with
+  ``drop_ddp_prefix=True``), skips tensors of the wrong shape and returns a :class:`LoadReport`;
+  ``strict=True`` raises instead and leaves the module unchanged. A whole detector from a detkit
+  checkpoint is ``load_weights(model, path, strict=True, drop_ddp_prefix=True)``.
 
 Every problem with a file is a :class:`CheckpointError` whose one-line message names the path: a
 missing file (:class:`CheckpointNotFoundError`, also a ``FileNotFoundError``), an empty,
@@ -327,6 +328,7 @@ def load_weights(
     *,
     prefix_map: Mapping[str, str] | None = None,
     strict: bool = False,
+    drop_ddp_prefix: bool = False,
 ) -> LoadReport:
     """Load a checkpoint (or a state dict) into ``module`` and report what did not fit.
 
@@ -342,9 +344,12 @@ def load_weights(
             nested under ``"model"``, ``"state_dict"`` or ``"model_state_dict"``), or an in-memory
             ``{key: tensor}`` state dict.
         prefix_map: Optional ``{checkpoint_prefix: module_prefix}`` key rewriting
-            (:func:`apply_prefix_map`), applied after the DDP ``module.`` prefix is dropped.
+            (:func:`apply_prefix_map`), applied after ``drop_ddp_prefix``.
         strict: Raise when any key is missing, unexpected or of the wrong shape; the module is
             then left unchanged.
+        drop_ddp_prefix: When every checkpoint key starts with ``module.`` (saved from a
+            DistributedDataParallel wrapper) and the module's keys do not, drop that prefix. Off
+            by default: a raw load reports such keys as unexpected.
 
     Returns:
         The :class:`LoadReport`.
@@ -361,7 +366,8 @@ def load_weights(
         path = Path(source)
         state = read_state_dict(path)
     module_state = module.state_dict()
-    state = _drop_ddp_prefix(state, list(module_state))
+    if drop_ddp_prefix:
+        state = _drop_ddp_prefix(state, list(module_state))
     if prefix_map:
         state = apply_prefix_map(state, prefix_map)
 

@@ -195,7 +195,7 @@ def test_checkpoint_files_that_are_not_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="no 'model' state dict.*optimizer, iteration"):
         load_weights(model, tmp_path / "no_model.pth", strict=True)
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "ddp.pth")
-    load_weights(model, tmp_path / "ddp.pth", strict=True)  # a bare DDP state dict is accepted
+    load_weights(model, tmp_path / "ddp.pth", strict=True, drop_ddp_prefix=True)  # a bare DDP state dict
 
 
 def test_load_model_weights_is_a_deprecated_strict_load(tmp_path: Path) -> None:

@@ -154,8 +154,10 @@ def test_ddp_prefix_is_dropped_unless_the_module_has_it(tmp_path: Path) -> None:
     source = small_model()
     path = save_checkpoint({"model": {f"module.{k}": v for k, v in source.state_dict().items()}},
                            tmp_path / "ddp.pth")
+    raw = load_weights(small_model(), path)  # by default the keys are taken as they are
+    assert "0.weight" in raw.missing_keys and "module.0.weight" in raw.unexpected_keys
     target = small_model()
-    assert load_weights(target, path, strict=True).ok
+    assert load_weights(target, path, strict=True, drop_ddp_prefix=True).ok
     assert torch.equal(target[0].weight, source[0].weight)
 
     class Wrapper(nn.Module):
@@ -164,7 +166,7 @@ def test_ddp_prefix_is_dropped_unless_the_module_has_it(tmp_path: Path) -> None:
             self.module = small_model()
 
     wrapped = Wrapper()
-    assert load_weights(wrapped, path, strict=True).ok  # its keys are module.*: kept as they are
+    assert load_weights(wrapped, path, strict=True, drop_ddp_prefix=True).ok  # its keys are module.*
     assert torch.equal(wrapped.module[0].weight, source[0].weight)
 
 
