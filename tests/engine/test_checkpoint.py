@@ -84,3 +84,13 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path)
     restore_rng_state(load_checkpoint(tmp_path / "rng.pth")["rng"])
     again = (random.random(), np.random.normal(), np.random.rand(), torch.rand(3))
     assert expected[:3] == again[:3] and torch.equal(expected[3], again[3])
+
+
+def test_a_missing_init_checkpoint_names_the_setting_and_the_file(tmp_path: Path):
+    from torch import nn
+
+    from detkit.engine.model_setup import load_init_checkpoint
+
+    with pytest.raises(FileNotFoundError, match=r"train\.init_checkpoint: checkpoint not found: .*nope\.pth") as caught:
+        load_init_checkpoint(nn.Linear(2, 2), tmp_path / "nope.pth")
+    assert isinstance(caught.value, CheckpointError)
