@@ -205,9 +205,8 @@ def test_missing_root_names_the_path(kind: str, key: str, tmp_path: Path) -> Non
 
 def test_one_root_key_moves_both_datasets_through_yolos_mosaic(tmp_path: Path) -> None:
     path = REPO_ROOT / "configs" / "yolo" / "yolov3_tiny_320_shapes.py"
-    small = [f"dataloader.{loader}.{key}={value}" for loader, key in (("train", "dataset.dataset"), ("test", "dataset"))
-             for value, key in ((4, f"{key}.num_train"), (2, f"{key}.num_val"), (64, f"{key}.image_size"))]
-    cfg = load_config(path, [f"dataloader.root='{tmp_path / 'shapes'}'", "dataloader.train.batch_size=2", *small])
+    small = ["dataloader.num_train=4", "dataloader.num_val=2", "dataloader.image_size=64", "dataloader.train.batch_size=2"]
+    cfg = load_config(path, [f"dataloader.root='{tmp_path / 'shapes'}'", *small])
     nodes = _dataset_nodes(cfg)
     assert nodes["train"] is cfg.dataloader.train.dataset.dataset  # inside the mosaic
     assert nodes["train"].root == nodes["test"].root == Inherit("root")

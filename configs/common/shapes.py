@@ -31,19 +31,22 @@ def shapes_dataloader(
     train_transforms: LazyCall | None = None,
     test_transforms: LazyCall | None = None,
 ) -> dict:
-    """``dataloader.train`` and ``dataloader.test`` on the shapes data (R-CNN transforms by default),
-    generated under ``dataloader.root``."""
+    """``dataloader.train`` and ``dataloader.test`` on the shapes data (R-CNN transforms by default).
+
+    Both splits are generated together, so the generator's settings are said once, on the section:
+    ``dataloader.root``, ``dataloader.image_size``, ``dataloader.num_train``, ``dataloader.num_val``
+    and ``dataloader.seed`` (the datasets take them with ``Inherit``)."""
+    shared = ("root", "num_train", "num_val", "image_size", "seed")
 
     def dataset(split: str, transforms: LazyCall) -> LazyCall:
-        return L(shapes_coco_dataset)(
-            root=Inherit("root"), split=split, num_train=num_train, num_val=num_val, image_size=image_size, seed=seed,
-            transforms=transforms, with_masks=with_masks,
-        )
+        inherited = {key: Inherit(key) for key in shared}
+        return L(shapes_coco_dataset)(split=split, **inherited, transforms=transforms, with_masks=with_masks)
 
     return detection_dataloader(
         dataset("train", train_transforms or L(rcnn_train_transforms)()),
         dataset("val", test_transforms or L(rcnn_test_transforms)()),
-        batch_size=batch_size, num_workers=0, root=root,
+        batch_size=batch_size, num_workers=0, root=root, num_train=num_train, num_val=num_val,
+        image_size=image_size, seed=seed,
     )
 
 
