@@ -77,6 +77,11 @@ def test_the_packaged_configs_win_over_the_checkout(tmp_path: Path, monkeypatch:
     assert model_zoo.get_config("only_here").width == 7
     monkeypatch.setattr(registry, "_PACKAGED", tmp_path / "absent")
     assert model_zoo.configs_dir() == REPO_CONFIGS
+    monkeypatch.setenv("DETKIT_CONFIGS", str(packaged))  # another tree, by environment
+    assert model_zoo.list_configs() == ["only_here"]
+    monkeypatch.setenv("DETKIT_CONFIGS", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="no detkit configs folder found"):
+        model_zoo.list_configs()
 
 
 def test_config_module_gives_the_factories_from_python(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,7 +1,8 @@
 """YOLOv3-tiny, 416x416 letterboxed input (multi-scale 320..512 in training), COCO (80 classes).
 
-The official weights: ``python tools/fetch_weights.py yolov3-tiny`` (darknet format; load them with
-``detkit.models.convert.darknet.load_darknet_weights`` or use ``detkit.models.zoo.yolov3_tiny_coco``).
+The official weights: ``detkit.load("yolov3_tiny_coco_pretrained")`` (configs/demo), or
+``python tools/fetch_weights.py yolov3-tiny`` (darknet format; load them with
+``detkit.models.convert.darknet.load_darknet_weights``).
 
 Trained with mmdetection's 273-epoch YOLOv3 recipe (``yolov3_273e_training``: batch 64, steps at
 epochs 218/246, YOLO augmentation). Data are read from datasets/coco (configs/common/datasets.py):

@@ -4,7 +4,7 @@ A name is a config file's stem (``"yolov3_tiny_416_coco"``; ``"yolo/yolov3_tiny_
 too). The configs are found from any working directory: first the ``configs`` folder installed
 inside the package (``detkit/model_zoo/configs``, package data of a wheel), else the checkout's
 top-level ``configs/`` next to the ``detkit`` package (a source tree or an editable install).
-``$DETKIT_CONFIGS`` points at another tree.
+``$DETKIT_CONFIGS`` points at another tree (a folder named ``configs``, its bases under ``common/``).
 """
 
 from __future__ import annotations
