@@ -1,6 +1,6 @@
 """The evaluator of a config, built from its test dataset, and a config's model evaluated end to end.
 
-- :func:`build_evaluator` picks the evaluator a dataset calls for: COCO AP on the dataset's own
+- :func:`~detkit.evaluation.build_evaluator` (re-exported here) picks the evaluator a dataset calls for: COCO AP on the dataset's own
   json (a COCO split knows its annotation file), VOC mAP for PASCAL VOC boxes, COCO AP with the
   ground truth taken from the targets for anything else (VOC instance masks, shapes...).
 - :func:`config_evaluator` is what the trainer and :func:`evaluate_config` use: an explicit
@@ -26,10 +26,8 @@ import torch
 from torch import nn
 
 from detkit.config import InstantiationError, LazyCall, instantiate
-from detkit.data.concat import ConcatDetection
-from detkit.data.voc import VOCDetection
 from detkit.evaluation import CocoEvaluator, VOCEvaluator, evaluate, format_metrics
-from detkit.evaluation.evaluator import _annotation_file_of
+from detkit.evaluation.evaluator import base_dataset, build_evaluator
 from detkit.models.weights import load_weights
 
 logger = logging.getLogger(__name__)
@@ -37,39 +35,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["EvaluationReport", "build_evaluator", "config_evaluator", "evaluate_config"]
 
 NO_EVALUATOR = object()  # what config_evaluator returns for `evaluator = None`
-
-
-def _base_dataset(dataset: Any) -> Any:
-    """The dataset under loader wrappers (``Subset`` shards, seeded samples) that hide its attributes."""
-    seen = 0
-    while not hasattr(dataset, "class_names") and hasattr(dataset, "dataset") and seen < 8:
-        dataset, seen = dataset.dataset, seen + 1
-    return dataset
-
-
-def _is_voc_boxes(dataset: Any) -> bool:
-    if isinstance(dataset, ConcatDetection):
-        return all(_is_voc_boxes(part) for part in dataset.datasets)
-    return isinstance(dataset, VOCDetection)
-
-
-def build_evaluator(dataset: Any, **kwargs: Any) -> CocoEvaluator | VOCEvaluator:
-    """The evaluator a dataset calls for.
-
-    Args:
-        dataset: the test dataset (loader wrappers such as ``Subset`` are looked through).
-        **kwargs: passed to the evaluator (``plot_dir``, ``per_class``, ``metrics`` for VOC...).
-
-    Returns:
-        :class:`CocoEvaluator` on the dataset's json when it has one (``bbox`` AP, plus ``segm``
-        when the predictions carry masks); :class:`VOCEvaluator` (VOC07 11-point and VOC12
-        all-point mAP at IoU 0.5) for PASCAL VOC boxes; otherwise a :class:`CocoEvaluator` with
-        the ground truth built from the targets and the dataset's class names.
-    """
-    dataset = _base_dataset(dataset)
-    if _annotation_file_of(dataset) is None and _is_voc_boxes(dataset):
-        return VOCEvaluator.from_dataset(dataset, **kwargs)
-    return CocoEvaluator.from_dataset(dataset, **kwargs)
 
 
 def config_evaluator(cfg: Mapping[str, Any], dataset: Any, plot_dir: str | Path | None = None) -> Any:
@@ -101,7 +66,7 @@ def config_evaluator(cfg: Mapping[str, Any], dataset: Any, plot_dir: str | Path 
     try:
         return build_evaluator(dataset, **kwargs)
     except (TypeError, ValueError) as exc:
-        raise InstantiationError(f"while building the evaluator of {type(_base_dataset(dataset)).__name__} "
+        raise InstantiationError(f"while building the evaluator of {type(base_dataset(dataset)).__name__} "
                                  f"({key or 'from dataloader.test'}): {exc}") from exc
 
 
