@@ -16,7 +16,7 @@ YOLOv3 and the R-CNN box head), in this order:
    same candidates). The candidates' order only decides between boxes of exactly equal scores.
 4. **Minimum size**: with ``min_size > 0``, boxes narrower or lower than it (pixels) are dropped.
 5. **NMS** at ``nms_thresh``: ``"hard"`` greedy NMS within each class (detkit.ops.batched_nms),
-   or over all candidates with ``class_agnostic``; ``"soft"`` Soft-NMS (detkit.ops.soft_nms,
+   or over all candidates with ``class_agnostic_nms``; ``"soft"`` Soft-NMS (detkit.ops.soft_nms,
    linear or gaussian decay, boxes decayed below ``soft_nms_min_score`` dropped), per class or
    agnostic, whose decayed scores replace the scores; ``"none"`` sorts by decreasing score.
 6. **Cap**: the ``detections_per_img`` best.
@@ -150,7 +150,7 @@ def select_detections(
     min_size: float = 0.0,
     nms_thresh: float = 0.5,
     nms_method: str = "hard",
-    class_agnostic: bool = False,
+    class_agnostic_nms: bool = False,
     soft_nms_method: str = "linear",
     soft_nms_sigma: float = 0.5,
     soft_nms_min_score: float = 0.001,
@@ -172,7 +172,7 @@ def select_detections(
         min_size: drop boxes narrower or lower than this (pixels); 0 keeps every box.
         nms_thresh: IoU above which NMS suppresses (and linear Soft-NMS decays) a box.
         nms_method: ``"hard"``, ``"soft"`` or ``"none"``.
-        class_agnostic: NMS over all classes at once instead of within each class.
+        class_agnostic_nms: NMS over all classes at once instead of within each class.
         soft_nms_method: ``"linear"`` or ``"gaussian"`` decay.
         soft_nms_sigma: width of the gaussian decay.
         soft_nms_min_score: Soft-NMS drops boxes whose decayed score falls below this.
@@ -216,12 +216,12 @@ def select_detections(
         box_index, kept_boxes, kept_scores, kept_labels = box_index[big], kept_boxes[big], kept_scores[big], kept_labels[big]
 
     if nms_method == "hard":
-        if class_agnostic:
+        if class_agnostic_nms:
             keep = nms(kept_boxes, kept_scores, nms_thresh)
         else:
             keep = batched_nms(kept_boxes, kept_scores, kept_labels, nms_thresh)
     elif nms_method == "soft":
-        groups = None if class_agnostic else kept_labels
+        groups = None if class_agnostic_nms else kept_labels
         keep, decayed = _soft_nms(
             kept_boxes, kept_scores, groups, nms_thresh, soft_nms_sigma, soft_nms_min_score, soft_nms_method
         )

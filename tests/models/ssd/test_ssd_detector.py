@@ -50,19 +50,19 @@ def test_predictions_format_and_channels_last_agree(ssdlite):
     nhwc = instantiate(config).eval()
     nhwc.load_state_dict(ssdlite.state_dict())
     with torch.no_grad():
-        batch = ssdlite.preprocess(images)
+        batch = ssdlite.preprocess(images)[0].tensor
         expected = ssdlite.head(list(ssdlite.backbone(batch).values()))
-        actual = nhwc.head(list(nhwc.backbone(nhwc.preprocess(images)).values()))
+        actual = nhwc.head(list(nhwc.backbone(nhwc.preprocess(images)[0].tensor).values()))
     for a, e in zip(actual, expected):  # NHWC convolutions round differently: equal to 1e-4 of the scale
         torch.testing.assert_close(a, e, rtol=0, atol=1e-4 * float(e.abs().max()))
 
 
 def test_channels_last_modes(ssdlite):
     batch = [torch.rand(3, 64, 64)]
-    assert ssdlite.channels_last == "train" and ssdlite.preprocess(batch).is_contiguous()  # eval: NCHW
+    assert ssdlite.channels_last == "train" and ssdlite.preprocess(batch)[0].tensor.is_contiguous()  # eval: NCHW
     ssdlite.train()
     try:
-        assert ssdlite.preprocess(batch).is_contiguous(memory_format=torch.channels_last)
+        assert ssdlite.preprocess(batch)[0].tensor.is_contiguous(memory_format=torch.channels_last)
     finally:
         ssdlite.eval()
     with pytest.raises(ValueError, match="channels_last"):

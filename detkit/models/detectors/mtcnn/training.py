@@ -18,7 +18,7 @@ Samples are drawn at random around the faces and across the image (the "random c
 paper's first stage); the paper's RNet and ONet use the previous stage's detections as extra hard
 samples, which a training pipeline can add by passing them as candidates later. Crops lie inside
 the image and are resized by area interpolation, the resampling of inference
-(:func:`detkit.models.detectors.mtcnn.area_crop_resize`).
+(:func:`detkit.models.detectors.mtcnn.resampling.area_crop_resize`).
 
 Training runs through the engine like any detector's: :class:`MTCNN`'s training-mode forward
 draws the samples of each stage in ``train_stages`` from the batch's annotated images (on the
@@ -40,7 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from detkit.models.detectors.mtcnn import MTCNN, IntegralImages, area_crop_resize, input_affine, summed_area_table
+from detkit.models.detectors.base import Detector
+from detkit.models.detectors.mtcnn.cascade import MTCNN
+from detkit.models.detectors.mtcnn.networks import input_affine
+from detkit.models.detectors.mtcnn.resampling import IntegralImages, area_crop_resize, summed_area_table
 from detkit.ops import box_iou
 
 __all__ = [
@@ -260,12 +263,12 @@ def mtcnn_losses(
     What :class:`MTCNN`'s training-mode forward returns; ``model.train_samples`` gives the
     negatives, parts and positives drawn per image.
     """
-    losses: dict[str, Tensor] = {}
+    losses = []
     for stage in model.train_stages:
         samples = generate_samples(images, targets, STAGE_INPUT_SIZES[stage], *model.train_samples, generator=generator)
         net = getattr(model, stage)
-        losses.update(stage_losses(stage, net(samples.crops, *input_affine(model.pixel_scale)), samples))
-    return losses
+        losses.append(stage_losses(stage, net(samples.crops, *input_affine(model.pixel_scale)), samples))
+    return Detector.merge_losses(*losses)
 
 
 def stage_state_dict(state_dict: Mapping[str, Tensor], stage: str) -> dict[str, Tensor]:
