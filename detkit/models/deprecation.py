@@ -37,7 +37,9 @@ def renamed_keyword(owner: str, old: str, old_value: T | None, new: str, new_val
     if old_value is None:
         return new_value
     if new_value != default and new_value != old_value:
-        raise TypeError(f"{owner}: got both {old}={old_value!r} and {new}={new_value!r}; {old} is the old name of {new}")
+        raise TypeError(
+            f"{owner}: got both {old}={old_value!r} and {new}={new_value!r}; {old} is the old name of {new}"
+        )
     warnings.warn(f"{owner}: {old}= is deprecated, use {new}=", DeprecationWarning, stacklevel=3)
     return old_value
 

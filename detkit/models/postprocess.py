@@ -185,7 +185,9 @@ def select_detections(
     device = scores.device
     dense_per_class = scores.dim() == 2 and multi_label and topk_per == "class" and pre_nms_topk is not None
     if dense_per_class:
-        box_index, kept_scores, kept_labels = _dense_per_class_topk(scores, pre_nms_topk, score_thresh, thresh_inclusive)
+        box_index, kept_scores, kept_labels = _dense_per_class_topk(
+            scores, pre_nms_topk, score_thresh, thresh_inclusive
+        )
     elif scores.dim() == 1:
         box_index = torch.where(_above(scores, score_thresh, thresh_inclusive))[0]
         kept_scores = scores[box_index]
@@ -213,7 +215,8 @@ def select_detections(
     kept_boxes = boxes[box_index, kept_labels] if boxes.dim() == 3 else boxes[box_index]
     if min_size > 0:
         big = remove_small_boxes(kept_boxes, min_size)
-        box_index, kept_boxes, kept_scores, kept_labels = box_index[big], kept_boxes[big], kept_scores[big], kept_labels[big]
+        box_index, kept_boxes = box_index[big], kept_boxes[big]
+        kept_scores, kept_labels = kept_scores[big], kept_labels[big]
 
     if nms_method == "hard":
         if class_agnostic_nms:

@@ -65,7 +65,7 @@ def test_ssd_settings_moved_to_the_head():
     with pytest.warns(DeprecationWarning, match="topk_candidates= is deprecated, use pre_nms_topk="):
         head = SSDLiteHead(None, boxes.num_anchors_per_location(), 3, topk_candidates=50)
     assert head.pre_nms_topk == 50
-    with pytest.warns(DeprecationWarning, match="the head's settings now"):
+    with pytest.warns(DeprecationWarning, match="settings of its SSDLiteHead now"):
         model = SSD(SSDLiteMobileNetV3(), head, boxes, 3, image_size=(64, 64), score_thresh=0.2, topk_candidates=20,
                     iou_thresh=0.4)
     assert (model.head.score_thresh, model.head.pre_nms_topk, model.head.matcher.high_threshold) == (0.2, 20, 0.4)

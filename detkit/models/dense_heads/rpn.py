@@ -97,7 +97,9 @@ class RPNHead(nn.Module):
         """
         channels = sorted({shape.channels for shape in shapes.values()})
         if len(channels) != 1:
-            raise ValueError(f"RPNHead shares its convs across levels, but the {source}'s {format_shapes(shapes)} differ in channels")
+            raise ValueError(
+                f"RPNHead shares its convs across levels, but the {source}'s {format_shapes(shapes)} differ in channels"
+            )
         if self.in_channels is None:
             self._build(channels[0])
         elif self.in_channels != channels[0]:

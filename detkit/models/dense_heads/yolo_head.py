@@ -142,7 +142,9 @@ class YOLOv3Head(SizedByInputs, DenseHead):
         self.nms_thresh = nms_thresh
         self.class_agnostic_nms = class_agnostic_nms
         self.multi_label = multi_label
-        self.pre_nms_topk = renamed_keyword("YOLOv3Head", "pre_nms_top_k", pre_nms_top_k, "pre_nms_topk", pre_nms_topk, 1000)
+        self.pre_nms_topk = renamed_keyword(
+            "YOLOv3Head", "pre_nms_top_k", pre_nms_top_k, "pre_nms_topk", pre_nms_topk, 1000
+        )
         self.detections_per_img = renamed_keyword(
             "YOLOv3Head", "max_detections", max_detections, "detections_per_img", detections_per_img, 100
         )
@@ -151,6 +153,25 @@ class YOLOv3Head(SizedByInputs, DenseHead):
         self.convs = nn.ModuleList()
         self.preds = nn.ModuleList()
         self._init_in_shapes(in_shapes)
+
+    def configure(
+        self,
+        *,
+        score_thresh: float | None = None,
+        nms_thresh: float | None = None,
+        class_agnostic_nms: bool | None = None,
+        multi_label: bool | None = None,
+        pre_nms_topk: int | None = None,
+        detections_per_img: int | None = None,
+    ) -> None:
+        """Set the detection settings that are given (see the class docstring)."""
+        settings = dict(
+            score_thresh=score_thresh, nms_thresh=nms_thresh, class_agnostic_nms=class_agnostic_nms,
+            multi_label=multi_label, pre_nms_topk=pre_nms_topk, detections_per_img=detections_per_img,
+        )  # fmt: skip
+        for name, value in settings.items():
+            if value is not None:
+                setattr(self, name, value)
 
     def _build(self, in_shapes: dict[str, ShapeSpec]) -> None:
         levels = list(in_shapes)
@@ -163,7 +184,8 @@ class YOLOv3Head(SizedByInputs, DenseHead):
         self.in_levels = tuple(levels)
         outputs = self.num_anchors * (5 + self.num_classes)
         self.convs.extend(
-            darknet_conv(in_shapes[name].channels, mid, 3, norm=self.norm) for name, mid in zip(levels, self.mid_channels)
+            darknet_conv(in_shapes[name].channels, mid, 3, norm=self.norm)
+            for name, mid in zip(levels, self.mid_channels)
         )
         self.preds.extend(nn.Conv2d(mid, outputs, 1) for mid in self.mid_channels)
 

@@ -23,18 +23,69 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import ClassVar
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from detkit.models.sizing import bind_in_shapes, output_shape_of
 from detkit.structures import ImageList, check_image_list, validate_targets
 
-__all__ = ["Detector"]
+__all__ = ["Detector", "hand_on_settings", "preprocess_or_build"]
 
 # What a required target key holds, for the error message.
 _TARGET_KEY_FORMATS = {"masks": "[N, H, W]", "landmarks": "[N, K, 2]", "keypoints": "[N, K, 3]"}
+
+
+def _differs(value: object, default: object) -> bool:
+    if isinstance(value, Sequence) and not isinstance(value, str) and isinstance(default, Sequence):
+        return tuple(value) != tuple(default)
+    return value != default
+
+
+def preprocess_or_build(
+    owner: str,
+    preprocess: nn.Module | None,
+    build: Callable[[], nn.Module],
+    settings: Mapping[str, tuple[object, object]],
+) -> nn.Module:
+    """The detector's preprocess module: the given one, or one built from the detector's settings.
+
+    Args:
+        owner: the detector's name, for the message.
+        preprocess: the module the caller gave, or None.
+        build: makes the module from the detector's own preprocessing arguments.
+        settings: ``{argument: (value, default)}`` of those arguments.
+
+    Raises:
+        ValueError: a module was given and some of those arguments too (one place only).
+    """
+    if preprocess is None:
+        return build()
+    given = [name for name, (value, default) in settings.items() if _differs(value, default)]
+    if given:
+        raise ValueError(f"{owner}: got a preprocess module and also {given}; set those on the preprocess module")
+    return preprocess
+
+
+def hand_on_settings(owner: str, part: nn.Module, settings: Mapping[str, Any], apply: Callable[..., None]) -> None:
+    """Apply settings a detector still accepts but that belong to one of its parts now, with a warning.
+
+    Args:
+        owner: the detector's name, for the message.
+        part: the part that owns them (its class is named in the message).
+        settings: ``{name: value}``, None where not given.
+        apply: sets the given ones on the part (called with them as keyword arguments).
+    """
+    given = {key: value for key, value in settings.items() if value is not None}
+    if given:
+        warnings.warn(
+            f"{owner}: {sorted(given)} are settings of its {type(part).__name__} now; pass them there",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        apply(**given)
 
 
 class Detector(nn.Module):

@@ -14,7 +14,6 @@ SSDLite uses mean = std = 0.5.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -23,11 +22,13 @@ from torch import Tensor, nn
 from detkit.models.default_boxes import DefaultBoxGenerator
 from detkit.models.dense_heads.ssd_head import SSD_BOX_WEIGHTS, SSDHead
 from detkit.models.deprecation import MovedAttribute
-from detkit.models.detectors.base import Detector
+from detkit.models.detectors.base import Detector, hand_on_settings, preprocess_or_build
 from detkit.models.preprocess import SSDPreprocess
 from detkit.structures import ImageList
 
-__all__ = ["SSD", "SSDLITE_PIXEL_MEAN", "SSDLITE_PIXEL_STD", "SSD_BOX_WEIGHTS", "SSD_VGG_PIXEL_MEAN", "SSD_VGG_PIXEL_STD"]
+__all__ = [
+    "SSD", "SSDLITE_PIXEL_MEAN", "SSDLITE_PIXEL_STD", "SSD_BOX_WEIGHTS", "SSD_VGG_PIXEL_MEAN", "SSD_VGG_PIXEL_STD",
+]  # fmt: skip
 
 # torchvision's ssd300_vgg16: the Caffe VGG16 mean (123, 117, 104) / 255 on 0..255 pixels; in
 # detkit's [0, 1] units a std of 1/255 scales the normalised pixels back to 0..255.
@@ -115,9 +116,11 @@ class SSD(Detector):
         detections_per_img: int | None = None,
     ) -> None:
         super().__init__()
-        self.preprocess = preprocess if preprocess is not None else SSDPreprocess(
-            image_size, pixel_mean, pixel_std, channels_last
-        )
+        self.preprocess = preprocess_or_build(
+            "SSD", preprocess, lambda: SSDPreprocess(image_size, pixel_mean, pixel_std, channels_last),
+            dict(image_size=(image_size, (300, 300)), pixel_mean=(pixel_mean, SSD_VGG_PIXEL_MEAN),
+                 pixel_std=(pixel_std, SSD_VGG_PIXEL_STD), channels_last=(channels_last, "train")),
+        )  # fmt: skip
         self.backbone = backbone
         self.head = head
         self.default_boxes = default_boxes
@@ -128,26 +131,15 @@ class SSD(Detector):
                 f"head predicts {head.num_anchors} boxes per cell but default_boxes gives "
                 f"{default_boxes.num_anchors_per_location()}"
             )
-        given = dict(
+        settings = dict(
             iou_thresh=iou_thresh, neg_pos_ratio=neg_pos_ratio, empty_image_negatives=empty_image_negatives,
             bbox_reg_weights=bbox_reg_weights, score_thresh=score_thresh, nms_thresh=nms_thresh,
             pre_nms_topk=pre_nms_topk, topk_candidates=topk_candidates, detections_per_img=detections_per_img,
         )  # fmt: skip
-        self._hand_on_head_settings({key: value for key, value in given.items() if value is not None})
+        hand_on_settings("SSD", head, settings, head.configure)
         if self.preprocess.channels_last == "always":
             self.backbone.to(memory_format=torch.channels_last)
             self.head.to(memory_format=torch.channels_last)
-
-    def _hand_on_head_settings(self, settings: dict) -> None:
-        """Set the head's settings given to the detector (their old place), with a warning."""
-        if settings:
-            warnings.warn(
-                f"SSD: {sorted(settings)} are the head's settings now; pass them to the head "
-                f"(SSDHead(..., {next(iter(settings))}=...))",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            self.head.configure(**settings)
 
     @property
     def channels_last(self) -> str:

@@ -10,7 +10,6 @@ this detector wires them and keeps darknet's conv order and batch-norm fusion.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 from detkit.models.backbones.darknet import ConvPair, conv_pair
 from detkit.models.dense_heads.yolo_head import YOLOv3Head
 from detkit.models.deprecation import MovedAttribute, renamed_keyword
-from detkit.models.detectors.base import Detector
+from detkit.models.detectors.base import Detector, hand_on_settings, preprocess_or_build
 from detkit.models.preprocess.yolo import RESIZE_MODES, YOLOPreprocess
 from detkit.structures import ImageList
 
@@ -98,9 +97,12 @@ class YOLOv3(Detector):
         if isinstance(preprocess, str):
             resize_mode = renamed_keyword("YOLOv3", "preprocess", preprocess, "resize_mode", resize_mode, "resize")
             preprocess = None
-        self.preprocess = preprocess if preprocess is not None else YOLOPreprocess(
-            input_size, resize_mode, train_sizes, pixel_mean, pixel_std
-        )
+        self.preprocess = preprocess_or_build(
+            "YOLOv3", preprocess, lambda: YOLOPreprocess(input_size, resize_mode, train_sizes, pixel_mean, pixel_std),
+            dict(input_size=(input_size, (416, 416)), resize_mode=(resize_mode, "resize"),
+                 train_sizes=(train_sizes, None), pixel_mean=(pixel_mean, (0.0, 0.0, 0.0)),
+                 pixel_std=(pixel_std, (1.0, 1.0, 1.0))),
+        )  # fmt: skip
         self.backbone = backbone
         self.neck = neck
         self.head = head
@@ -113,15 +115,7 @@ class YOLOv3(Detector):
             pre_nms_topk=pre_nms_topk if pre_nms_topk is not None else pre_nms_top_k,
             detections_per_img=detections_per_img if detections_per_img is not None else max_detections,
         )  # fmt: skip
-        settings = {key: value for key, value in settings.items() if value is not None}
-        if settings:
-            warnings.warn(
-                f"YOLOv3: {sorted(settings)} are the head's detection settings now; pass them to YOLOv3Head",
-                DeprecationWarning,
-                stacklevel=2,
-            )
-            for key, value in settings.items():
-                setattr(self.head, key, value)
+        hand_on_settings("YOLOv3", head, settings, head.configure)
 
     @property
     def input_size(self) -> tuple[int, int]:

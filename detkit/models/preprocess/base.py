@@ -61,7 +61,9 @@ class Preprocess(nn.Module):
         super().__init__()
         name = type(self).__name__
         if len(pixel_mean) != len(pixel_std):
-            raise ValueError(f"{name}: pixel_mean {tuple(pixel_mean)} and pixel_std {tuple(pixel_std)} differ in length")
+            raise ValueError(
+                f"{name}: pixel_mean {tuple(pixel_mean)} and pixel_std {tuple(pixel_std)} differ in length"
+            )
         if min(pixel_std) <= 0:
             raise ValueError(f"{name}: pixel_std must be > 0, got {tuple(pixel_std)}")
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32), persistent=False)

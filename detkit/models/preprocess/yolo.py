@@ -60,7 +60,8 @@ class YOLOPreprocess(Preprocess):
         sizes = [*input_size, *(train_sizes or ())]
         if len(input_size) != 2 or any(s <= 0 or s % 32 for s in sizes):
             raise ValueError(
-                f"YOLOPreprocess: input_size {input_size} and train_sizes {train_sizes} must be positive multiples of 32"
+                f"YOLOPreprocess: input_size {input_size} and train_sizes {train_sizes} must be positive "
+                "multiples of 32"
             )
         self.input_size: tuple[int, int] = input_size  # type: ignore[assignment]
         self.resize_mode = resize_mode

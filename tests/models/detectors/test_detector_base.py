@@ -37,7 +37,9 @@ class PointHead(DenseHead):
         self.box_coder = BoxCoder((1.0, 1.0, 1.0, 1.0))
 
     def forward(self, features: list[Tensor]) -> tuple[Tensor, Tensor]:
-        flat = lambda maps, k: torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, k) for m in maps], 1)  # noqa: E731
+        def flat(maps: list[Tensor], k: int) -> Tensor:
+            return torch.cat([m.permute(0, 2, 3, 1).reshape(m.shape[0], -1, k) for m in maps], 1)
+
         return flat([self.scores(f) for f in features], self.num_classes), flat([self.deltas(f) for f in features], 4)
 
     def loss(self, raw, priors, targets, image_sizes):
@@ -98,7 +100,8 @@ def test_a_dense_detector_from_the_contract_trains_and_detects():
     assert losses == {} and len(predictions) == 2
     for prediction, image in zip(predictions, images):
         assert prediction["boxes"].shape[0] > 0  # and back in input pixels:
-        assert float(prediction["boxes"][:, 2].max()) <= image.shape[2] and float(prediction["boxes"][:, 3].max()) <= image.shape[1]
+        assert float(prediction["boxes"][:, 2].max()) <= image.shape[2]
+        assert float(prediction["boxes"][:, 3].max()) <= image.shape[1]
         assert prediction["labels"].dtype == torch.int64
 
 
@@ -142,8 +145,8 @@ def _faster_rcnn(depth: int, fpn_shapes=None, rpn_channels=None, num_classes: in
         FPN(fpn_shapes, 32, extra_levels="maxpool"),
         RPN(RPNHead(rpn_channels, 3), AnchorGenerator(((32,), (64,), (128,), (256,), (512,)), ((0.5, 1.0, 2.0),) * 5),
             pre_nms_topk_train=50, pre_nms_topk_test=50, post_nms_topk_train=20, post_nms_topk_test=20),
-        RoIHeads(MultiScaleRoIAlign(["p2", "p3", "p4", "p5"], 7, 2), TwoMLPHead(32, 7, 64), FastRCNNPredictor(64, num_classes),
-                 num_classes, batch_size_per_image=32),
+        RoIHeads(MultiScaleRoIAlign(["p2", "p3", "p4", "p5"], 7, 2), TwoMLPHead(32, 7, 64),
+                 FastRCNNPredictor(64, num_classes), num_classes, batch_size_per_image=32),
         RCNNPreprocess(min_size=64, max_size=96),
         num_classes=num_classes,
     )  # fmt: skip
@@ -215,3 +218,14 @@ def test_an_unsized_part_used_alone_says_how_to_size_it():
     fpn = FPN(None, 8)
     fpn.bind_in_shapes({"c3": ShapeSpec(16, 8)})
     assert list(fpn({"c3": torch.zeros(1, 16, 4, 4)})) == ["p3"]
+
+
+def test_a_preprocess_module_or_its_settings_not_both():
+    from detkit.models.preprocess import YOLOPreprocess
+
+    explicit = build(yolov3_tiny_config(2, input_size=(64, 64)))
+    stage = YOLOPreprocess((96, 96), "letterbox")
+    model = YOLOv3(explicit.backbone, explicit.neck, explicit.head, preprocess=stage)
+    assert model.preprocess is stage and model.input_size == (96, 96)
+    with pytest.raises(ValueError, match=r"YOLOv3: got a preprocess module and also \['input_size'\]"):
+        YOLOv3(explicit.backbone, explicit.neck, explicit.head, preprocess=stage, input_size=(64, 64))

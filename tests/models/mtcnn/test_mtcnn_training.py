@@ -207,4 +207,5 @@ def test_the_old_module_path_still_exports_the_training_api():
     import detkit.models.detectors.mtcnn.training as training
     import detkit.models.mtcnn_training as moved
 
-    assert moved.generate_samples is training.generate_samples and moved.STAGE_INPUT_SIZES == {"pnet": 12, "rnet": 24, "onet": 48}
+    assert moved.generate_samples is training.generate_samples
+    assert moved.STAGE_INPUT_SIZES == {"pnet": 12, "rnet": 24, "onet": 48}

@@ -97,10 +97,10 @@ def test_class_aware_versus_agnostic_nms_and_max_detections():
 
 
 def test_detector_settings_are_deprecated_aliases_of_the_head_settings():
-    with pytest.warns(DeprecationWarning, match="head's detection settings"):
+    with pytest.warns(DeprecationWarning, match="settings of its YOLOv3Head now"):
         model = build(yolov3_tiny_config(2, input_size=(64, 64), score_thresh=0.1, max_detections=7))
     assert model.head.score_thresh == 0.1 and model.head.detections_per_img == 7
-    with pytest.warns(DeprecationWarning, match=r"YOLOv3.max_detections is deprecated, use YOLOv3.head.detections_per_img"):
+    with pytest.warns(DeprecationWarning, match=r"YOLOv3.max_detections is deprecated, use YOLOv3.head.detections_"):
         model.max_detections = 3
     assert model.head.detections_per_img == 3
     with pytest.warns(DeprecationWarning, match="preprocess= is deprecated, use resize_mode="):
