@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from detkit.models.anchors import AnchorGenerator
 from detkit.models.box_coder import BoxCoder
 from detkit.models.dense_heads.base import DenseHead
-from detkit.models.deprecation import MovedAttribute, renamed_keyword
+from detkit.utils.deprecation import MovedAttribute, renamed_keyword
 from detkit.models.layers import ConvNormAct
 from detkit.models.losses import smooth_l1_loss
 from detkit.models.matcher import Matcher

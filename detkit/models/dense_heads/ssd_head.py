@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from detkit.models.box_coder import BoxCoder
 from detkit.models.dense_heads.base import DenseHead
-from detkit.models.deprecation import MovedAttribute, renamed_keyword
+from detkit.utils.deprecation import MovedAttribute, renamed_keyword
 from detkit.models.layers import ConvNormAct
 from detkit.models.losses import cross_entropy_with_hard_negative_mining, smooth_l1_loss
 from detkit.models.matcher import SSDMatcher

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 
 from detkit.models.backbones.darknet import ConvPair, conv_pair, darknet_conv
 from detkit.models.dense_heads.base import DenseHead
-from detkit.models.deprecation import MovedAttribute, renamed_keyword
+from detkit.utils.deprecation import MovedAttribute, renamed_keyword
 from detkit.models.postprocess import select_detections
 from detkit.models.sizing import SizedByInputs
 from detkit.ops import box_iou

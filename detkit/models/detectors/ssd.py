@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from detkit.models.default_boxes import DefaultBoxGenerator
 from detkit.models.dense_heads.ssd_head import SSD_BOX_WEIGHTS, SSDHead
-from detkit.models.deprecation import MovedAttribute
+from detkit.utils.deprecation import MovedAttribute
 from detkit.models.detectors.base import Detector, hand_on_settings, preprocess_or_build
 from detkit.models.preprocess import SSDPreprocess
 from detkit.structures import ImageList

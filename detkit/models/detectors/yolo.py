@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from detkit.models.backbones.darknet import ConvPair, conv_pair
 from detkit.models.dense_heads.yolo_head import YOLOv3Head
-from detkit.models.deprecation import MovedAttribute, renamed_keyword
+from detkit.utils.deprecation import MovedAttribute, renamed_keyword
 from detkit.models.detectors.base import Detector, hand_on_settings, preprocess_or_build
 from detkit.models.preprocess.yolo import RESIZE_MODES, YOLOPreprocess
 from detkit.structures import ImageList

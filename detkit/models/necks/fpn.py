@@ -36,7 +36,7 @@ from collections.abc import Mapping, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detkit.models.deprecation import MovedAttribute, renamed_keyword
+from detkit.utils.deprecation import MovedAttribute, renamed_keyword
 from detkit.models.layers import ConvNormAct, check_norm_kind
 from detkit.models.sizing import SizedByInputs
 from detkit.structures import ShapeSpec

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detkit.config import InstantiationError
 from detkit.models.backbones.base import ShapeSpec
 from detkit.models.dense_heads.yolo_head import YOLOv3Head, wh_iou
-from detkit.models.zoo import build, yolov3_tiny_config
+from detkit.models.zoo import build_yolov3
 from yolo_testing import perturb_batchnorms
 
 
@@ -51,7 +50,7 @@ def test_wh_iou():
 
 
 def test_letterbox_mapping_is_exact():
-    model = build(yolov3_tiny_config(3, input_size=(128, 128), resize_mode="letterbox")).eval()
+    model = build_yolov3("tiny", 3, input_size=(128, 128), resize_mode="letterbox").eval()
     image = torch.rand(3, 50, 100)
     prepared, transform = model.preprocess.prepare(image, (128, 128))
     # 100x50 -> 128x64, centred: 32 grey rows above and below.
@@ -69,7 +68,7 @@ def test_letterbox_mapping_is_exact():
 
 
 def test_resize_keeps_an_image_of_input_size_as_is():
-    model = build(yolov3_tiny_config(3, input_size=(64, 96))).eval()
+    model = build_yolov3("tiny", 3, input_size=(64, 96)).eval()
     image = torch.rand(3, 64, 96)
     prepared, transform = model.preprocess.prepare(image, (64, 96))
     assert prepared is image and transform.tolist() == [1.0, 1.0, 0.0, 0.0]
@@ -78,7 +77,7 @@ def test_resize_keeps_an_image_of_input_size_as_is():
 
 
 def test_class_aware_versus_agnostic_nms_and_max_detections():
-    model = build(yolov3_tiny_config(2, input_size=(64, 64)))
+    model = build_yolov3("tiny", 2, input_size=(64, 64))
     model.head.score_thresh = 0.1
     boxes = torch.tensor([[[0.0, 0, 10, 10], [0.5, 0, 10, 10], [30, 30, 40, 40]]])
     objectness = torch.tensor([[0.9, 0.8, 0.7]])
@@ -98,19 +97,19 @@ def test_class_aware_versus_agnostic_nms_and_max_detections():
 
 def test_detector_settings_are_deprecated_aliases_of_the_head_settings():
     with pytest.warns(DeprecationWarning, match="settings of its YOLOv3Head now"):
-        model = build(yolov3_tiny_config(2, input_size=(64, 64), score_thresh=0.1, max_detections=7))
+        model = build_yolov3("tiny", 2, input_size=(64, 64), score_thresh=0.1, max_detections=7)
     assert model.head.score_thresh == 0.1 and model.head.detections_per_img == 7
     with pytest.warns(DeprecationWarning, match=r"YOLOv3.max_detections is deprecated, use YOLOv3.head.detections_"):
         model.max_detections = 3
     assert model.head.detections_per_img == 3
     with pytest.warns(DeprecationWarning, match="preprocess= is deprecated, use resize_mode="):
-        model = build(yolov3_tiny_config(2, input_size=(64, 64), preprocess="letterbox"))
+        model = build_yolov3("tiny", 2, input_size=(64, 64), preprocess="letterbox")
     assert model.preprocess.resize_mode == "letterbox"
 
 
 def test_fuse_gives_the_same_detections():
     torch.manual_seed(0)
-    model = perturb_batchnorms(build(yolov3_tiny_config(3, input_size=(96, 96), score_thresh=0.0))).eval()
+    model = perturb_batchnorms(build_yolov3("tiny", 3, input_size=(96, 96), score_thresh=0.0)).eval()
     images = [torch.rand(3, 80, 120)]
     with torch.no_grad():
         before = model(images)[0][0]
@@ -124,10 +123,10 @@ def test_fuse_gives_the_same_detections():
 
 
 def test_bad_arguments_are_clear():
-    with pytest.raises(InstantiationError, match="multiples of 32"):
-        build(yolov3_tiny_config(3, input_size=(100, 100)))
-    with pytest.raises(InstantiationError, match="resize_mode"):
-        build(yolov3_tiny_config(3, resize_mode="crop"))
-    model = build(yolov3_tiny_config(3, input_size=(64, 64)))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        build_yolov3("tiny", 3, input_size=(100, 100))
+    with pytest.raises(ValueError, match="resize_mode"):
+        build_yolov3("tiny", 3, resize_mode="crop")
+    model = build_yolov3("tiny", 3, input_size=(64, 64))
     with pytest.raises(ValueError, match="needs targets"):
         model([torch.rand(3, 64, 64)])

@@ -8,7 +8,9 @@ import torch
 
 from detkit.models.backbones.base import ShapeSpec
 from detkit.models.dense_heads.yolo_head import YOLOv3Head
-from detkit.models.zoo import build, yolov3_tiny_config
+from configs.common.yolo import yolov3_tiny_model
+from detkit.config import instantiate
+from detkit.models.zoo import build_yolov3
 
 
 def _two_level_head() -> YOLOv3Head:
@@ -90,9 +92,9 @@ def test_ignore_threshold_silences_overlapping_non_positives():
 
 def test_a_few_steps_on_a_fixed_batch_drive_the_loss_down():
     torch.manual_seed(0)
-    config = yolov3_tiny_config(3, input_size=(64, 64), preprocess="letterbox")
+    config = yolov3_tiny_model(3, input_size=(64, 64), resize_mode="letterbox")
     config.backbone.frozen_stages = 7  # trains neck and head only: the same loss, a faster test
-    model = build(config).train()
+    model = instantiate(config).train()
     images = [torch.rand(3, 48, 64), torch.rand(3, 64, 48)]
     targets = [_target([[5, 5, 30, 25], [35, 15, 60, 45]], [0, 2]), _target([], [])]
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
@@ -112,7 +114,7 @@ def test_a_few_steps_on_a_fixed_batch_drive_the_loss_down():
 
 def test_multi_scale_training_draws_sizes_from_the_list():
     torch.manual_seed(0)
-    model = build(yolov3_tiny_config(3, input_size=(64, 64), train_sizes=(64, 96, 128))).train()
+    model = build_yolov3("tiny", 3, input_size=(64, 64), train_sizes=(64, 96, 128)).train()
     seen = []
     model.backbone.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape[-2:])))
     with torch.no_grad():

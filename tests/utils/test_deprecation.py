@@ -10,7 +10,7 @@ from detkit.models.anchors import AnchorGenerator
 from detkit.models.backbones import SSDLiteMobileNetV3
 from detkit.models.default_boxes import DefaultBoxGenerator
 from detkit.models.dense_heads import RPN, RPNHead, SSDLiteHead
-from detkit.models.deprecation import MovedAttribute, renamed_keyword
+from detkit.utils.deprecation import MovedAttribute, renamed_keyword
 from detkit.models.detectors import SSD
 from detkit.models.necks import FPN
 from detkit.structures import ShapeSpec
