@@ -13,9 +13,8 @@ class names. Plain modules: nothing here knows the config system.
 
 The cfgs and class-name files are package data under ``detkit/model_data/yolo/``.
 
-``yolov3_darknet53_config``, ``yolov3_tiny_config`` and ``build`` (config trees) moved to
-``configs/common/yolo.py`` (``yolov3_darknet53_model``, ``yolov3_tiny_model``) and
-``detkit.config.instantiate``; the old names still answer here, with a ``DeprecationWarning``.
+The config trees of these models (``yolov3_darknet53_model``, ``yolov3_tiny_model``) are in
+``configs/common/yolo.py``.
 """
 
 from __future__ import annotations

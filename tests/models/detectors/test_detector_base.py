@@ -20,7 +20,7 @@ from detkit.models.necks import FPN, YOLOv3Neck
 from detkit.models.postprocess import select_detections
 from detkit.models.preprocess import RCNNPreprocess
 from detkit.models.roi_heads import FastRCNNPredictor, RoIHeads, TwoMLPHead
-from detkit.models.zoo import build, yolov3_tiny_config
+from detkit.models.zoo import build_yolov3
 from detkit.ops import MultiScaleRoIAlign, box_iou, clip_boxes_to_image
 from detkit.structures import ShapeSpec
 
@@ -186,7 +186,7 @@ def test_num_classes_mismatch_on_a_two_stage_detector_names_both():
 
 def test_yolo_neck_and_head_size_themselves_like_the_explicit_config():
     torch.manual_seed(0)
-    explicit = build(yolov3_tiny_config(2, input_size=(64, 64)))
+    explicit = build_yolov3("tiny", 2, input_size=(64, 64))  # shapes stated from the part before
     sized = YOLOv3(
         DarknetTiny(out_levels=("c4", "c5")), YOLOv3Neck(None, channels=(128, 256), depths=(0, 1)),
         YOLOv3Head(None, 2, anchors=explicit.head.anchors.tolist(), anchor_masks=((0, 1, 2), (3, 4, 5)),
@@ -223,7 +223,7 @@ def test_an_unsized_part_used_alone_says_how_to_size_it():
 def test_a_preprocess_module_or_its_settings_not_both():
     from detkit.models.preprocess import YOLOPreprocess
 
-    explicit = build(yolov3_tiny_config(2, input_size=(64, 64)))
+    explicit = build_yolov3("tiny", 2, input_size=(64, 64))  # shapes stated from the part before
     stage = YOLOPreprocess((96, 96), "letterbox")
     model = YOLOv3(explicit.backbone, explicit.neck, explicit.head, preprocess=stage)
     assert model.preprocess is stage and model.input_size == (96, 96)

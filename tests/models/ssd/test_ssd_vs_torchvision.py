@@ -17,7 +17,7 @@ def twins():
     torch.manual_seed(0)
     reference = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=NUM_CLASSES + 1, score_thresh=0.01)
     config = ssd_vgg16(NUM_CLASSES, input_size=300, scales=SSD300_SCALES_COCO)
-    config.score_thresh = 0.01
+    config.head.score_thresh = 0.01
     model = detkit_twin(reference, "ssd300_vgg16", config)
     images = [load_image("dog.jpg"), load_image("person.jpg")]
     return reference, model, images

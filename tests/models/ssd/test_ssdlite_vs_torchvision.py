@@ -20,7 +20,7 @@ def twins():
     )
     healthy_weights(reference)
     config = ssdlite320_mobilenet_v3(NUM_CLASSES)
-    config.score_thresh = 0.01
+    config.head.score_thresh = 0.01
     model = detkit_twin(reference, "ssdlite320_mobilenet_v3_large", config)
     images = [load_image("dog.jpg"), load_image("person.jpg")]
     return reference, model, images
