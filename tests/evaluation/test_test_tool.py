@@ -83,11 +83,12 @@ def test_clear_errors(files: tuple[Path, Path], tmp_path: Path, capsys: pytest.C
     torch.save({"state_dict": {}}, tmp_path / "other.pth")
     assert tool.main([str(config), str(tmp_path / "other.pth"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert "no 'model' entry" in err and "state_dict" in err
+    assert err.startswith("detkit test: error: ") and err.count("\n") == 1  # one line, no traceback
+    assert "no 'model' state dict" in err and "state_dict" in err and "other.pth" in err
 
     torch.save({"model": {"weight": torch.zeros(1)}}, tmp_path / "wrong.pth")
     assert tool.main([str(config), str(tmp_path / "wrong.pth"), "--device", "cpu"]) == 2
-    assert "do not fit" in capsys.readouterr().err
+    assert "does not fit" in capsys.readouterr().err
 
     no_loader = tmp_path / "no_loader.py"
     no_loader.write_text(CONFIG.replace("dataloader = dict(test=", "dataloader = dict(train="))
