@@ -133,14 +133,14 @@ def test_fresh_venv_install_with_pip_defaults(tmp_path: Path) -> None:
     """``pip install <checkout>`` into a new venv, then use it from a folder outside the checkout."""
     source = copy_sources(tmp_path / "checkout")
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHONPATH", "DETKIT_"))}
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300, env=env)
     python, detkit_command = venv / "bin" / "python", venv / "bin" / "detkit"
     install = subprocess.run([str(python), "-m", "pip", "install", str(source)], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=1800)
+                             capture_output=True, text=True, timeout=1800, env=env)
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
     def run(*command: str) -> subprocess.CompletedProcess:
         return subprocess.run(list(command), cwd=elsewhere, capture_output=True, text=True, timeout=600, env=env)

@@ -7,6 +7,7 @@ subcommand module imports its heavy dependencies inside its ``run()``.
 from __future__ import annotations
 
 import argparse
+import copy
 import difflib
 import os
 import re
@@ -75,9 +76,17 @@ def split_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def _zoo_roots() -> list[Path]:
-    """Where shipped configs live: the installed package data, then a checkout's configs/."""
+    """Where shipped configs live: the installed package data, then a checkout's configs/.
+
+    The checkout's folder counts only next to a detkit checkout (its pyproject.toml), so that an
+    unrelated ``configs/`` beside an installed package is never taken for detkit's.
+    """
     package = Path(__file__).resolve().parents[1]
-    return [root for root in (package / "model_zoo" / "configs", package.parent / "configs") if root.is_dir()]
+    checkout = package.parent
+    roots = [package / "model_zoo" / "configs"]
+    if (checkout / "pyproject.toml").is_file():
+        roots.append(checkout / "configs")
+    return [root for root in roots if root.is_dir()]
 
 
 def zoo_config_names() -> dict[str, Path]:
@@ -119,7 +128,8 @@ def load_config_arg(config: Any, overrides: Sequence[str] | None = None) -> Any:
 
     if isinstance(config, (str, os.PathLike)):
         return load_config(resolve_config(config), list(overrides or []))
-    return apply_overrides(config, list(overrides or [])) if overrides else config
+    # A copy: the caller's config stays as it was.
+    return apply_overrides(copy.deepcopy(config), list(overrides or [])) if overrides else config
 
 
 def is_user_error(error: BaseException) -> bool:
