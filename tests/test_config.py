@@ -6,6 +6,7 @@ import copy
 import importlib.util
 import math
 import pickle
+import re
 import sys
 import types
 from pathlib import Path
@@ -20,9 +21,14 @@ from detkit.config import (
     ConfigDict,
     ConfigError,
     ConfigKeyError,
+    Inherit,
     InstantiationError,
     L,
     LazyCall,
+    UnsafeConfigError,
+    apply_overrides,
+    config_from_data,
+    config_to_data,
     format_config,
     instantiate,
     load_config,
@@ -324,3 +330,137 @@ def test_a_configs_package_elsewhere_on_sys_path_does_not_shadow(tmp_path, monke
     (mine / "child.py").write_text("from configs.common.base import VALUE\nvalue = VALUE\n")
     monkeypatch.syspath_prepend(str(tmp_path / "other"))
     assert load_config(mine / "child.py").value == "my tree"
+
+
+# ---------------------------------------------------------------- Inherit: values said once
+
+
+def _inheriting_detector(num_classes: int = 4) -> LazyCall:
+    return L(ToyDetector)(
+        backbone=L(ToyBackbone)(width=Inherit("width")),
+        heads=[L(ToyHead)(in_channels=Inherit("width"), num_classes=Inherit("num_classes")) for _ in range(2)],
+        pixel_mean=(0.0, 0.0, 0.0),
+    )
+
+
+def test_inherit_takes_the_value_of_the_nearest_enclosing_node() -> None:
+    tree = ConfigDict(width=6, num_classes=3, model=_inheriting_detector())
+    model = instantiate(tree)["model"]
+    assert model.backbone.out_channels == 6 and [h.cls.out_channels for h in model.heads] == [3, 3]
+    tree.model.heads[1] = L(ToyHead)(in_channels=Inherit("width"), num_classes=Inherit("num_classes"))
+    tree.num_classes = 7  # changed after the tree was made: read when it is built
+    assert [h.cls.out_channels for h in instantiate(tree)["model"].heads] == [7, 7]
+
+
+def test_inherit_skips_its_own_key_and_follows_chains_of_placeholders() -> None:
+    inner = L(Recorder)(num_classes=Inherit("num_classes"), leaf=L(Recorder)(num_classes=Inherit("num_classes")))
+    outer = L(Recorder)(num_classes=5, mid=inner)
+    built = instantiate(outer)
+    assert built.kwargs["mid"].kwargs["num_classes"] == 5
+    assert built.kwargs["mid"].kwargs["leaf"].kwargs["num_classes"] == 5
+    sibling = instantiate(L(Recorder)(a=2, b=Inherit("a")))
+    assert sibling.kwargs == {"a": 2, "b": 2}
+
+
+def test_a_sub_tree_built_alone_finds_values_above_it_after_load_override_copy_and_pickle() -> None:
+    cfg = load_config(SMALL, ["train.max_iter=3"])
+    cfg.width = 5  # a top-level value
+    cfg.model.backbone.width = Inherit("width")
+    assert instantiate(cfg.model.backbone).out_channels == 5
+    for clone in (copy.deepcopy(cfg), pickle.loads(pickle.dumps(cfg))):
+        clone.width = 9
+        assert instantiate(clone.model.backbone).out_channels == 9
+    assert instantiate(cfg.model.backbone).out_channels == 5
+
+
+def test_inherit_without_a_provider_names_the_key_and_where_it_looked() -> None:
+    node = L(ToyDetector)(backbone=L(ToyBackbone)(width=Inherit("widht")), heads=[])
+    with pytest.raises(InstantiationError, match=r"detector\.backbone\.width: Inherit\('widht'\) found no "
+                                                 r"enclosing node with key 'widht' \(looked in detector\.backbone, detector\)"):
+        instantiate(node, key="detector")
+
+
+def test_config_only_keys_are_held_for_the_sub_tree_and_not_passed() -> None:
+    node = L(ToyDetector, config_only=["num_classes"])(
+        num_classes=3, backbone=L(ToyBackbone)(), heads=[L(ToyHead)(in_channels=8, num_classes=Inherit("num_classes"))]
+    )
+    node.num_classes = 6  # a key of the node: attribute access and overrides reach it
+    cfg = apply_overrides(ConfigDict(model=node), ["model.num_classes=2"])
+    assert instantiate(cfg.model).heads[0].cls.out_channels == 2
+    with pytest.raises(ConfigKeyError, match="'num_clases'; did you mean 'num_classes'"):
+        node.num_clases = 1
+    with pytest.raises(TypeError, match="list of key names"):
+        L(ToyDetector, config_only="num_classes")
+
+
+def test_num_classes_and_class_names_of_a_node_must_agree_naming_both_keys() -> None:
+    node = L(Recorder)(num_classes=Inherit("n"), class_names=["a", "b"], n=3)
+    with pytest.raises(InstantiationError, match=r"model\.num_classes=3 but model\.class_names has 2 names"):
+        instantiate(node, key="model")
+    node.n = 2
+    assert instantiate(node).kwargs["num_classes"] == 2
+    node.class_names = None
+    node.n = 5
+    assert instantiate(node).kwargs["num_classes"] == 5
+
+
+def test_save_config_round_trips_placeholders_and_config_only_keys(tmp_path: Path) -> None:
+    cfg = ConfigDict(width=4, num_classes=2, model=_inheriting_detector())
+    cfg["holder"] = L(ToyDetector, config_only=["num_classes"])(num_classes=Inherit("num_classes"),
+                                                               backbone=L(ToyBackbone)(), heads=[])
+    save_config(cfg, tmp_path / "config.py")
+    text = (tmp_path / "config.py").read_text()
+    assert "Inherit('width')" in text and "config_only=['num_classes']" in text
+    saved = load_config(tmp_path / "config.py", ["num_classes=3"])
+    assert saved.model.heads[0].num_classes == Inherit("num_classes")
+    assert saved.holder.config_only == ("num_classes",)
+    model = instantiate(saved.model)
+    assert model.backbone.out_channels == 4 and model.heads[0].cls.out_channels == 3
+    assert "Inherit('num_classes')" in format_config(saved)
+
+
+# ---------------------------------------------------------------- the safe data form
+
+
+def test_data_form_round_trips_and_is_plain_data(tmp_path: Path) -> None:
+    node = L(Recorder)(
+        num_classes=3, inner=L(Recorder)(num_classes=Inherit("num_classes"), act=nn.GELU, size=(1, 2)),
+        values=[1.5, float("inf"), None, "x", True], mapping={"a": 1},
+    )
+    data = config_to_data(node)
+    assert data["_target_"] == "config_toys:Recorder"
+    assert data["inner"]["num_classes"] == {"_inherit_": "num_classes"}
+    assert data["inner"]["act"] == {"_ref_": "torch.nn.modules.activation:GELU"}
+    torch.save({"model_config": data}, tmp_path / "c.pth")
+    read = torch.load(tmp_path / "c.pth", weights_only=True)["model_config"]
+    back = config_from_data(read, allowed_modules=["config_toys", "torch.nn"])
+    assert back == node and isinstance(back.inner, LazyCall) and back.inner.size == (1, 2)
+    assert instantiate(back).kwargs["inner"].kwargs["num_classes"] == 3
+
+
+def test_data_form_resolves_placeholders_answered_above_the_tree() -> None:
+    cfg = ConfigDict(num_classes=4, model=L(Recorder)(head=L(Recorder)(num_classes=Inherit("num_classes"))))
+    cfg.model = cfg.model  # assignment links the node to cfg (load_config links every node)
+    assert config_to_data(cfg.model)["head"]["num_classes"] == 4  # said outside the model: its value
+    with pytest.raises(ConfigError, match=r"cannot write head\.num_classes: Inherit\('num_classes'\) found no"):
+        config_to_data(L(Recorder)(head=L(Recorder)(num_classes=Inherit("num_classes"))))
+
+
+@pytest.mark.parametrize("target", ["os:system", "builtins:eval", "subprocess:Popen", "torch:load",
+                                    "detkit.config.loader:load_config", "detkit.models.zoo:yolov3_tiny_coco",
+                                    "detkit.models.backbones.resnet:torch.load", "detkit.models.detectors.yolo:Tensor",
+                                    "detkit.models.zoo:read_class_names.__globals__", "not a spec"])
+def test_data_form_refuses_targets_outside_the_allow_list_naming_key_and_target(target: str) -> None:
+    data = {"_target_": "detkit.models.backbones.resnet:ResNet", "depth": 18,
+            "norm": {"_target_": target, "command": "echo pwned"}}
+    with pytest.raises(UnsafeConfigError, match=rf"model\.norm: .*{re.escape(repr(target))}"):
+        config_from_data(data)
+    with pytest.raises(UnsafeConfigError, match=r"model\.act: refused target 'builtins:eval'"):
+        config_from_data({"_target_": "detkit.models.backbones.resnet:ResNet", "act": {"_ref_": "builtins:eval"}})
+
+
+def test_data_form_checks_keys_against_the_target() -> None:
+    with pytest.raises(ConfigKeyError, match="'deptth'; did you mean 'depth'"):
+        config_from_data({"_target_": "detkit.models.backbones.resnet:ResNet", "deptth": 18})
+    with pytest.raises(ConfigError, match="not part of the config data form"):
+        config_from_data({"_target_": "detkit.models.backbones.resnet:ResNet", "depth": torch.ones(1)})

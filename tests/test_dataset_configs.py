@@ -1,7 +1,8 @@
 """Every COCO / VOC experiment config reads its data and evaluates: on a tiny shapes dataset laid out
-as COCO and as VOCdevkit, its train and test loaders and its evaluator are built through
-``detkit.config`` exactly as the engine builds them (only roots, class lists, batch size and worker
-count overridden), and one batch of each is checked.
+as COCO and as VOCdevkit, its train and test loaders are built through ``detkit.config`` and its
+evaluator through the engine (from the test dataset) exactly as the engine builds them, and one
+batch of each is checked. Pointing a config at the folder takes one override, ``dataloader.root``
+(plus ``dataloader.class_names`` for VOC's class list); batch size and worker count are shrunk.
 
 The shapes generator writes COCO json, VOC xml and exact masks (:mod:`detkit.data.shapes`); the
 fixture renames and copies them into the two layouts (VOC's JPEGImages hold the PNG bytes under a
@@ -18,11 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.config import InstantiationError, instantiate, load_config, save_config
+from detkit.config import Inherit, InstantiationError, instantiate, load_config, save_config
 from detkit.data import SHAPE_CLASSES, DatasetError, generate_shapes_dataset
 from detkit.data.coco import coco_segmentation_to_mask
 from detkit.data.concat import ConcatDetection
 from detkit.data.voc import VOCDetection
+from detkit.evaluation import CocoEvaluator, VOCEvaluator
+from detkit.engine import config_evaluator
 from detkit.engine.runner import REQUIRED_SECTIONS
 from detkit.engine.settings import TrainSettings
 
@@ -84,27 +87,24 @@ def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"coco": coco, "voc": voc}
 
 
-def _dataset_key(node, prefix: str) -> str:
-    """Key path of the dataset node under a loader (through wrappers such as a mosaic)."""
-    while "root" not in node:
-        node, prefix = node["dataset"], f"{prefix}.dataset"
-    return prefix
+def _dataset_nodes(cfg) -> dict[str, object]:
+    """The dataset node under each loader (through wrappers such as a mosaic)."""
+    nodes = {}
+    for loader in ("train", "test"):
+        node = cfg.dataloader[loader].dataset
+        while "root" not in node:
+            node = node["dataset"]
+        nodes[loader] = node
+    return nodes
 
 
 def _load_on(path: Path, roots: dict[str, Path]):
     """The config with its data pointed at the generated dataset, as a user would on the command line."""
     kind = "coco" if path.stem.endswith("_coco") else "voc"
-    cfg = load_config(path)
-    overrides = ["dataloader.train.batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0"]
-    for loader in ("train", "test"):
-        key = _dataset_key(cfg.dataloader[loader].dataset, f"dataloader.{loader}.dataset")
-        overrides.append(f"{key}.root='{roots[kind]}'")
-        if kind == "voc":
-            overrides.append(f"{key}.class_names={NAMES}")
-    if kind == "coco":
-        overrides.append(f"evaluator.annotation_file='{roots['coco'] / 'annotations' / 'instances_val2017.json'}'")
-    else:
-        overrides.append(f"evaluator.class_names={NAMES}")
+    overrides = ["dataloader.train.batch_size=2", "dataloader.train.num_workers=0", "dataloader.test.num_workers=0",
+                 f"dataloader.root='{roots[kind]}'"]
+    if kind == "voc":
+        overrides.append(f"dataloader.class_names={NAMES}")
     return load_config(path, overrides)
 
 
@@ -138,7 +138,9 @@ def test_there_are_dataset_configs() -> None:
 @pytest.mark.parametrize("path", CONFIGS, ids=IDS)
 def test_config_loads_as_a_training_config(path: Path, tmp_path: Path) -> None:
     cfg = load_config(path)
-    assert all(section in cfg for section in REQUIRED_SECTIONS) and "evaluator" in cfg
+    assert all(section in cfg for section in REQUIRED_SECTIONS)
+    assert "evaluator" not in cfg  # the engine builds it from dataloader.test
+    assert isinstance(cfg.dataloader.root, str)
     assert {"train", "test"} <= set(cfg.dataloader)
     settings = TrainSettings.from_config(dict(cfg.train, hooks=[]), str(path))
     assert settings.output_dir == f"runs/{path.stem}"
@@ -162,7 +164,14 @@ def test_config_reads_and_evaluates_its_dataset(path: Path, roots: dict[str, Pat
 
     # Evaluation: the images as they are; predictions equal to the ground truth score 1.
     test_loader = instantiate(cfg.dataloader.test)
-    evaluator = instantiate(cfg.evaluator)
+    assert str(_base(test_loader.dataset).source).startswith(str(roots["coco" if "coco" in path.stem else "voc"]))
+    evaluator = config_evaluator(cfg, test_loader.dataset)
+    if "voc" in path.stem and not with_masks:
+        assert isinstance(evaluator, VOCEvaluator) and evaluator.class_names == NAMES
+    else:
+        assert isinstance(evaluator, CocoEvaluator)
+        if "coco" in path.stem:  # the test split's own json: official ground truth
+            assert Path(evaluator.annotation_file) == roots["coco"] / "annotations" / "instances_val2017.json"
     evaluator.reset()
     for images, targets in test_loader:
         _check_batch(images, targets, num_classes, with_masks, f"{path.stem} test")
@@ -184,13 +193,32 @@ def test_config_reads_and_evaluates_its_dataset(path: Path, roots: dict[str, Pat
 
 
 @pytest.mark.parametrize("kind", ["coco", "voc"])
-def test_missing_root_names_the_path(kind: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", ["dataloader.root", "dataloader.train.dataset.root"])
+def test_missing_root_names_the_path(kind: str, key: str, tmp_path: Path) -> None:
     path = REPO_ROOT / "configs" / "faster_rcnn" / f"faster_rcnn_r50_fpn_1x_{kind}.py"
     missing = tmp_path / "nowhere"
-    cfg = load_config(path, [f"dataloader.train.dataset.root='{missing}'"])
+    cfg = load_config(path, [f"{key}='{missing}'"])
     with pytest.raises(InstantiationError, match="dataloader.train.dataset") as error:
         instantiate(cfg.dataloader.train)
     assert isinstance(error.value.__cause__, FileNotFoundError) and str(missing) in str(error.value)
+
+
+def test_one_root_key_moves_both_datasets_through_yolos_mosaic(tmp_path: Path) -> None:
+    path = REPO_ROOT / "configs" / "yolo" / "yolov3_tiny_320_shapes.py"
+    small = ["dataloader.num_train=4", "dataloader.num_val=2", "dataloader.image_size=64", "dataloader.train.batch_size=2"]
+    cfg = load_config(path, [f"dataloader.root='{tmp_path / 'shapes'}'", *small])
+    nodes = _dataset_nodes(cfg)
+    assert nodes["train"] is cfg.dataloader.train.dataset.dataset  # inside the mosaic
+    assert nodes["train"].root == nodes["test"].root == Inherit("root")
+    for loader in ("train", "test"):
+        dataset = _base(instantiate(cfg.dataloader[loader]).dataset)
+        assert Path(dataset.source).is_relative_to(tmp_path / "shapes"), (loader, dataset.source)
+
+
+def _base(dataset):
+    while not hasattr(dataset, "source") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+    return dataset
 
 
 def test_concat_detection_joins_parts_and_rejects_other_class_lists(roots: dict[str, Path]) -> None:

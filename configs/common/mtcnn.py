@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from detkit.config import L, LazyCall
+from detkit.config import Inherit, L, LazyCall
 from detkit.data.transforms import rcnn_train_transforms
 from detkit.data.wider_face import wider_face_dataset
 from detkit.engine import MultiStepLR, build_optimizer, build_train_loader, default_train
@@ -65,7 +65,7 @@ def mtcnn_stage_training(
 
     Args:
         stage: ``"pnet"``, ``"rnet"`` or ``"onet"``.
-        root: WIDER FACE folder (:func:`wider_face_dataset`); ``dataloader.train.dataset.root``.
+        root: WIDER FACE folder (:func:`wider_face_dataset`); ``dataloader.root``.
         batch_size: images per step and process (each gives ``sum(train_samples)`` crops).
         train_samples: ``(negatives, parts, positives)`` drawn per image; ``model.train_samples``.
         lr: SGD learning rate (momentum 0.9, weight decay 5e-4), divided by 10 at 55 % and 80 %.
@@ -81,10 +81,14 @@ def mtcnn_stage_training(
     model.train_samples = tuple(train_samples)
     name = f"mtcnn_{stage}_train_wider_face"
     # Horizontal flip only (WIDER's targets have no landmarks, which a flip would have to mirror).
-    dataset = L(wider_face_dataset)(root=root, split="train", transforms=L(rcnn_train_transforms)(flip_prob=0.5))
+    dataset = L(wider_face_dataset)(
+        root=Inherit("root"), split="train", transforms=L(rcnn_train_transforms)(flip_prob=0.5)
+    )
     return dict(
         model=model,
-        dataloader=dict(train=L(build_train_loader)(dataset=dataset, batch_size=batch_size, num_workers=num_workers)),
+        dataloader=dict(
+            root=root, train=L(build_train_loader)(dataset=dataset, batch_size=batch_size, num_workers=num_workers)
+        ),
         optimizer=L(build_optimizer)(name="SGD", lr=lr, momentum=0.9, weight_decay=5e-4),
         lr_schedule=L(MultiStepLR)(
             milestones=[int(max_iter * 0.55), int(max_iter * 0.8)], gamma=0.1, warmup_iters=min(500, max_iter // 10),

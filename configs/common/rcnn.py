@@ -5,6 +5,15 @@ backbone ``depth``, input ``min_size`` / ``max_size``, FPN ``fpn_channels`` and 
 ``representation_size``. Children call a function and then set attributes, e.g.
 ``model.rpn.post_nms_top_n_test = 300``.
 
+``num_classes`` and ``class_names`` are said once, at the detector node; the RoI heads, the box
+predictor and the mask head take ``Inherit("num_classes")``, so ``model.num_classes=20`` is the one
+override that changes the number of classes (with class names given, they must change too: the
+error names both keys).
+
+The FPN's ``input_shapes`` are stated for the configured ``depth`` (:func:`resnet_shapes`), on one
+line of :func:`faster_rcnn`; once the neck sizes itself from ``backbone.output_shape()``, that line
+becomes ``input_shapes=None`` and ``model.backbone.depth=18`` needs nothing else.
+
 Level names: ResNet gives ``c2``..``c5``, the FPN ``p2``..``p5`` plus ``p6`` (max-pool); the RPN
 uses ``p2``..``p6``, the RoI poolers ``p2``..``p5`` (torchvision's ``"0"``..``"3"``).
 """
@@ -14,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from configs.common.datasets import dataset_sections
-from detkit.config import L, LazyCall
+from detkit.config import Inherit, L, LazyCall
 from detkit.engine import MultiStepLR, build_optimizer, default_train
 from detkit.models.anchors import AnchorGenerator
 from detkit.models.backbones import MobileNetV3, ResNet
@@ -78,15 +87,14 @@ def rpn(
     )
 
 
-def box_roi_heads(
-    num_classes: int, pooled_levels: Sequence[str], channels: int = 256, representation_size: int = 1024
-) -> LazyCall:
-    """RoIAlign 7x7 (sampling ratio 2), two 1024-d FC layers, class scores and per-class deltas."""
+def box_roi_heads(pooled_levels: Sequence[str], channels: int = 256, representation_size: int = 1024) -> LazyCall:
+    """RoIAlign 7x7 (sampling ratio 2), two 1024-d FC layers, class scores and per-class deltas;
+    ``num_classes`` inherited from the detector node."""
     return L(RoIHeads)(
         box_pooler=L(MultiScaleRoIAlign)(featmap_names=list(pooled_levels), output_size=7, sampling_ratio=2),
         box_head=L(TwoMLPHead)(in_channels=channels, resolution=7, representation_size=representation_size),
-        box_predictor=L(FastRCNNPredictor)(in_channels=representation_size, num_classes=num_classes),
-        num_classes=num_classes,
+        box_predictor=L(FastRCNNPredictor)(in_channels=representation_size, num_classes=Inherit("num_classes")),
+        num_classes=Inherit("num_classes"),
         fg_iou_thresh=0.5,
         bg_iou_thresh=0.5,
         batch_size_per_image=512,
@@ -118,7 +126,7 @@ def faster_rcnn(
         ),
         neck=L(FPN)(input_shapes=resnet_shapes(depth), out_channels=fpn_channels, extra_levels="maxpool"),
         rpn=rpn(("p2", "p3", "p4", "p5", "p6"), ((32,), (64,), (128,), (256,), (512,)), fpn_channels),
-        roi_heads=box_roi_heads(num_classes, POOLED_LEVELS, fpn_channels, representation_size),
+        roi_heads=box_roi_heads(POOLED_LEVELS, fpn_channels, representation_size),
         preprocess=L(RCNNPreprocess)(min_size=min_size, max_size=max_size),
         num_classes=num_classes,
         class_names=None if class_names is None else list(class_names),
@@ -132,7 +140,7 @@ def mask_rcnn(num_classes: int = 80, *, mask_channels: int = 256, **kwargs) -> L
     fpn_channels = model.neck.out_channels
     model.roi_heads.mask_pooler = L(MultiScaleRoIAlign)(featmap_names=POOLED_LEVELS, output_size=14, sampling_ratio=2)
     model.roi_heads.mask_head = L(MaskHead)(
-        in_channels=fpn_channels, num_classes=num_classes, conv_channels=(mask_channels,) * 4,
+        in_channels=fpn_channels, num_classes=Inherit("num_classes"), conv_channels=(mask_channels,) * 4,
         deconv_channels=mask_channels,
     )
     return L(MaskRCNN)(**{key: value for key, value in model.items() if key != "_target_"})
@@ -164,7 +172,7 @@ def faster_rcnn_mobilenet_v3_fpn(
             extra_levels="maxpool",
         ),
         rpn=rpn(levels, ((32, 64, 128, 256, 512),) * len(levels), 256, score_thresh=0.05),
-        roi_heads=box_roi_heads(num_classes, ["p5_entry", "p5"], 256, 1024),
+        roi_heads=box_roi_heads(["p5_entry", "p5"], 256, 1024),
         preprocess=L(RCNNPreprocess)(min_size=min_size, max_size=max_size),
         num_classes=num_classes,
         class_names=None if class_names is None else list(class_names),
@@ -191,7 +199,7 @@ def rcnn_1x_training(
     images_per_gpu: int = 2,
     num_workers: int = 4,
 ) -> dict:
-    """``dataloader``, ``evaluator``, ``optimizer``, ``lr_schedule`` and ``train`` of detectron2's
+    """``dataloader``, ``optimizer``, ``lr_schedule`` and ``train`` of detectron2's
     1x recipe for Faster / Mask R-CNN (``configs/common``'s model trees); outputs in runs/<name>.
 
     The reference assumes 8 GPUs x ``images_per_gpu`` = 2, a total batch of 16:
@@ -243,7 +251,6 @@ def rcnn_1x_training(
         lr_schedule = L(MultiStepLR)(milestones=[60000, 80000], **warmup)
     return dict(
         dataloader=data["dataloader"],
-        evaluator=data["evaluator"],
         optimizer=L(build_optimizer)(
             name="SGD", lr=0.02, momentum=0.9, weight_decay=1e-4, weight_decay_bias=1e-4, weight_decay_norm=0.0
         ),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from configs.common.datasets import detection_dataloader
 from configs.common.yolo import with_mosaic
-from detkit.config import L, LazyCall
+from detkit.config import Inherit, L, LazyCall
 from detkit.data import SHAPE_CLASSES, shapes_coco_dataset
 from detkit.data.transforms import rcnn_test_transforms, rcnn_train_transforms, yolo_train_transforms
 from detkit.engine import CosineLR, build_optimizer, default_train
@@ -31,18 +31,22 @@ def shapes_dataloader(
     train_transforms: LazyCall | None = None,
     test_transforms: LazyCall | None = None,
 ) -> dict:
-    """``dataloader.train`` and ``dataloader.test`` on the shapes data (R-CNN transforms by default)."""
+    """``dataloader.train`` and ``dataloader.test`` on the shapes data (R-CNN transforms by default).
+
+    Both splits are generated together, so the generator's settings are said once, on the section:
+    ``dataloader.root``, ``dataloader.image_size``, ``dataloader.num_train``, ``dataloader.num_val``
+    and ``dataloader.seed`` (the datasets take them with ``Inherit``)."""
+    shared = ("root", "num_train", "num_val", "image_size", "seed")
 
     def dataset(split: str, transforms: LazyCall) -> LazyCall:
-        return L(shapes_coco_dataset)(
-            root=root, split=split, num_train=num_train, num_val=num_val, image_size=image_size, seed=seed,
-            transforms=transforms, with_masks=with_masks,
-        )
+        inherited = {key: Inherit(key) for key in shared}
+        return L(shapes_coco_dataset)(split=split, **inherited, transforms=transforms, with_masks=with_masks)
 
     return detection_dataloader(
         dataset("train", train_transforms or L(rcnn_train_transforms)()),
         dataset("val", test_transforms or L(rcnn_test_transforms)()),
-        batch_size=batch_size, num_workers=0,
+        batch_size=batch_size, num_workers=0, root=root, num_train=num_train, num_val=num_val,
+        image_size=image_size, seed=seed,
     )
 
 

@@ -13,6 +13,9 @@ SSD512 VOC     0.07, 0.15, 0.30, 0.45, 0.60, 0.75, 0.90, 1.05 (min 15 %, max 90 
 =============  =================================================================
 
 SSDLite320 spreads its scales linearly from 0.2 to 0.95 (torchvision's ssdlite320 settings).
+
+``num_classes`` and ``class_names`` are said once, at the detector node; the head takes
+``Inherit("num_classes")``, so ``model.num_classes=20`` is the one override that changes it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Sequence
 import albumentations as A
 
 from configs.common.datasets import dataset_sections
-from detkit.config import L, LazyCall
+from detkit.config import Inherit, L, LazyCall
 from detkit.data.transforms import DetectionTransform, MinIoURandomCrop, ssd_train_transforms
 from detkit.engine import CosineLR, MultiStepLR, build_optimizer, default_train
 from detkit.models.backbones.ssd_vgg import SSDVGG
@@ -76,7 +79,8 @@ def ssd_vgg16(
     return L(SSD)(
         backbone=L(SSDVGG)(input_size=input_size, frozen_stages=frozen_stages, weights=backbone_weights),
         head=L(SSDHead)(
-            in_channels=SSD_VGG_CHANNELS[input_size], num_anchors=_num_anchors(aspect_ratios), num_classes=num_classes
+            in_channels=SSD_VGG_CHANNELS[input_size], num_anchors=_num_anchors(aspect_ratios),
+            num_classes=Inherit("num_classes"),
         ),
         default_boxes=L(DefaultBoxGenerator)(aspect_ratios=aspect_ratios, scales=tuple(scales), steps=steps),
         num_classes=num_classes,
@@ -103,7 +107,7 @@ def ssdlite320_mobilenet_v3(
     return L(SSD)(
         backbone=L(SSDLiteMobileNetV3)(reduced_tail=True, weights=backbone_weights),
         head=L(SSDLiteHead)(
-            in_channels=SSDLITE_CHANNELS, num_anchors=_num_anchors(aspect_ratios), num_classes=num_classes
+            in_channels=SSDLITE_CHANNELS, num_anchors=_num_anchors(aspect_ratios), num_classes=Inherit("num_classes"),
         ),
         default_boxes=L(DefaultBoxGenerator)(aspect_ratios=aspect_ratios, min_ratio=0.2, max_ratio=0.95),
         num_classes=num_classes,
@@ -140,7 +144,7 @@ def ssd_120e_training(
     images_per_gpu: int = 4,
     num_workers: int = 4,
 ) -> dict:
-    """``dataloader``, ``evaluator``, ``optimizer``, ``lr_schedule`` and ``train`` for SSD300/SSD512
+    """``dataloader``, ``optimizer``, ``lr_schedule`` and ``train`` for SSD300/SSD512
     on VGG16, torchvision's SSD300 recipe (references/detection/README.md, "SSD300 VGG16":
     ``--epochs 120 --lr-steps 80 110 --lr 0.002 --batch-size 4 --weight-decay 0.0005
     --data-augmentation ssd`` on 8 GPUs); outputs in runs/<name>.
@@ -172,7 +176,6 @@ def ssd_120e_training(
     )  # fmt: skip
     return dict(
         dataloader=data["dataloader"],
-        evaluator=data["evaluator"],
         optimizer=torchvision_sgd(lr=0.002, weight_decay=5e-4),
         lr_schedule=L(MultiStepLR)(milestones=[80, 110], by_epoch=True, warmup_iters=1000, warmup_factor=0.001),
         train=default_train(
@@ -193,7 +196,7 @@ def ssdlite_train_transforms(size: int = 320) -> LazyCall:
 def ssdlite_600e_training(
     name: str, *, root: str | None = None, images_per_gpu: int = 24, num_workers: int = 4, max_epochs: int = 600
 ) -> dict:
-    """``dataloader``, ``evaluator``, ``optimizer``, ``lr_schedule`` and ``train`` for
+    """``dataloader``, ``optimizer``, ``lr_schedule`` and ``train`` for
     SSDLite320-MobileNetV3 on COCO, torchvision's recipe (references/detection/README.md,
     "SSDlite320 MobileNetV3-Large": ``--lr-scheduler cosineannealinglr --lr 0.15 --batch-size 24
     --weight-decay 0.00004 --data-augmentation ssdlite`` on 8 GPUs); outputs in runs/<name>.
@@ -221,7 +224,6 @@ def ssdlite_600e_training(
     )  # fmt: skip
     return dict(
         dataloader=data["dataloader"],
-        evaluator=data["evaluator"],
         optimizer=torchvision_sgd(lr=0.15, weight_decay=4e-5),
         lr_schedule=L(CosineLR)(max_t=max_epochs, min_factor=0.0, by_epoch=True, warmup_iters=600, warmup_factor=0.001),
         train=default_train(

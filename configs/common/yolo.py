@@ -1,7 +1,8 @@
 """YOLOv3 / YOLOv3-tiny model trees for the experiment configs, as functions returning fresh L() trees.
 
-The architecture wiring lives in :mod:`detkit.models.zoo` (shared with the darknet importer); these
-factories add the training and evaluation settings of an experiment:
+:func:`yolov3_model` writes the tree of a darknet architecture from its table in
+:data:`detkit.models.zoo.YOLOV3_ARCHS` (the widths the darknet importer builds from too);
+:func:`yolov3_d53` and :func:`yolov3_tiny` add the training and evaluation settings of an experiment:
 
 - letterbox preprocessing (keeps the aspect ratio, pads with grey), the usual choice for training
   and COCO/VOC evaluation; use ``model.preprocess = "resize"`` to reproduce darknet/OpenCV's demo;
@@ -10,19 +11,82 @@ factories add the training and evaluation settings of an experiment:
 - a low score threshold (0.005) and 100 detections per image for mAP evaluation, class-aware NMS
   at IoU 0.45.
 
+``num_classes`` (and ``class_names``) are said once, at the detector node: ``model.num_classes=20``
+reaches the head (``Inherit``); YOLOv3 itself reads it from its head, so the key is config-only there.
 Children call a function and then set attributes, e.g. ``model.head.ignore_thresh = 0.5``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from configs.common.datasets import dataset_sections
-from detkit.config import L, LazyCall
+from detkit.config import Inherit, L, LazyCall
 from detkit.data.mosaic import MosaicDataset
 from detkit.data.transforms import yolo_train_transforms
 from detkit.engine import MultiStepLR, build_optimizer, default_train
-from detkit.models.zoo import yolov3_darknet53_config, yolov3_tiny_config
+from detkit.models.backbones.base import ShapeSpec
+from detkit.models.dense_heads.yolo_head import YOLOv3Head
+from detkit.models.detectors.yolo import YOLOv3
+from detkit.models.necks.yolo_neck import YOLOv3Neck
+from detkit.models.zoo import YOLOV3_ARCHS
+
+
+def _shapes(shapes: Mapping[str, tuple[int, int]]) -> dict[str, LazyCall]:
+    return {level: L(ShapeSpec)(channels=channels, stride=stride) for level, (channels, stride) in shapes.items()}
+
+
+def yolov3_model(
+    arch: str,
+    num_classes: int,
+    *,
+    anchors: Sequence[Sequence[float]] | None = None,
+    anchor_masks: Sequence[Sequence[int]] | None = None,
+    norm: str = "bn",
+    ignore_thresh: float = 0.7,
+    **detector_kwargs: Any,
+) -> LazyCall:
+    """The ``L(YOLOv3)`` tree of ``detkit.models.zoo.build_yolov3(arch, ...)`` (same arguments).
+
+    Args:
+        arch: ``"darknet53"`` (``yolov3.cfg``) or ``"tiny"`` (``yolov3-tiny.cfg``).
+        num_classes: Number of object classes, said at the detector node.
+        anchors: All anchors ``(w, h)`` in input pixels, small to large (default the arch's COCO ones).
+        anchor_masks: Anchor indices per level, shallowest first.
+        norm: Norm kind of every conv.
+        ignore_thresh: The head's ignore threshold.
+        **detector_kwargs: Passed to :class:`YOLOv3` (``input_size``, ``preprocess``, ``class_names``...).
+    """
+    table = YOLOV3_ARCHS[arch]
+    return L(YOLOv3, config_only=["num_classes"])(
+        num_classes=num_classes,
+        backbone=L(table.backbone)(out_levels=tuple(table.backbone_shapes), norm=norm),
+        # The explicit shapes go once the neck and head size themselves from the part before.
+        neck=L(YOLOv3Neck)(
+            in_shapes=_shapes(table.backbone_shapes), channels=table.neck_channels, depths=table.neck_depths, norm=norm
+        ),
+        head=L(YOLOv3Head)(
+            in_shapes=_shapes(table.head_shapes),
+            num_classes=Inherit("num_classes"),
+            anchors=tuple(tuple(a) for a in (anchors if anchors is not None else table.anchors)),
+            anchor_masks=tuple(tuple(m) for m in (anchor_masks if anchor_masks is not None else table.anchor_masks)),
+            mid_channels=table.head_channels,
+            norm=norm,
+            ignore_thresh=ignore_thresh,
+        ),
+        **detector_kwargs,
+    )
+
+
+def yolov3_darknet53_model(num_classes: int, **kwargs: Any) -> LazyCall:
+    """YOLOv3 with Darknet-53 (``yolov3.cfg``): levels p3/p4/p5, 5-conv blocks, 3 anchors each."""
+    return yolov3_model("darknet53", num_classes, **kwargs)
+
+
+def yolov3_tiny_model(num_classes: int, **kwargs: Any) -> LazyCall:
+    """YOLOv3-tiny (``yolov3-tiny.cfg``): levels p4/p5, 3 anchors each."""
+    return yolov3_model("tiny", num_classes, **kwargs)
 
 
 def multi_scale_sizes(input_size: int, spread: int = 3) -> tuple[int, ...]:
@@ -46,14 +110,14 @@ def yolov3_d53(
     num_classes: int, *, input_size: int = 416, class_names: Sequence[str] | None = None, multi_scale: bool = True
 ) -> LazyCall:
     """YOLOv3 with Darknet-53, COCO anchors, batch norms trained."""
-    return yolov3_darknet53_config(num_classes, **_detector_settings(input_size, class_names, multi_scale))
+    return yolov3_darknet53_model(num_classes, **_detector_settings(input_size, class_names, multi_scale))
 
 
 def yolov3_tiny(
     num_classes: int, *, input_size: int = 416, class_names: Sequence[str] | None = None, multi_scale: bool = True
 ) -> LazyCall:
     """YOLOv3-tiny, its COCO anchors, batch norms trained."""
-    return yolov3_tiny_config(num_classes, **_detector_settings(input_size, class_names, multi_scale))
+    return yolov3_tiny_model(num_classes, **_detector_settings(input_size, class_names, multi_scale))
 
 
 # Shrinks any YOLO experiment for tests/test_configs.py: small inputs, same structure.
@@ -73,7 +137,8 @@ MMDET_IMAGES_PER_GPU = 8
 def with_mosaic(train_loader: LazyCall, output_size: int, prob: float) -> LazyCall:
     """Wrap ``train_loader``'s dataset in a :class:`~detkit.data.mosaic.MosaicDataset` drawn with
     probability ``prob`` (in place; returned). The dataset's pipeline moves to the mosaic, which
-    runs it last on the combined sample; the dataset then sits at ``dataloader.train.dataset.dataset``."""
+    runs it last on the combined sample; the dataset then sits at ``dataloader.train.dataset.dataset``
+    and still reads its folder from ``dataloader.root``."""
     images = train_loader.dataset
     transforms, images.transforms = images.transforms, None
     train_loader.dataset = L(MosaicDataset)(dataset=images, output_size=output_size, transforms=transforms, prob=prob)
@@ -90,7 +155,7 @@ def yolov3_273e_training(
     num_workers: int = 4,
     mosaic_prob: float = 0.0,
 ) -> dict:
-    """``dataloader``, ``evaluator``, ``optimizer``, ``lr_schedule`` and ``train`` for YOLOv3 /
+    """``dataloader``, ``optimizer``, ``lr_schedule`` and ``train`` for YOLOv3 /
     YOLOv3-tiny, mmdetection's 273-epoch recipe (``configs/yolo/yolov3_d53_8xb8-ms-416-273e_coco.py``);
     outputs in runs/<name>.
 
@@ -127,7 +192,6 @@ def yolov3_273e_training(
     weight_decay = 5e-4 / MMDET_IMAGES_PER_GPU
     return dict(
         dataloader=data["dataloader"],
-        evaluator=data["evaluator"],
         optimizer=L(build_optimizer)(
             name="SGD", lr=1e-3 * MMDET_IMAGES_PER_GPU, momentum=0.9, weight_decay=weight_decay,
             weight_decay_norm=weight_decay, weight_decay_bias=weight_decay,

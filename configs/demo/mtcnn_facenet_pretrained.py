@@ -7,3 +7,6 @@ from detkit.config import L
 from detkit.models.convert.mtcnn_facenet import mtcnn_facenet
 
 model = L(mtcnn_facenet)()
+
+# The model builds with its weights loaded: detkit.load("mtcnn_facenet_pretrained") returns it.
+pretrained = True

@@ -7,3 +7,6 @@ from detkit.config import L
 from detkit.models.zoo import yolov3_tiny_coco
 
 model = L(yolov3_tiny_coco)()
+
+# The model builds with its weights loaded: detkit.load("yolov3_tiny_coco_pretrained") returns it.
+pretrained = True

@@ -6,7 +6,7 @@ losses with the paper's weights and online hard sample mining (:mod:`detkit.mode
 The other two networks are frozen. Data: a folder in WIDER FACE's layout (WIDER_train/images/ and
 wider_face_split/wider_face_train_bbx_gt.txt), set on the command line:
 
-    python tools/train.py configs/mtcnn/mtcnn_pnet_train_wider_face.py dataloader.train.dataset.root=/data/wider_face
+    python tools/train.py configs/mtcnn/mtcnn_pnet_train_wider_face.py dataloader.root=/data/wider_face
 """
 
 from configs.common.mtcnn import mtcnn_stage_training

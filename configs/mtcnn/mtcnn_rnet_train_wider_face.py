@@ -6,12 +6,12 @@ losses with the paper's weights and online hard sample mining (:mod:`detkit.mode
 The other two networks are frozen. Data: a folder in WIDER FACE's layout (WIDER_train/images/ and
 wider_face_split/wider_face_train_bbx_gt.txt), set on the command line:
 
-    python tools/train.py configs/mtcnn/mtcnn_rnet_train_wider_face.py dataloader.train.dataset.root=/data/wider_face
+    python tools/train.py configs/mtcnn/mtcnn_rnet_train_wider_face.py dataloader.root=/data/wider_face
 
 Starting from the pnet run's checkpoint carries the networks trained so far along, so that the last
 run's checkpoint holds the whole cascade:
 
-    python tools/train.py configs/mtcnn/mtcnn_rnet_train_wider_face.py dataloader.train.dataset.root=/data/wider_face \\
+    python tools/train.py configs/mtcnn/mtcnn_rnet_train_wider_face.py dataloader.root=/data/wider_face \\
         train.init_checkpoint=runs/mtcnn_pnet_train_wider_face/model_final.pth
 """
 

@@ -11,7 +11,7 @@ from configs.common.ssd import SSD512_SCALES_VOC, ssd_vgg16, ssd_120e_training
 model = ssd_vgg16(num_classes=20, input_size=512, scales=SSD512_SCALES_VOC)
 
 _training = ssd_120e_training("ssd512_vgg16_120e_voc", "voc", input_size=512)
-dataloader, evaluator = _training["dataloader"], _training["evaluator"]
+dataloader = _training["dataloader"]  # the engine builds the evaluator from dataloader.test
 optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
 # Shrinks the config for tests/test_configs.py (the 4x4 conv12_2 needs a 2x2 conv11_2,

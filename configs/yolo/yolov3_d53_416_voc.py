@@ -13,7 +13,7 @@ from detkit.models.zoo import read_class_names
 model = yolov3_d53(num_classes=20, input_size=416, class_names=read_class_names("voc"))
 
 _training = yolov3_273e_training("yolov3_d53_416_voc", "voc", input_size=416)
-dataloader, evaluator = _training["dataloader"], _training["evaluator"]
+dataloader = _training["dataloader"]  # the engine builds the evaluator from dataloader.test
 optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
 test_overrides = list(TEST_OVERRIDES)

@@ -1,7 +1,8 @@
 """YOLOv3-tiny, 416x416 letterboxed input (multi-scale 320..512 in training), COCO (80 classes).
 
-The official weights: ``python tools/fetch_weights.py yolov3-tiny`` (darknet format; load them with
-``detkit.models.convert.darknet.load_darknet_weights`` or use ``detkit.models.zoo.yolov3_tiny_coco``).
+The official weights: ``detkit.load("yolov3_tiny_coco_pretrained")`` (configs/demo), or
+``python tools/fetch_weights.py yolov3-tiny`` (darknet format; load them with
+``detkit.models.convert.darknet.load_darknet_weights``).
 
 Trained with mmdetection's 273-epoch YOLOv3 recipe (``yolov3_273e_training``: batch 64, steps at
 epochs 218/246, YOLO augmentation). Data are read from datasets/coco (configs/common/datasets.py):
@@ -15,7 +16,7 @@ from detkit.models.zoo import read_class_names
 model = yolov3_tiny(num_classes=80, input_size=416, class_names=read_class_names("coco"))
 
 _training = yolov3_273e_training("yolov3_tiny_416_coco", "coco", input_size=416)
-dataloader, evaluator = _training["dataloader"], _training["evaluator"]
+dataloader = _training["dataloader"]  # the engine builds the evaluator from dataloader.test
 optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
 test_overrides = list(TEST_OVERRIDES)

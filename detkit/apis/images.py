@@ -2,7 +2,8 @@
 
 The model side of the edge is fixed by docs/conventions.md: ``[3, H, W]`` float32 RGB in [0, 1].
 The user side is what OpenCV gives (HxWx3 uint8 **BGR**, HxW grayscale), RGB arrays from other
-libraries (``rgb=True``), tensors already in the model format (or uint8), and image files.
+libraries (``rgb=True``), tensors already in the model format (or uint8), and image files (read
+by :func:`detkit.utils.image_io.read_image`: BGR, EXIF orientation applied, as ``cv2.imread``).
 """
 
 from __future__ import annotations
@@ -14,40 +15,12 @@ import cv2
 import numpy as np
 import torch
 
+from detkit.utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image
+
 __all__ = ["IMAGE_EXTENSIONS", "ImageInput", "ImageReadError", "as_float_image", "describe_input",
            "read_image", "to_bgr_uint8", "to_chw_tensor", "to_model_image"]
 
 ImageInput = Union[str, Path, np.ndarray, torch.Tensor]
-
-# What cv2.imread decodes on every build (lower case, with the dot).
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2",
-                              ".pbm", ".pgm", ".ppm", ".pnm", ".sr", ".ras"})
-
-
-class ImageReadError(OSError):
-    """An image file that is missing or that OpenCV cannot decode."""
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 BGR (grayscale and alpha images converted).
-
-    Decodes from bytes, so paths with non-ASCII characters work on every platform.
-
-    Raises:
-        ImageReadError: The file is missing, unreadable, or not an image OpenCV can decode.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"image not found: {path}" if not path.exists()
-                             else f"not a file: {path}")
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as error:
-        raise ImageReadError(f"cannot read {path}: {error}") from error
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ImageReadError(f"cannot decode {path} as an image ({data.size} bytes)")
-    return image
 
 
 def _array_to_rgb(array: np.ndarray, rgb: bool) -> np.ndarray:

@@ -16,6 +16,7 @@ The predictor only relies on the detector interface of docs/conventions.md:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,16 +26,11 @@ import torch
 from torch import nn
 
 from detkit.apis.images import ImageInput, as_float_image, describe_input, to_chw_tensor
-from detkit.apis.result import Result
 from detkit.config import instantiate, load_config
+from detkit.utils.checkpoint import CheckpointError, load_weights
+from detkit.utils.result import Result
 
-__all__ = ["CheckpointError", "Predictor", "default_device", "load_model_weights"]
-
-_KEYS_SHOWN = 8  # key names listed per kind of checkpoint mismatch before "... and N more"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that cannot be read, or whose state dict does not fit the model."""
+__all__ = ["CheckpointError", "Predictor", "default_device"]
 
 
 def default_device() -> torch.device:
@@ -42,59 +38,19 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _name_some(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:_KEYS_SHOWN])
-    return shown + (f", ... and {len(names) - _KEYS_SHOWN} more" if len(names) > _KEYS_SHOWN else "")
+def __getattr__(name: str) -> Any:
+    if name == "load_model_weights":
+        warnings.warn("detkit.apis.load_model_weights(model, path) is deprecated: use "
+                      "detkit.utils.checkpoint.load_weights(model, path, strict=True, "
+                      "drop_ddp_prefix=True)",
+                      DeprecationWarning, stacklevel=2)
+        return _load_model_weights
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _state_dict_of(checkpoint: Any, path: Path) -> dict[str, torch.Tensor]:
-    """``checkpoint["model"]``; a bare state dict (all tensors) is accepted too."""
-    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("model"), Mapping):
-        state = dict(checkpoint["model"])
-    elif isinstance(checkpoint, Mapping) and checkpoint and all(
-            isinstance(v, torch.Tensor) for v in checkpoint.values()):
-        state = dict(checkpoint)
-    else:
-        have = (", ".join(map(str, checkpoint)) if isinstance(checkpoint, Mapping)
-                else type(checkpoint).__name__)
-        raise CheckpointError(f"{path}: no 'model' state dict in the checkpoint "
-                              f"(it has: {have or 'nothing'})")
-    if state and all(k.startswith("module.") for k in state):  # saved from DistributedDataParallel
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
-
-
-def load_model_weights(model: nn.Module, checkpoint_path: str | Path) -> None:
-    """Load ``checkpoint["model"]`` into ``model``, strictly, with an error that names the keys.
-
-    The checkpoint is read with ``torch.load(map_location="cpu", weights_only=True)``.
-
-    Raises:
-        CheckpointError: The file is missing or unreadable, has no state dict, or its keys or
-            shapes differ from the model's (missing, unexpected and shape-mismatched keys are
-            listed by name, a few of each).
-    """
-    path = Path(checkpoint_path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling problem becomes one clear error
-        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from error
-    state = _state_dict_of(checkpoint, path)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    mismatched = [f"{k} (checkpoint {list(state[k].shape)}, model {list(v.shape)})"
-                  for k, v in expected.items()
-                  if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    problems = [f"{len(keys)} {kind} key{'s' if len(keys) > 1 else ''}: {_name_some(keys)}"
-                for kind, keys in (("missing", missing), ("unexpected", unexpected),
-                                   ("shape-mismatched", mismatched)) if keys]
-    if problems:
-        raise CheckpointError(f"checkpoint {path} does not fit the model "
-                              f"({type(model).__name__}):\n  " + "\n  ".join(problems))
-    model.load_state_dict(state, strict=True)
+def _load_model_weights(model: nn.Module, checkpoint_path: str | Path) -> None:
+    """The deprecated ``load_model_weights``: a strict :func:`load_weights`."""
+    load_weights(model, checkpoint_path, strict=True, drop_ddp_prefix=True)
 
 
 class Predictor:
@@ -140,13 +96,16 @@ class Predictor:
 
         Args:
             config_path: A detkit lazy config defining ``model``.
-            checkpoint_path: A checkpoint whose ``"model"`` entry is the state dict; None for a
-                config whose model loads its own weights.
+            checkpoint_path: A checkpoint whose ``"model"`` entry is the state dict (or a bare
+                state dict, also one saved from DistributedDataParallel), loaded strictly by
+                :func:`detkit.utils.checkpoint.load_weights`;
+                None for a config whose model loads its own weights.
             device, score_threshold, classes, max_detections: As for :class:`Predictor`.
             overrides: ``"key.path=value"`` config overrides.
 
         Raises:
-            CheckpointError: The checkpoint is missing, unreadable or does not fit the model.
+            detkit.utils.checkpoint.CheckpointError: The checkpoint is missing, unreadable or
+                does not fit the model (the one-line message names the file and a few keys).
             detkit.config.ConfigError: A bad config or override.
         """
         cfg = load_config(config_path, list(overrides or []))
@@ -154,7 +113,7 @@ class Predictor:
             raise KeyError(f"{config_path}: the config defines no 'model' (it has: {', '.join(cfg)})")
         model = instantiate(cfg.model)
         if checkpoint_path is not None:
-            load_model_weights(model, checkpoint_path)
+            load_weights(model, checkpoint_path, strict=True, drop_ddp_prefix=True)
         return cls(model, device=device, score_threshold=score_threshold, classes=classes,
                    max_detections=max_detections)
 

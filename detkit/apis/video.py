@@ -26,7 +26,7 @@ import numpy as np
 
 from detkit.apis.background import BackgroundIterator, BackgroundWorker
 from detkit.apis.predictor import Predictor
-from detkit.apis.result import Result
+from detkit.utils.result import Result
 from detkit.utils.visualization import draw_predictions
 
 __all__ = ["DEFAULT_CODECS", "VIDEO_EXTENSIONS", "VideoOpenError", "VideoReader", "VideoRun",

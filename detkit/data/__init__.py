@@ -9,12 +9,15 @@
   :class:`DistributedShardSampler`.
 """
 
+from typing import Any
+
+from detkit.utils.image_io import ImageReadError, image_to_tensor, read_image_rgb
+
 from .base import DetectionDataset, ImageRecord
 from .builtin import coco_dataset, voc_dataset
 from .coco import CocoDetection, coco_segmentation_to_mask
 from .collate import collate_detection, collate_padded
 from .concat import ConcatDetection
-from .image_io import ImageReadError, image_to_tensor, read_image_rgb
 from .mosaic import MixupDataset, MosaicDataset
 from .samplers import DistributedShardSampler, GroupedBatchSampler, aspect_ratio_group_ids
 from .shapes import SHAPE_CLASSES, ShapesDatasetPaths, generate_shapes_dataset, shapes_coco_dataset
@@ -23,6 +26,7 @@ from .transforms import (
     MinIoURandomCrop,
     RandomHSV,
     ResizeShortestEdge,
+    SSDPhotometricDistort,
     ZoomOut,
     rcnn_test_transforms,
     rcnn_train_transforms,
@@ -31,12 +35,10 @@ from .transforms import (
     yolo_test_transforms,
     yolo_train_transforms,
 )
-from .validation import DatasetError, LoadReport, check_class_names
+from .validation import DatasetError, DatasetReport, check_class_names
 from .voc import VOC_CLASSES, VOCDetection
 from .voc_instances import VOCInstanceSegmentation
 from .yolo_txt import YOLODetection
-
-from .ssd_transforms import SSDPhotometricDistort
 from .wider_face import WIDER_FACE_FLAGS, WiderFaceDetection, parse_wider_face_gt, wider_face_dataset
 
 __all__ = [
@@ -52,7 +54,7 @@ __all__ = [
     "GroupedBatchSampler",
     "ImageReadError",
     "ImageRecord",
-    "LoadReport",
+    "DatasetReport",
     "MinIoURandomCrop",
     "MixupDataset",
     "MosaicDataset",
@@ -85,3 +87,11 @@ __all__ = [
     "yolo_test_transforms",
     "yolo_train_transforms",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LoadReport":  # deprecated; the warning comes from detkit.data.validation
+        from . import validation
+
+        return validation.LoadReport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

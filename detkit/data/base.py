@@ -30,8 +30,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .image_io import image_to_tensor, read_image_rgb
-from .validation import DatasetError, LoadReport, check_image_files, sanitize_boxes, verify_image_headers
+from detkit.utils.image_io import image_to_tensor, read_image_rgb
+
+from .validation import DatasetError, DatasetReport, check_image_files, sanitize_boxes, verify_image_headers
 
 __all__ = ["ImageRecord", "DetectionDataset", "Transforms"]
 
@@ -105,7 +106,7 @@ class DetectionDataset(Dataset):
         check_files: bool = True,
         verify_images: bool = False,
         skip_empty: bool = False,
-        report: LoadReport | None = None,
+        report: DatasetReport | None = None,
     ) -> None:
         self.source = source
         self.class_names: list[str] = list(class_names)
@@ -115,7 +116,7 @@ class DetectionDataset(Dataset):
             if label_to_category_id is not None
             else {label: label for label in range(len(self.class_names))}
         )
-        self.load_report = report if report is not None else LoadReport(source)
+        self.load_report = report if report is not None else DatasetReport(source)
         for record in records:
             boxes, keep = sanitize_boxes(record.boxes, record.size, record.where or source, self.load_report)
             record.boxes = boxes

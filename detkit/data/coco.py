@@ -28,7 +28,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .base import DetectionDataset, ImageRecord, Transforms
-from .validation import DatasetError, LoadReport
+from .validation import DatasetError, DatasetReport
 
 __all__ = ["CocoDetection", "coco_segmentation_to_mask"]
 
@@ -105,7 +105,7 @@ class CocoDetection(DetectionDataset):
             data = json.load(handle)
         self.with_masks = with_masks
         source = str(annotation_file)
-        report = LoadReport(source)
+        report = DatasetReport(source)
 
         categories = sorted(data.get("categories", []), key=lambda category: category["id"])
         name_to_id = {category["name"]: category["id"] for category in categories}

@@ -26,10 +26,12 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from detkit.utils.image_io import image_to_tensor
+
 from .base import Transforms
-from .image_io import image_to_tensor
-from .transforms import YOLO_PAD_VALUE, select_boxes
-from .validation import LoadReport, sanitize_boxes
+from .transforms.common import select_boxes
+from .transforms.yolo import YOLO_PAD_VALUE
+from .validation import DatasetReport, sanitize_boxes
 
 __all__ = ["MosaicDataset", "MixupDataset"]
 
@@ -183,7 +185,7 @@ class MosaicDataset(_RawWrapper):
         merged = _concat_targets(parts, first)
         # Clip to the canvas and drop what became degenerate (tiles are cut at the canvas border).
         boxes, keep = sanitize_boxes(
-            merged["boxes"].numpy(), (2 * s, 2 * s), "mosaic", LoadReport("mosaic"), self.min_box_size
+            merged["boxes"].numpy(), (2 * s, 2 * s), "mosaic", DatasetReport("mosaic"), self.min_box_size
         )
         merged["boxes"] = torch.from_numpy(boxes)
         merged = select_boxes(merged, keep)

@@ -22,16 +22,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import BatchSampler, Sampler
 
+from detkit.utils.distributed import get_rank, get_world_size
+
 __all__ = ["DistributedShardSampler", "GroupedBatchSampler", "aspect_ratio_group_ids"]
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
 
 
 class DistributedShardSampler(Sampler[int]):
@@ -62,7 +57,7 @@ class DistributedShardSampler(Sampler[int]):
         seed: int = 0,
         drop_last: bool = False,
     ) -> None:
-        world, world_rank = _world()
+        world, world_rank = get_world_size(), get_rank()
         self.num_replicas = world if num_replicas is None else num_replicas
         self.rank = world_rank if rank is None else rank
         if not 0 <= self.rank < self.num_replicas:

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from .image_io import write_image_rgb
+from detkit.utils.image_io import write_image_rgb
 
 if TYPE_CHECKING:
     from .coco import CocoDetection

@@ -13,24 +13,28 @@ What is checked, and when (each message names the annotation file or image and t
   :class:`DatasetError` naming the file and the name;
 * **class list that does not match the model**: :func:`check_class_names` with a diff.
 
-Counts are gathered in a :class:`LoadReport`, which a dataset logs once when it has loaded.
+Counts are gathered in a :class:`DatasetReport`, which a dataset logs once when it has loaded.
+(It was called ``LoadReport``, the name of the report of loading weights into a module,
+:class:`detkit.utils.checkpoint.LoadReport`; ``LoadReport`` here is a deprecated alias.)
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .image_io import ImageReadError, read_image_size
+from detkit.utils.image_io import ImageReadError, read_image_size
 
 __all__ = [
     "DatasetError",
-    "LoadReport",
+    "DatasetReport",
     "sanitize_boxes",
     "check_image_files",
     "verify_image_headers",
@@ -47,8 +51,8 @@ class DatasetError(ValueError):
 
 
 @dataclass
-class LoadReport:
-    """Counts of what the load-time checks fixed, with a few examples of each kind.
+class DatasetReport:
+    """Counts of what a dataset's load-time checks fixed, with a few examples of each kind.
 
     Attributes:
         dataset: a name for the dataset in log lines (e.g. the annotation file).
@@ -90,7 +94,7 @@ def sanitize_boxes(
     boxes: np.ndarray,
     image_size: tuple[int, int],
     where: str,
-    report: LoadReport,
+    report: DatasetReport,
     min_size: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clip boxes to the image and find the degenerate ones.
@@ -183,3 +187,12 @@ def check_class_names(dataset_names: Sequence[str], model_names: Sequence[str]) 
     if not only_dataset and not only_model and len(dataset_names) == len(model_names):
         lines.append("  (same names in a different order: labels would be swapped)")
     raise DatasetError("\n".join(lines))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LoadReport":
+        warnings.warn("detkit.data LoadReport is deprecated: it is DatasetReport (LoadReport is "
+                      "detkit.utils.checkpoint's report of loading weights)", DeprecationWarning,
+                      stacklevel=2)
+        return DatasetReport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import DetectionDataset, ImageRecord, Transforms
-from .validation import DatasetError, LoadReport
+from .validation import DatasetError, DatasetReport
 
 __all__ = ["VOC_CLASSES", "VOCDetection", "parse_voc_xml"]
 
@@ -175,5 +175,5 @@ class VOCDetection(DetectionDataset):
             check_files=check_files,
             verify_images=verify_images,
             skip_empty=skip_empty,
-            report=LoadReport(source),
+            report=DatasetReport(source),
         )

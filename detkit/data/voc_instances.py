@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import DetectionDataset, ImageRecord, Transforms
-from .validation import DatasetError, LoadReport, check_image_files
+from .validation import DatasetError, DatasetReport, check_image_files
 from .voc import VOC_CLASSES, parse_voc_xml
 
 __all__ = ["VOCInstanceSegmentation", "read_palette_png"]
@@ -114,7 +114,7 @@ class VOCInstanceSegmentation(DetectionDataset):
             transforms=transforms,
             check_files=check_files,
             skip_empty=skip_empty,
-            report=LoadReport(source),
+            report=DatasetReport(source),
         )
 
     def _segmentation_path(self, record: ImageRecord) -> Path:

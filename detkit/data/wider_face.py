@@ -33,9 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from detkit.utils.image_io import read_image_size
+
 from .base import DetectionDataset, ImageRecord, Transforms
-from .image_io import read_image_size
-from .validation import DatasetError, LoadReport
+from .validation import DatasetError, DatasetReport
 
 __all__ = ["WIDER_FACE_FLAGS", "WiderFaceEntry", "WiderFaceDetection", "parse_wider_face_gt", "wider_face_dataset"]
 
@@ -135,7 +136,7 @@ class WiderFaceDetection(DetectionDataset):
         skip_empty: bool = False,
     ) -> None:
         images_root = Path(images_root)
-        report = LoadReport(str(annotation_file))
+        report = DatasetReport(str(annotation_file))
         records = []
         for entry in parse_wider_face_gt(annotation_file):
             path = images_root / entry.file_name

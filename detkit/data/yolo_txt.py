@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from detkit.utils.image_io import read_image_size
+
 from .base import DetectionDataset, ImageRecord, Transforms
-from .image_io import read_image_size
-from .validation import DatasetError, LoadReport
+from .validation import DatasetError, DatasetReport
 
 __all__ = ["YOLODetection", "IMAGE_SUFFIXES"]
 
@@ -107,5 +108,5 @@ class YOLODetection(DetectionDataset):
                 )
             )
         super().__init__(
-            records, class_names, source, transforms=transforms, skip_empty=skip_empty, report=LoadReport(source)
+            records, class_names, source, transforms=transforms, skip_empty=skip_empty, report=DatasetReport(source)
         )

@@ -1,7 +1,9 @@
-"""Training engine: trainer loop, optimisers, lr schedules, checkpoints, EMA, data loaders.
+"""Training engine: trainer loop, optimisers, lr schedules, checkpoints, EMA, data loaders, and a
+config's evaluation.
 
 The config layout the engine reads is documented in :mod:`detkit.engine.trainer`; the ``train``
-keys in :mod:`detkit.engine.settings`. ``tools/train.py`` drives :func:`run_training`.
+keys in :mod:`detkit.engine.settings`. ``tools/train.py`` drives :func:`run_training`,
+``tools/test.py`` :func:`evaluate_config`; :func:`build_evaluator` picks a test dataset's evaluator.
 """
 
 from detkit.engine.checkpoint import Checkpointer, atomic_torch_save, load_checkpoint
@@ -9,6 +11,7 @@ from detkit.engine.data import (
     EpochBatchSampler, build_test_loader, build_train_loader,
 )
 from detkit.engine.ema import ModelEMA
+from detkit.engine.evaluation import EvaluationReport, build_evaluator, config_evaluator, evaluate_config
 from detkit.engine.hooks import Hook
 from detkit.engine.metrics_log import MetricsLog, read_metrics
 from detkit.engine.optim import build_optimizer, parameter_groups
@@ -21,10 +24,10 @@ from detkit.engine.settings import TrainSettings, default_train
 from detkit.engine.trainer import NonFiniteLossError, Trainer
 
 __all__ = [
-    "Checkpointer", "ConstantLR", "CosineLR", "EpochBatchSampler", "ExponentialLR", "Hook",
+    "Checkpointer", "ConstantLR", "CosineLR", "EpochBatchSampler", "EvaluationReport", "ExponentialLR", "Hook",
     "InverseSqrtLR", "InverseTimeLR", "LRSchedule", "MetricsLog", "ModelEMA", "MultiStepLR",
     "NonFiniteLossError", "PolynomialLR", "TrainSettings", "Trainer", "atomic_torch_save",
-    "build_optimizer", "build_test_loader", "build_train_loader", "build_trainer",
-    "default_train", "load_checkpoint", "parameter_groups", "read_metrics",
+    "build_evaluator", "build_optimizer", "build_test_loader", "build_train_loader", "build_trainer",
+    "config_evaluator", "default_train", "evaluate_config", "load_checkpoint", "parameter_groups", "read_metrics",
     "run_training",
 ]

@@ -10,23 +10,20 @@ A checkpoint is a dict of tensors and plain Python values (see docs/conventions.
 - ``last_checkpoint``: a one-line text file naming the newest checkpoint (what
   ``--resume auto`` reads).
 
-Every file is written to a temporary file in the same folder, flushed and fsynced, renamed over
-the target with ``os.replace`` and the folder fsynced, so a crash leaves either the old file or
-the new one, never a torn one. Reading always uses ``weights_only=True``.
+Every file is written atomically and read with ``weights_only=True`` by
+:mod:`detkit.utils.checkpoint` (the one checkpoint module; ``atomic_write_bytes``,
+``atomic_torch_save`` and ``load_checkpoint`` here are its functions under their engine names).
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
+from detkit.utils.checkpoint import atomic_write_bytes, read_checkpoint, save_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -36,58 +33,9 @@ _PERIODIC = re.compile(r"^model_(\d{7,})\.pth$")
 LAST_CHECKPOINT_FILE = "last_checkpoint"
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file, flush, fsync, rename, fsync the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_torch_save(obj: Mapping[str, Any], path: str | Path) -> None:
-    """``torch.save`` ``obj`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint on the CPU with ``weights_only=True``.
-
-    Raises:
-        FileNotFoundError: naming ``path`` when it does not exist.
-        ValueError: the file does not hold a dict.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path} does not hold a checkpoint dict (got {type(checkpoint).__name__})")
-    return checkpoint
+# The engine's names for the functions of detkit.utils.checkpoint (same objects).
+load_checkpoint = read_checkpoint
+atomic_torch_save = save_checkpoint
 
 
 class Checkpointer:
@@ -120,7 +68,7 @@ class Checkpointer:
 
     def save(self, state: Mapping[str, Any], path: Path) -> Path:
         """Write ``state`` to ``path`` atomically, record it as the latest and prune old files."""
-        atomic_torch_save(state, path)
+        save_checkpoint(state, path)
         atomic_write_bytes(self.output_dir / LAST_CHECKPOINT_FILE, (path.name + "\n").encode())
         logger.info("saved checkpoint %s", path)
         self._prune()
@@ -128,7 +76,7 @@ class Checkpointer:
 
     def save_best(self, state: Mapping[str, Any]) -> Path:
         """Write ``state`` as the best checkpoint (``last_checkpoint`` is left as it is)."""
-        atomic_torch_save(state, self.best_path)
+        save_checkpoint(state, self.best_path)
         logger.info("saved best checkpoint %s", self.best_path)
         return self.best_path
 

@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from detkit.engine.checkpoint import atomic_write_bytes
+from detkit.utils.checkpoint import atomic_write_bytes
 
 __all__ = ["MetricsLog", "read_metrics"]
 

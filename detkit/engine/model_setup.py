@@ -8,7 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
-from detkit.models.weights import LoadReport, load_weights
+from detkit.utils.checkpoint import CheckpointError, LoadReport, load_weights
 
 logger = logging.getLogger(__name__)
 
@@ -59,10 +59,15 @@ def freeze_by_prefix(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Modul
 def load_init_checkpoint(model: nn.Module, path: str | Path) -> LoadReport:
     """Fine-tuning start: load the tensors of ``path`` that match ``model`` by name and shape.
 
-    A detkit training checkpoint (weights under ``"model"``) or a plain state dict. Missing,
-    unexpected and shape-mismatched keys (e.g. a classifier for another number of classes) are
-    listed by name in the returned report and the log.
+    A detkit training checkpoint (weights under ``"model"``) or a plain state dict, read by
+    :func:`detkit.utils.checkpoint.load_weights`. Missing, unexpected and shape-mismatched keys
+    (e.g. a classifier for another number of classes) are listed by name in the returned report
+    and the log.
+
+    Raises:
+        CheckpointError: the file is missing or unreadable; the message names ``train.init_checkpoint``.
     """
-    report = load_weights(model, path)
-    logger.info("train.init_checkpoint %s:\n  %s", path, report)
-    return report
+    try:
+        return load_weights(model, path)
+    except CheckpointError as error:
+        raise type(error)(f"train.init_checkpoint: {error}") from error

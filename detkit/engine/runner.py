@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,19 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from detkit.config import (
-    ConfigDict, InstantiationError, LazyCall, format_config, instantiate, save_config,
+    CLASS_NAMES_KEY, MODEL_CONFIG_KEY, ConfigDict, LazyCall, apply_overrides, format_config,
+    instantiate, load_config, model_config_entries, save_config,
 )
 from detkit.engine.checkpoint import Checkpointer
+from detkit.engine.evaluation import config_evaluator
 from detkit.engine.model_setup import freeze_by_prefix, load_init_checkpoint
 from detkit.engine.rng import seed_everything
 from detkit.engine.schedules import LRSchedule
 from detkit.engine.settings import TrainSettings
 from detkit.engine.trainer import EvaluateFn, Trainer
 from detkit.utils.distributed import (
-    DistInfo, barrier, convert_sync_batchnorm, get_rank, init_distributed, is_main_process,
+    DistInfo, barrier, convert_sync_batchnorm, destroy_distributed, get_rank, init_distributed,
+    is_main_process,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,17 +52,7 @@ def instantiate_with(node: Any, key: str, **supplied: Any) -> Any:
     """
     if not isinstance(node, LazyCall):
         raise TypeError(f"config key {key!r} must be an L(...) node, got {type(node).__name__}")
-    kwargs = {k: instantiate(v, f"{key}.{k}") for k, v in node.items() if k != "_target_"}
-    for name, value in supplied.items():
-        kwargs.setdefault(name, value)
-    target = node["_target_"]
-    try:
-        return target(**kwargs)
-    except InstantiationError:
-        raise
-    except Exception as exc:
-        raise InstantiationError(f"while building {key} ({getattr(target, '__qualname__', target)}"
-                                 f"): {type(exc).__name__}: {exc}") from exc
+    return instantiate(node, key, defaults=supplied)
 
 
 def setup_logging(output_dir: Path | None, level: int = logging.INFO) -> None:
@@ -111,18 +104,33 @@ def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
 
 
 def _build_evaluator(cfg: Mapping[str, Any]) -> EvaluateFn | None:
-    """``evaluator.evaluate(model, dataloader.test)`` when the config has both."""
-    if "evaluator" not in cfg or cfg["evaluator"] is None:
-        return None
+    """``evaluator.evaluate(model, dataloader.test)`` when the config has a test loader; the
+    evaluator is the config's ``evaluator`` section or, without one, built from the test dataset
+    (:func:`detkit.engine.evaluation.config_evaluator`; ``evaluator = None`` turns it off)."""
     if "test" not in cfg["dataloader"]:
-        raise ValueError("config has an evaluator but no dataloader.test")
-    evaluator = instantiate(cfg["evaluator"], "evaluator")
+        if cfg.get("evaluator") is not None:
+            raise ValueError("config has an evaluator but no dataloader.test")
+        return None
+    if "evaluator" in cfg and cfg["evaluator"] is None:
+        return None
     test_loader: DataLoader = instantiate(cfg["dataloader"]["test"], "dataloader.test")
+    evaluator = config_evaluator(cfg, test_loader.dataset)
 
     def evaluate(model: nn.Module) -> Mapping[str, float]:
         return evaluator.evaluate(model, test_loader)
 
     return evaluate
+
+
+def _class_names(model: nn.Module, data_loader: DataLoader) -> list[str] | None:
+    """The model's class names, else those of its training dataset."""
+    names = getattr(model, "class_names", None)
+    if names is None:
+        dataset = data_loader.dataset
+        while not hasattr(dataset, "class_names") and hasattr(dataset, "dataset"):
+            dataset = dataset.dataset
+        names = getattr(dataset, "class_names", None)
+    return None if names is None else [str(name) for name in names]
 
 
 def build_trainer(cfg: ConfigDict, output_dir: str | Path | None = None,
@@ -164,6 +172,8 @@ def build_trainer(cfg: ConfigDict, output_dir: str | Path | None = None,
     data_loader = instantiate_with(cfg["dataloader"]["train"], "dataloader.train",
                                    seed=settings.seed)
     evaluate = _build_evaluator(cfg)
+    # What makes every checkpoint self-contained: detkit.load() rebuilds the model from these.
+    entries = model_config_entries(cfg["model"], _class_names(model, data_loader))
     config_text = ""
     if is_main_process():
         out.mkdir(parents=True, exist_ok=True)
@@ -172,27 +182,45 @@ def build_trainer(cfg: ConfigDict, output_dir: str | Path | None = None,
         logger.info("config %s (resolved copy in %s):\n%s", source, out / "config.py",
                     format_config(cfg))
     return Trainer(model, optimizer, lr_schedule, data_loader, settings,
-                   device=dist_info.device, evaluate=evaluate, config_text=config_text)
+                   device=dist_info.device, evaluate=evaluate, config_text=config_text,
+                   model_config=entries[MODEL_CONFIG_KEY], class_names=entries[CLASS_NAMES_KEY])
 
 
-def run_training(cfg: ConfigDict, output_dir: str | Path | None = None,
-                 resume: str | None = None) -> Trainer:
+def run_training(cfg: ConfigDict | str | Path, output_dir: str | Path | None = None,
+                 resume: str | None = None, overrides: Sequence[str] | None = None) -> Trainer:
     """Set up processes and logging, build the trainer, train; returns the finished trainer.
 
+    The one call a training script needs (``tools/train.py``, ``detkit train``): under torchrun
+    it joins the process group, and leaves it at the end when it joined it.
+
     Args:
-        cfg: The loaded config.
+        cfg: The loaded config, or a config file to load.
         output_dir: Overrides ``train.output_dir``.
         resume: ``None``, ``"auto"`` or a checkpoint path.
+        overrides: ``"key.path=value"`` strings applied to the config first.
+
+    Returns:
+        The trainer after training; its checkpoints are in the output folder
+        (``model_final.pth`` rebuilds with ``detkit.load``).
     """
+    if isinstance(cfg, (str, Path)):
+        cfg = load_config(cfg, list(overrides or []))
+    elif overrides:
+        cfg = apply_overrides(cfg, list(overrides))
     train_cfg = cfg.get("train") or {}
     out = Path(output_dir or train_cfg.get("output_dir", "runs/default"))
+    joined_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     dist_info = init_distributed(str(train_cfg.get("device", "auto")))
-    setup_logging(out)
-    logger.info("torch %s, device %s, rank %d of %d", torch.__version__, dist_info.device,
-                dist_info.rank, dist_info.world_size)
-    trainer = build_trainer(cfg, out, dist_info)
-    trainer.train(resume=resolve_resume(resume, out))
-    # Ranks leave together: a rank that tears its process group down while another is still
-    # writing the final checkpoint can abort inside gloo at exit ("terminate called ...").
-    barrier()
+    try:
+        setup_logging(out)
+        logger.info("torch %s, device %s, rank %d of %d", torch.__version__, dist_info.device,
+                    dist_info.rank, dist_info.world_size)
+        trainer = build_trainer(cfg, out, dist_info)
+        trainer.train(resume=resolve_resume(resume, out))
+        # Ranks leave together: a rank that tears its process group down while another is still
+        # writing the final checkpoint can abort inside gloo at exit ("terminate called ...").
+        barrier()
+    finally:
+        if joined_here:
+            destroy_distributed()
     return trainer

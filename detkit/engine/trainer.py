@@ -19,7 +19,13 @@ Config layout the engine reads (built by :func:`detkit.engine.runner.build_train
     train = default_train(max_iter=90000, output_dir="runs/frcnn", checkpoint_period=5000,
                           eval_period=5000, best_metric="bbox/AP50", amp=True)
     # default_train lists every key (so each can be overridden); see detkit/engine/settings.py
-    evaluator = L(MyEvaluator)(...)                # optional: .evaluate(model, loader) -> dict
+    evaluator = L(MyEvaluator)(...)  # optional: .evaluate(model, loader) -> dict; without it the
+                                     # engine builds one from dataloader.test's dataset (COCO json /
+                                     # VOC / targets, detkit.engine.build_evaluator); None: no evaluation
+
+Every checkpoint is self-contained: besides the weights and the resolved config as text it holds
+``model_config`` (the model section in the safe data form of :mod:`detkit.config.data`) and
+``class_names``, from which ``detkit.load(path)`` rebuilds the model with no config file.
 
 One iteration is one optimiser step over ``grad_accum_steps`` micro-batches. Losses are summed
 over the detector's loss dict (each term already weighted, each a mean over its batch) and
@@ -118,12 +124,16 @@ class Trainer:
         evaluate: Optional ``fn(model) -> {metric: value}`` run on every rank with the model (or
             its EMA) in eval mode; rank 0 must return the metrics, other ranks may return ``{}``.
         config_text: The resolved config as text, stored in checkpoints.
+        model_config: The model's config in the safe data form (``detkit.config.config_to_data``),
+            stored in checkpoints as ``model_config`` so that ``detkit.load`` rebuilds the model.
+        class_names: Stored in checkpoints as ``class_names``.
     """
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  lr_schedule: LRSchedule, data_loader: DataLoader, settings: TrainSettings,
                  device: torch.device | str = "cpu", evaluate: EvaluateFn | None = None,
-                 config_text: str = "") -> None:
+                 config_text: str = "", model_config: Mapping[str, Any] | None = None,
+                 class_names: Sequence[str] | None = None) -> None:
         sampler = data_loader.batch_sampler
         if not _is_resumable(sampler):
             raise TypeError("the training loader needs a resumable batch sampler, with "
@@ -151,6 +161,8 @@ class Trainer:
         self.batch_sampler: EpochBatchSampler = sampler  # or any sampler with its interface
         self.evaluate_fn = evaluate
         self.config_text = config_text
+        self.model_config = model_config
+        self.class_names = None if class_names is None else list(class_names)
         self.hooks: list[Hook] = list(settings.hooks)
         self.checkpointer = Checkpointer(self.output_dir, settings.keep_last)
         self.ema = ModelEMA(model, settings.ema.decay, settings.ema.tau) if settings.ema else None
@@ -402,6 +414,8 @@ class Trainer:
     def checkpoint_state(self) -> dict[str, Any]:
         """The full training state (collective: gathers the RNG states of all ranks)."""
         rng = all_gather_object(capture_rng_state())
+        described = {} if self.model_config is None else {
+            "model_config": self.model_config, "class_names": self.class_names}
         return {
             "model": self.unwrapped_model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -414,6 +428,7 @@ class Trainer:
             "data_position": self.iteration * self.settings.grad_accum_steps,
             "best": dict(self.best),
             "config": self.config_text,
+            **described,
             "meta": {"detkit_version": detkit.__version__, "torch_version": str(torch.__version__),
                      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                      "world_size": get_world_size(),

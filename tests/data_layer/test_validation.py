@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detkit.data import CocoDetection, DatasetError, ImageReadError, VOCDetection, check_class_names
+import detkit.data
+from detkit.data import CocoDetection, DatasetError, DatasetReport, ImageReadError, VOCDetection, check_class_names
 from detkit.data.image_io import write_image_rgb
 
 
@@ -64,6 +65,7 @@ def test_box_outside_is_clipped_and_counted(tmp_path: Path, caplog: pytest.LogCa
     boxes = dataset.get_target(0)["boxes"].tolist()
     assert boxes == [[0, 10, 7, 20], [45, 30, 50, 40], [5, 5, 10, 10]]
     report = dataset.load_report
+    assert isinstance(report, DatasetReport)
     assert report.counts["boxes clipped to the image"] == 2
     assert "ann.json: image 5 (img.png): box 0" in report.examples["boxes clipped to the image"][0]
     messages = [record.getMessage() for record in caplog.records if record.name == "detkit.data"]
@@ -101,3 +103,11 @@ def test_class_list_mismatch_shows_a_diff() -> None:
         check_class_names(["a", "b", "c"], ["a", "b", "d"])
     with pytest.raises(DatasetError, match=r"label 0: dataset 'b' vs model 'a'[\s\S]*different order"):
         check_class_names(["b", "a"], ["a", "b"])
+
+
+def test_load_report_is_a_deprecated_name_of_dataset_report() -> None:
+    with pytest.warns(DeprecationWarning, match="DatasetReport"):
+        assert detkit.data.LoadReport is DatasetReport
+    with pytest.warns(DeprecationWarning, match="DatasetReport"):
+        from detkit.data.validation import LoadReport
+    assert LoadReport is DatasetReport

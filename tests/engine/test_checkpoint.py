@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 import random
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 
 from detkit.engine.checkpoint import Checkpointer, atomic_torch_save, atomic_write_bytes, load_checkpoint
 from detkit.engine.rng import capture_rng_state, restore_rng_state
+from detkit.utils.checkpoint import CheckpointError
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temp_file(tmp_path: Path):
@@ -65,7 +65,7 @@ class NotATensor:
 def test_loading_refuses_pickled_objects(tmp_path: Path):
     path = tmp_path / "evil.pth"
     torch.save({"model": {}, "thing": NotATensor()}, path)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match=r"evil\.pth: .*NotATensor"):
         load_checkpoint(path)
     with pytest.raises(FileNotFoundError, match="missing.pth"):
         load_checkpoint(tmp_path / "missing.pth")
@@ -84,3 +84,13 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path: Path)
     restore_rng_state(load_checkpoint(tmp_path / "rng.pth")["rng"])
     again = (random.random(), np.random.normal(), np.random.rand(), torch.rand(3))
     assert expected[:3] == again[:3] and torch.equal(expected[3], again[3])
+
+
+def test_a_missing_init_checkpoint_names_the_setting_and_the_file(tmp_path: Path):
+    from torch import nn
+
+    from detkit.engine.model_setup import load_init_checkpoint
+
+    with pytest.raises(FileNotFoundError, match=r"train\.init_checkpoint: checkpoint not found: .*nope\.pth") as caught:
+        load_init_checkpoint(nn.Linear(2, 2), tmp_path / "nope.pth")
+    assert isinstance(caught.value, CheckpointError)

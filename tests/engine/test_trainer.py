@@ -212,3 +212,35 @@ def test_resume_argument(tmp_path: Path):
     torch.save({"model": trainer.unwrapped_model.state_dict()}, tmp_path / "weights.pth")
     with pytest.raises(KeyError, match="not a training checkpoint.*init_checkpoint"):
         make_trainer(tmp_path / "again", max_iter=2).train(resume=tmp_path / "weights.pth")
+
+
+def test_every_checkpoint_carries_the_model_config_and_class_names(tmp_path: Path):
+    from detkit.config import config_from_data, instantiate
+    from detkit.model_zoo import load
+
+    cfg = load_config(TOY_CONFIG, [f"train.output_dir='{tmp_path}'", "train.max_iter=6", "model.width=4"])
+    trainer = build_trainer(cfg)
+    trainer.train()
+    for name in ("model_0000005.pth", "model_final.pth", "model_best.pth"):
+        checkpoint = load_weights_only(tmp_path / name)
+        assert checkpoint["model_config"] == {"_target_": "toy_detector:ToyDetector", "num_classes": 3, "width": 4}
+        assert checkpoint["class_names"] == ["class0", "class1", "class2"]
+    rebuilt = instantiate(config_from_data(checkpoint["model_config"], allowed_modules=["toy_detector"]))
+    assert_same_tensors(rebuilt.state_dict() | checkpoint["model"], checkpoint["model"])
+    model = load(tmp_path / "model_final.pth", allowed_modules=["toy_detector"])
+    assert_same_tensors(model.state_dict(), trainer.unwrapped_model.state_dict())
+
+
+def test_without_an_evaluator_section_the_engine_builds_one_from_the_test_dataset(tmp_path: Path):
+    cfg = load_config(TOY_CONFIG, [f"train.output_dir='{tmp_path / 'a'}'", "train.max_iter=2", "train.ema=None",
+                                   "train.best_metric='bbox/AP50'"])
+    del cfg["evaluator"]
+    trainer = build_trainer(cfg)
+    trainer.train()
+    metrics = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    evals = [m for m in metrics if m.get("type") == "eval"]
+    assert evals and "bbox/AP50" in evals[-1] and "bbox/AP-class1" in evals[-1]  # COCO AP, the dataset's names
+
+    off = load_config(TOY_CONFIG, [f"train.output_dir='{tmp_path / 'b'}'", "train.max_iter=2", "evaluator=None",
+                                   "train.best_metric=None", "train.eval_period=0"])
+    assert build_trainer(off).evaluate_fn is None

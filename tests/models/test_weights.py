@@ -1,16 +1,18 @@
-"""load_weights: reports, prefix maps, shape mismatches, strict mode, and safe loading."""
+"""load_weights (detkit.utils.checkpoint, also at detkit.models.weights): reports, prefix maps,
+shape mismatches, strict mode, and safe loading."""
 
 from __future__ import annotations
 
 import logging
-import pickle
 
 import pytest
 import torch
 from torch import nn
 
 from detkit.models.backbones import ResNet
-from detkit.models.weights import LoadReport, WeightsMismatchError, apply_prefix_map, load_weights
+from detkit.models import weights
+from detkit.models.weights import LoadReport, apply_prefix_map, load_weights
+from detkit.utils.checkpoint import CheckpointError
 
 
 def small_model() -> nn.Module:
@@ -27,7 +29,7 @@ def test_exact_checkpoint_loads_with_a_clean_report(tmp_path, caplog):
     source = small_model()
     path = save(source.state_dict(), tmp_path)
     target = small_model()
-    with caplog.at_level(logging.INFO, logger="detkit.models.weights"):
+    with caplog.at_level(logging.INFO, logger="detkit.utils.checkpoint"):
         report = load_weights(target, path)
     assert isinstance(report, LoadReport) and report.ok
     assert set(report.loaded_keys) == set(target.state_dict())
@@ -41,7 +43,7 @@ def test_wrong_key_names_are_listed(tmp_path, caplog):
     state["2.kernel"] = state.pop("2.weight")
     state["head.fc.weight"] = torch.zeros(3)
     path = save(state, tmp_path)
-    with caplog.at_level(logging.WARNING, logger="detkit.models.weights"):
+    with caplog.at_level(logging.WARNING, logger="detkit.utils.checkpoint"):
         report = load_weights(small_model(), path)
     assert not report.ok
     assert report.missing_keys == ["2.weight"]
@@ -71,7 +73,7 @@ def test_strict_raises_and_leaves_the_module_unchanged(tmp_path):
     path = save(state, tmp_path)
     target = small_model()
     before = {k: v.clone() for k, v in target.state_dict().items()}
-    with pytest.raises(WeightsMismatchError, match="extra.weight"):
+    with pytest.raises(CheckpointError, match=r"weights\.pth does not fit .*1 unexpected key: extra\.weight"):
         load_weights(target, path, strict=True)
     for key, value in target.state_dict().items():
         assert torch.equal(value, before[key]), key
@@ -101,7 +103,7 @@ class NotATensor:
 
 def test_files_with_code_are_refused(tmp_path):
     path = save({"0.weight": NotATensor()}, tmp_path, "evil.pth")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match=r"evil\.pth: .*NotATensor.*weights_only=True"):
         load_weights(small_model(), path)
 
 
@@ -111,3 +113,11 @@ def test_frozen_bn_backbone_reports_torchvision_fc_only(tmp_path):
     path = save(torchvision.models.resnet18(weights=None).state_dict(), tmp_path)
     report = load_weights(ResNet(18), path)  # num_batches_tracked is not "unexpected"
     assert report.missing_keys == [] and report.unexpected_keys == ["fc.weight", "fc.bias"]
+
+
+def test_the_old_names_at_models_weights_still_work():
+    from detkit.utils import checkpoint
+
+    assert weights.load_weights is checkpoint.load_weights and weights.LoadReport is checkpoint.LoadReport
+    with pytest.warns(DeprecationWarning, match="CheckpointError"):
+        assert weights.WeightsMismatchError is CheckpointError

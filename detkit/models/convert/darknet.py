@@ -46,6 +46,7 @@ import torch
 from torch import nn
 
 from detkit.models.detectors.yolo import YOLOv3
+from detkit.models.zoo import YOLOV3_ARCHS, build_yolov3
 
 # Options each layer type accepts. [net] accepts anything (its training settings do not shape the
 # network); only width, height and channels are read.
@@ -277,22 +278,18 @@ def build_yolov3_from_cfg(cfg_path: str | Path, **detector_kwargs: Any) -> YOLOv
         DarknetCfgError: Unsupported layer or option, or a network that is not one of the two
             architectures; the message names the file, the layer index and type.
     """
-    from detkit.models.zoo import build, yolov3_darknet53_config, yolov3_tiny_config
-
     source = str(cfg_path)
     summary = _summarise(parse_darknet_cfg(cfg_path), source)
     settings = _yolo_settings(summary, source)
     strides = settings.pop("strides")
     detector_kwargs.setdefault("input_size", summary.input_size)
-    if summary.has_shortcut:
-        name, factory, expected_strides = "YOLOv3 (Darknet-53)", yolov3_darknet53_config, [8, 16, 32]
-    else:
-        name, factory, expected_strides = "YOLOv3-tiny", yolov3_tiny_config, [16, 32]
-    if strides != expected_strides:
+    arch = YOLOV3_ARCHS["darknet53" if summary.has_shortcut else "tiny"]
+    name = arch.name
+    if strides != arch.strides:
         raise DarknetCfgError(
-            f"{source}: [yolo] layers at strides {strides}; detkit's {name} has them at {expected_strides}"
+            f"{source}: [yolo] layers at strides {strides}; detkit's {name} has them at {arch.strides}"
         )
-    model = build(factory(**settings, **detector_kwargs))
+    model = build_yolov3(arch, **settings, **detector_kwargs)
     expected = [_model_spec(conv, norm) for conv, norm in model.darknet_convs()]
     if len(expected) != len(summary.convs):
         raise DarknetCfgError(

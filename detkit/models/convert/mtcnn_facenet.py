@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from detkit.engine.checkpoint import atomic_torch_save
 from detkit.models.convert.checkpoint import converted_checkpoint
 from detkit.models.detectors.mtcnn import MTCNN
+from detkit.utils.checkpoint import load_weights, read_state_dict, save_checkpoint
 from detkit.utils.pypi_files import default_cache_dir, fetch_pypi_file
 
 __all__ = ["FACENET_PACKAGE", "FACENET_VERSION", "convert_mtcnn_facenet", "mtcnn_facenet", "mtcnn_facenet_weights"]
@@ -96,11 +96,10 @@ def mtcnn_facenet_weights(cache_dir: str | Path | None = None) -> Path:
     state_dicts = {}
     for net, (member, sha256) in FACENET_FILES.items():
         path = fetch_pypi_file(FACENET_PACKAGE, FACENET_VERSION, member, sha256, cache_dir=root)
-        state_dicts[net] = torch.load(path, map_location="cpu", weights_only=True)
+        state_dicts[net] = read_state_dict(path)
     checkpoint = convert_mtcnn_facenet(state_dicts)
     checkpoint["meta"]["source_sha256"] = {net: sha for net, (_, sha) in FACENET_FILES.items()}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save(checkpoint, target)
+    save_checkpoint(checkpoint, target)
     return target
 
 
@@ -114,7 +113,6 @@ def mtcnn_facenet(cache_dir: str | Path | None = None, device: str | torch.devic
             facenet-pytorch's.
     """
     model = MTCNN(**kwargs)
-    checkpoint = torch.load(mtcnn_facenet_weights(cache_dir), map_location="cpu", weights_only=True)
-    model.load_state_dict(checkpoint["model"])
+    load_weights(model, mtcnn_facenet_weights(cache_dir), strict=True)
     return model.to(device).eval()
 

@@ -53,8 +53,11 @@ def test_predictions_format_and_channels_last_agree(ssdlite):
         batch = ssdlite.preprocess(images)
         expected = ssdlite.head(list(ssdlite.backbone(batch).values()))
         actual = nhwc.head(list(nhwc.backbone(nhwc.preprocess(images)).values()))
-    for a, e in zip(actual, expected):  # NHWC convolutions round differently: equal to 1e-4 of the scale
-        torch.testing.assert_close(a, e, rtol=0, atol=1e-4 * float(e.abs().max()))
+    # NHWC convolutions accumulate in another order, and the random-weight network amplifies the
+    # rounding: within 5e-4 of the output scale (1.2e-4 measured on one Xeon's oneDNN kernels,
+    # below 1e-4 on another). A layout bug would be off by the scale itself.
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, rtol=0, atol=5e-4 * float(e.abs().max()))
 
 
 def test_channels_last_modes(ssdlite):

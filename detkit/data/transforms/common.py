@@ -1,0 +1,153 @@
+"""The detection transform: an albumentations pipeline that keeps boxes, labels and masks in step.
+
+A pipeline is a :class:`DetectionTransform`: a callable
+``(image [H, W, 3] uint8 RGB ndarray, target dict) -> (image [3, H', W'] float32 RGB in [0, 1], target)``
+that datasets take as ``transforms=``. Inside, an ``albumentations.Compose`` moves the boxes in
+``"pascal_voc"`` format, which is xyxy absolute pixels, detkit's own convention (no conversion).
+
+Alignment: albumentations may drop boxes (cropped away, too small). Every box travels with its
+index as a label field (``box_indices``); after the pipeline, every per-box field of the target
+(``labels``, ``iscrowd``, ``difficult``, ``masks`` and any other ``[N, ...]`` tensor) is indexed
+by the surviving indices (:func:`select_boxes`), so nothing falls out of step.
+
+Crowd boxes: the training pipelines drop ``iscrowd == 1`` boxes before augmenting
+(``drop_crowd=True``), the test pipelines keep them for evaluation (conventions.md).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import albumentations as A
+import numpy as np
+import torch
+from torch import Tensor
+
+from detkit.utils.image_io import image_to_tensor
+
+__all__ = ["DetectionTransform", "select_boxes"]
+
+
+def select_boxes(target: dict[str, Any], keep: Tensor | np.ndarray) -> dict[str, Any]:
+    """A copy of ``target`` with every per-box field (any tensor whose first dimension is the
+    number of boxes: ``boxes``, ``labels``, ``iscrowd``, ``difficult``, ``masks`` ...) indexed by
+    ``keep`` (a bool mask ``[N]`` or an index array)."""
+    num_boxes = len(target["boxes"])
+    keep = torch.as_tensor(np.asarray(keep))
+    selected = dict(target)
+    for key, value in target.items():
+        if isinstance(value, Tensor) and value.dim() >= 1 and value.shape[0] == num_boxes:
+            selected[key] = value[keep]
+    return selected
+
+
+class DetectionTransform:
+    """Run an albumentations pipeline on a detection sample and convert the image to a tensor.
+
+    The returned target is the input's with boxes and per-box fields transformed, plus
+    ``image_size`` ``(H', W')``: the size of the returned image (``orig_size`` stays the size of
+    the file, so predictions can be mapped back when a pipeline resized).
+
+    Args:
+        transforms: albumentations transforms, applied in order (may be empty).
+        drop_crowd: drop boxes with ``iscrowd == 1`` first (training).
+        min_box_size: boxes narrower or shorter than this (pixels, after the pipeline) are dropped.
+        recompute_boxes_from_masks: when the target has masks, replace each box by its mask's
+            bounding box after the pipeline (exact after crops, which only clip boxes; as
+            detectron2's ``recompute_boxes``); objects whose mask became empty are dropped.
+        seed: a fixed seed for the pipeline's random stream (tests, demos). ``None`` (training):
+            each call draws its seed from Python's global ``random``, which the DataLoader seeds
+            per worker and detkit's engine per sample, so augmentation follows the global seeding
+            (albumentations' own generators would otherwise ignore it).
+    """
+
+    def __init__(
+        self,
+        transforms: Sequence[A.BasicTransform] = (),
+        *,
+        drop_crowd: bool = False,
+        min_box_size: float = 1.0,
+        recompute_boxes_from_masks: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        self.drop_crowd = drop_crowd
+        self.recompute_boxes_from_masks = recompute_boxes_from_masks
+        # An empty Compose with bbox_params warns; no transforms means conversion only.
+        self.compose: A.Compose | None = None
+        if transforms:
+            bbox_params = A.BboxParams(
+                format="pascal_voc", label_fields=["box_indices"], min_width=min_box_size, min_height=min_box_size,
+                clip=True,
+            )  # fmt: skip
+            self.compose = A.Compose(list(transforms), bbox_params=bbox_params)
+        self.seed = seed
+        if seed is not None:
+            self._seed_pipeline(seed)
+
+    def _seed_pipeline(self, seed: int) -> None:
+        # One generator pair shared by every transform (Compose(seed=...) gives each transform
+        # its own generator with the same seed, so their draws would be correlated).
+        if self.compose is not None:
+            self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
+
+    def __call__(self, image: np.ndarray, target: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
+        """Args: ``image`` ``[H, W, 3]`` uint8 RGB; ``target`` with ``boxes [N, 4]`` xyxy pixels.
+        Returns: ``(image [3, H', W'] float32 in [0, 1], target)`` with every per-box field aligned."""
+        if self.seed is None:
+            self._seed_pipeline(random.getrandbits(63))
+        if self.drop_crowd and "iscrowd" in target:
+            target = select_boxes(target, target["iscrowd"] == 0)
+        num_boxes = len(target["boxes"])
+        data: dict[str, Any] = {
+            "image": image,
+            "bboxes": target["boxes"].numpy().reshape(-1, 4).astype(np.float32),
+            "box_indices": np.arange(num_boxes),
+        }
+        has_masks = "masks" in target
+        if has_masks and num_boxes:
+            data["masks"] = target["masks"].numpy()
+        out = self.compose(**data) if self.compose is not None else dict(data, masks=list(data.get("masks", [])))
+
+        kept = np.asarray(out["box_indices"], dtype=np.int64).reshape(-1)
+        new_image = out["image"]
+        height, width = new_image.shape[:2]
+        result = select_boxes({k: v for k, v in target.items() if k != "masks"}, kept)
+        result["boxes"] = torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)[:, :4])
+        if has_masks:
+            if num_boxes:
+                masks = np.asarray(out["masks"], dtype=np.uint8)[kept]
+            else:
+                masks = np.zeros((0, height, width), dtype=np.uint8)
+            result["masks"] = torch.from_numpy(np.ascontiguousarray(masks))
+            if self.recompute_boxes_from_masks:
+                result = _boxes_from_masks(result)
+        result["image_size"] = (int(height), int(width))
+        return image_to_tensor(new_image), result
+
+
+def _boxes_from_masks(target: dict[str, Any]) -> dict[str, Any]:
+    """Replace ``boxes`` by the masks' bounding boxes (continuous: ``x2 = last column + 1``);
+    drop objects with an empty mask."""
+    masks = target["masks"].bool()
+    nonempty = masks.flatten(1).any(dim=1) if len(masks) else torch.zeros(0, dtype=torch.bool)
+    target = select_boxes(target, nonempty)
+    masks = target["masks"].bool()
+    if len(masks) == 0:
+        return target
+    rows, cols = masks.any(dim=2), masks.any(dim=1)
+    height, width = masks.shape[1:]
+    y = torch.arange(height).expand_as(rows)
+    x = torch.arange(width).expand_as(cols)
+    boxes = torch.stack(
+        [
+            torch.where(cols, x, width).min(dim=1).values,
+            torch.where(rows, y, height).min(dim=1).values,
+            torch.where(cols, x, -1).max(dim=1).values + 1,
+            torch.where(rows, y, -1).max(dim=1).values + 1,
+        ],
+        dim=1,
+    )
+    target["boxes"] = boxes.float()
+    return target

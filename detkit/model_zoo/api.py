@@ -1,0 +1,155 @@
+"""``build_model(name_or_config)`` and ``load(checkpoint_or_name)``: models without a config path.
+
+- :func:`build_model` builds the ``model`` of a zoo config (by name), of a config file, or of a
+  loaded config / ``L()`` node, with weights as initialised.
+- :func:`load` rebuilds a trained model from a self-contained checkpoint (every checkpoint the
+  trainer writes carries its model config in the safe data form of :mod:`detkit.config.data` and
+  its class names), or returns a zoo model with its pretrained weights (configs that set
+  ``pretrained = True``: their ``model`` builds with the weights loaded).
+
+Checkpoints are read with ``torch.load(weights_only=True)`` and their config data import targets
+from detkit's model modules only; no code from a file ever runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import pickle
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from detkit.config import (
+    CLASS_NAMES_KEY, DEFAULT_ALLOWED_MODULES, DEFAULT_DENIED_MODULES, MODEL_CONFIG_KEY, ConfigDict,
+    ConfigError, LazyCall, apply_overrides, config_from_data, instantiate, load_config,
+)
+from detkit.model_zoo.registry import get_config, get_config_file
+
+__all__ = ["CheckpointError", "build_model", "load", "read_checkpoint"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not describe a model; the message names the file."""
+
+
+def _looks_like_path(value: str | Path) -> bool:
+    text = str(value)
+    return isinstance(value, Path) or "/" in text or "\\" in text or text.endswith((".py", ".pth", ".pt"))
+
+
+def _model_node(config: Any, overrides: Sequence[str] | None) -> Any:
+    """The ``model`` node of a zoo name, config file, loaded config or node."""
+    overrides = list(overrides or [])
+    if isinstance(config, (str, Path)):
+        path = Path(config)
+        if _looks_like_path(config) or path.is_file():
+            cfg = load_config(path, overrides)
+        else:
+            cfg = get_config(str(config), overrides)
+    elif isinstance(config, LazyCall):
+        if overrides:
+            holder = apply_overrides(ConfigDict(model=copy.deepcopy(config)), overrides)
+            return holder["model"]
+        return config
+    elif isinstance(config, Mapping):
+        cfg = apply_overrides(copy.deepcopy(config), overrides) if overrides else config
+    else:
+        raise TypeError(f"build_model() takes a zoo name, a config path, a config or an L() node, got "
+                        f"{type(config).__name__}")
+    if "model" not in cfg:
+        source = getattr(cfg, "__dict__", {}).get("_cfg_file", "the config")
+        raise ConfigError(f"{source} defines no `model`")
+    return cfg["model"]
+
+
+def build_model(config: str | Path | Mapping[str, Any] | LazyCall,
+                overrides: Sequence[str] | None = None) -> nn.Module:
+    """Build the model a config describes (weights as initialised, or as its config loads them).
+
+    Args:
+        config: a model-zoo name (``"faster_rcnn_r50_fpn_1x_coco"``), a config file path, a loaded
+            config (its ``model`` is built) or a ``model`` node.
+        overrides: ``"key.path=value"`` strings (paths from the config's top, ``model.num_classes=3``).
+
+    Raises:
+        UnknownConfigError: no zoo config of that name (closest names listed).
+        ConfigError: a bad override or a config without ``model``.
+    """
+    return instantiate(_model_node(config, overrides), "model")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint dict read with ``torch.load(weights_only=True)`` on the CPU.
+
+    Raises:
+        FileNotFoundError: no such file (named).
+        CheckpointError: a truncated or foreign file, or one that does not hold a dict (named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated, or not written by "
+                              f"torch.save): {type(exc).__name__}: {exc}") from exc
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint dict")
+    return checkpoint
+
+
+def _from_checkpoint(path: Path, allowed_modules: Sequence[str]) -> nn.Module:
+    checkpoint = read_checkpoint(path)
+    state = checkpoint.get("model")
+    if not isinstance(state, Mapping) or MODEL_CONFIG_KEY not in checkpoint:
+        has = ", ".join(map(str, checkpoint)) or "nothing"
+        raise CheckpointError(
+            f"{path}: not a self-contained detkit checkpoint (it needs 'model' and '{MODEL_CONFIG_KEY}'; "
+            f"it has {has}); build the model from its config and load the weights into it")
+    node = config_from_data(checkpoint[MODEL_CONFIG_KEY], "model",
+                            allowed_modules=tuple(DEFAULT_ALLOWED_MODULES) + tuple(allowed_modules),
+                            denied_modules=DEFAULT_DENIED_MODULES)
+    model = instantiate(node, "model")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: the weights do not fit the model its config describes: {exc}") from exc
+    names = checkpoint.get(CLASS_NAMES_KEY)
+    if names and getattr(model, "class_names", None) is None and len(names) == getattr(model, "num_classes", -1):
+        model.class_names = list(names)
+    return model
+
+
+def load(path_or_name: str | Path, device: str | torch.device = "cpu", *,
+         allowed_modules: Sequence[str] = ()) -> nn.Module:
+    """A trained model from a self-contained checkpoint, or a pretrained zoo model, in eval mode.
+
+    Args:
+        path_or_name: a checkpoint file (``runs/x/model_final.pth``), or a zoo name whose config has
+            pretrained weights (``"yolov3_tiny_coco_pretrained"``).
+        device: where the model goes.
+        allowed_modules: module prefixes, besides detkit's model modules, whose classes the
+            checkpoint's config may build (e.g. ``["my_project.models"]``).
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        CheckpointError: a truncated or foreign file, one without a model config, or weights that
+            do not fit (the message names the path).
+        UnsafeConfigError: the checkpoint's config names a target outside the allowed modules.
+        UnknownConfigError: neither a file nor a zoo name.
+        ValueError: a zoo name whose config has no pretrained weights.
+    """
+    path = Path(path_or_name)
+    if path.is_file() or (_looks_like_path(path_or_name) and not str(path_or_name).endswith(".py")):
+        model = _from_checkpoint(path, allowed_modules)
+    else:
+        name = str(path_or_name)
+        cfg = load_config(get_config_file(name))
+        if not cfg.get("pretrained", False):
+            raise ValueError(f"model-zoo config {name!r} has no pretrained weights; detkit.build_model({name!r}) "
+                             "builds it untrained, detkit.load(<checkpoint>) loads a trained one")
+        model = instantiate(cfg["model"], "model")
+    return model.to(device).eval()
