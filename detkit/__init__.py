@@ -61,7 +61,8 @@ def train(config: ConfigLike, overrides: Sequence[str] | None = None,
     """Train a detector; what ``detkit train`` runs.
 
     Args:
-        config: A config file, a model-zoo config name, or a loaded config.
+        config: A config file, a model-zoo config name, or a loaded config (left unchanged:
+            overrides apply to a copy).
         overrides: ``"key.path=value"`` overrides (values are Python literals).
         output_dir: Where checkpoints, ``config.py``, ``log.txt`` and ``metrics.jsonl`` go
             (default: the config's ``train.output_dir``).
@@ -69,46 +70,42 @@ def train(config: ConfigLike, overrides: Sequence[str] | None = None,
             (fresh when there is none), or a checkpoint path.
 
     Returns:
-        The finished :class:`detkit.engine.trainer.Trainer`.
+        The finished :class:`detkit.engine.trainer.Trainer`; its ``model_final.pth`` reloads with
+        :func:`detkit.load`.
 
     Raises:
-        detkit.config.ConfigError: A bad config or override.
+        detkit.config.ConfigError: A bad config or override (an unknown zoo name too).
         FileNotFoundError: ``resume`` names a file that does not exist.
     """
     from detkit.cli.common import load_config_arg
     from detkit.engine.runner import run_training
-    from detkit.utils.distributed import destroy_distributed
 
-    cfg = load_config_arg(config, overrides)
-    try:
-        return run_training(cfg, output_dir=output_dir, resume=resume)
-    finally:
-        destroy_distributed()
+    return run_training(load_config_arg(config, overrides), output_dir=output_dir, resume=resume)
 
 
-def evaluate(config: ConfigLike, checkpoint: str | os.PathLike[str] | None,
+def evaluate(config: ConfigLike, checkpoint: str | os.PathLike[str] | None = None,
              overrides: Sequence[str] | None = None, output_dir: str | os.PathLike[str] | None = None,
              device: str | None = None, plot: bool = False, progress: bool = True) -> dict[str, float]:
     """Evaluate a checkpoint on the test set of its config; what ``detkit test`` runs.
 
     Args:
         config: A config file, a model-zoo config name, or a loaded config, with ``model`` and
-            ``dataloader.test``; the evaluator is ``dataloader.evaluator`` / ``evaluator`` when
-            the config has one, else the one the test dataset calls for.
-        checkpoint: A checkpoint whose ``"model"`` entry is the state dict (``None``: the
-            config's model as it builds, e.g. with its own pretrained weights).
+            ``dataloader.test``; the evaluator is the config's ``evaluator`` when it has one, else
+            the one the test dataset calls for.
+        checkpoint: Weights for the config's model (``None``: the model as it builds, e.g. with
+            its own pretrained weights).
         overrides: ``"key.path=value"`` config overrides.
-        output_dir: Where the detections and ``metrics.json`` are written (default
-            ``<checkpoint dir>/eval``; with no checkpoint, nothing is written).
+        output_dir: Where the detections and ``metrics.json`` are written (default: nothing is).
         device: ``"cpu"``, ``"cuda"``, ... (default: cuda when available).
         plot: Also write precision-recall curves under ``output_dir/pr_curves``.
         progress: Show a progress bar.
 
     Returns:
-        Metric name -> value (e.g. ``bbox/AP``, ``voc07/mAP@0.5``).
+        Metric name -> value (e.g. ``bbox/AP``, ``voc07/mAP@0.5``), a
+        :class:`detkit.engine.evaluation.EvaluationReport` (also ``.summary``, ``.written``).
     """
-    from detkit.cli.evaluation import evaluate_checkpoint
+    from detkit.cli.common import load_config_arg
+    from detkit.engine.evaluation import evaluate_config
 
-    return evaluate_checkpoint(config, checkpoint, overrides=overrides, output_dir=output_dir,
-                               device=device, plot=plot, progress=progress).metrics
-
+    return evaluate_config(load_config_arg(config, overrides), checkpoint, device=device,
+                           output_dir=output_dir, plot=plot, progress=progress)

@@ -175,12 +175,12 @@ def test_debug_shows_the_traceback(eval_files: tuple[Path, Path], tmp_path: Path
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     config, _ = eval_files
     command = ["test", str(config), str(tmp_path / "none.pth"), "--device", "cpu"]
-    with pytest.raises(RuntimeError, match="checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         main(["--debug", *command])
-    with pytest.raises(RuntimeError, match="checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         main([*command, "--debug"])
     monkeypatch.setenv("DETKIT_DEBUG", "1")
-    with pytest.raises(RuntimeError, match="checkpoint not found"):
+    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         main(command)
 
 
@@ -225,14 +225,23 @@ def test_train_applies_overrides_and_writes_the_run(tmp_path: Path, monkeypatch:
 
 
 def test_config_names_resolve_to_the_shipped_files() -> None:
+    from detkit.model_zoo import UnknownConfigError
+
     path = resolve_config("faster_rcnn_r18_fpn_1x_shapes")
     assert path.name == "faster_rcnn_r18_fpn_1x_shapes.py" and path.parent.name == "faster_rcnn"
-    with pytest.raises(CommandError, match="did you mean faster_rcnn_r18_fpn_1x_shapes"):
+    assert resolve_config("faster_rcnn/faster_rcnn_r18_fpn_1x_shapes") == path
+    with pytest.raises(UnknownConfigError, match="did you mean 'faster_rcnn_r18_fpn_1x_shapes'"):
         resolve_config("faster_rcnn_r18_fpn_1x_shape")
     with pytest.raises(CommandError, match="config not found: nowhere/x.py"):
         resolve_config("nowhere/x.py")
-    with pytest.raises(CommandError, match="neither a file nor a model-zoo config name"):
+    with pytest.raises(UnknownConfigError, match="no model-zoo config named 'rcnn'"):
         resolve_config("rcnn")  # configs/common is not a runnable config
+
+
+def test_a_zoo_name_typo_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "faster_rcnn_r18_fpn_1x_shape", "train.max_iter=1"]) == 2
+    line = _only_line(capsys.readouterr().err, "detkit train: error: ")
+    assert "no model-zoo config named 'faster_rcnn_r18_fpn_1x_shape'" in line and "did you mean" in line
 
 
 def test_one_line_messages() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import difflib
 import os
 import re
 import sys
@@ -20,15 +19,14 @@ from typing import Any
 OVERRIDE_RE = re.compile(r"^[A-Za-z_]\w*(\.\w+)*=")
 
 # Exceptions that a user's mistake raises (besides CommandError, missing files, ValueError and
-# KeyError): (module, class name). Looked up in sys.modules when an error arrives, so listing a
-# class never imports its module; a module that is not loaded cannot have raised it.
+# KeyError, which cover detkit.utils.checkpoint.CheckpointError and the model zoo's errors too):
+# (module, class name). Looked up in sys.modules when an error arrives, so listing a class never
+# imports its module; a module that is not loaded cannot have raised it.
 USER_ERROR_CLASSES: tuple[tuple[str, str], ...] = (
     ("detkit.config", "ConfigError"),
-    ("detkit.apis.predictor", "CheckpointError"),
-    ("detkit.apis.images", "ImageReadError"),
-    ("detkit.apis.video", "VideoOpenError"),
     ("detkit.utils.checkpoint", "CheckpointError"),
     ("detkit.utils.image_io", "ImageReadError"),
+    ("detkit.apis.video", "VideoOpenError"),
 )
 
 
@@ -75,51 +73,25 @@ def split_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace,
         parser.error(f"unexpected argument(s) {' '.join(surplus)}; overrides are key.path=value")
 
 
-def _zoo_roots() -> list[Path]:
-    """Where shipped configs live: the installed package data, then a checkout's configs/.
-
-    The checkout's folder counts only next to a detkit checkout (its pyproject.toml), so that an
-    unrelated ``configs/`` beside an installed package is never taken for detkit's.
-    """
-    package = Path(__file__).resolve().parents[1]
-    checkout = package.parent
-    roots = [package / "model_zoo" / "configs"]
-    if (checkout / "pyproject.toml").is_file():
-        roots.append(checkout / "configs")
-    return [root for root in roots if root.is_dir()]
-
-
-def zoo_config_names() -> dict[str, Path]:
-    """``{config name: file}`` of the shipped configs (``configs/common`` excluded)."""
-    names: dict[str, Path] = {}
-    for root in reversed(_zoo_roots()):  # the installed copy wins
-        for path in root.rglob("*.py"):
-            relative = path.relative_to(root)
-            if relative.parts[0] != "common" and not path.name.startswith("_"):
-                names[path.stem] = path
-    return names
-
-
 def resolve_config(config: str | os.PathLike[str]) -> Path:
     """A config file named by path or by model-zoo name (``faster_rcnn_r50_fpn_1x_coco``).
 
     Raises:
-        CommandError: Neither a file nor a known name (the nearest names are suggested).
+        CommandError: A path (it has a ``/`` or ends in ``.py``) to no file and no zoo config.
+        detkit.model_zoo.UnknownConfigError: Neither a file nor a zoo name (closest names listed).
     """
     path = Path(config)
     if path.is_file():
         return path
+    from detkit.model_zoo import UnknownConfigError, get_config_file
+
     name = str(config)
-    looks_like_path = name.endswith(".py") or os.sep in name or "/" in name
-    if not looks_like_path:
-        names = zoo_config_names()
-        if name in names:
-            return names[name]
-        close = difflib.get_close_matches(name, list(names), n=3)
-        hint = (f"; did you mean {', '.join(close)}?" if close
-                else f"; the model-zoo names are: {', '.join(sorted(names)) or 'none found'}")
-        raise CommandError(f"config not found: {name!r} is neither a file nor a model-zoo config name{hint}")
-    raise CommandError(f"config not found: {path}")
+    try:
+        return get_config_file(name)  # also "yolo/yolov3_tiny_416_coco"
+    except UnknownConfigError:
+        if name.endswith(".py") or os.sep in name or "/" in name:  # meant as a path
+            raise CommandError(f"config not found: {path}") from None
+        raise
 
 
 def load_config_arg(config: Any, overrides: Sequence[str] | None = None) -> Any:

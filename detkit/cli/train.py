@@ -38,9 +38,10 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 def run(args: argparse.Namespace) -> int:
     """Load the config with its overrides and train."""
-    import detkit
+    from detkit.cli.common import load_config_arg
+    from detkit.engine.runner import run_training
 
-    detkit.train(args.config, args.overrides, output_dir=args.output_dir, resume=args.resume)
+    run_training(load_config_arg(args.config, args.overrides), output_dir=args.output_dir, resume=args.resume)
     return 0
 
 
