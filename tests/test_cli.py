@@ -224,6 +224,23 @@ def test_train_applies_overrides_and_writes_the_run(tmp_path: Path, monkeypatch:
     assert "max_iter=2" in written and "checkpoint_period=1" in written
 
 
+def test_a_model_trained_by_name_reloads_with_load_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from test_api import _tiny_run_overrides  # YOLOv3-tiny, 3 CPU steps on 64 px shapes images
+
+    run_dir = tmp_path / "run"
+    overrides = _tiny_run_overrides(tmp_path / "shapes", tmp_path / "ignored")
+    torch.manual_seed(0)
+    status = main(["train", *overrides[:3], "yolov3_tiny_320_shapes", "--output-dir", str(run_dir), *overrides[3:]])
+    assert status == 0, capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # no checkout, no config path
+    model = detkit.load(run_dir / "model_final.pth")
+    assert type(model).__name__ == "YOLOv3" and not model.training
+    from detkit.data import SHAPE_CLASSES
+
+    assert model.class_names == list(SHAPE_CLASSES)
+
+
 def test_config_names_resolve_to_the_shipped_files() -> None:
     from detkit.model_zoo import UnknownConfigError
 
