@@ -175,3 +175,4 @@ print(type(model).__name__, _ext.ext_loaded())
     checkpoint = run_dir / "model_final.pth"
     reload = run(str(python), "-c", f"import detkit; print(type(detkit.load({str(checkpoint)!r})).__name__)")
     assert reload.returncode == 0 and reload.stdout.strip() == "YOLOv3", reload.stderr[-3000:]
+    shutil.rmtree(venv, ignore_errors=True)  # gigabytes (torch); kept when the test fails
