@@ -1,4 +1,5 @@
-"""The exchange formats between detkit's stages: a padded image batch and per-image instance dicts.
+"""The exchange formats between detkit's stages: a padded image batch, feature-level shapes and
+per-image instance dicts.
 
 Per-image targets and predictions are plain ``dict[str, Tensor]`` (see design.md):
 
@@ -9,6 +10,8 @@ Per-image targets and predictions are plain ``dict[str, Tensor]`` (see design.md
 
 :class:`Instances` names these keys for type checkers; :func:`validate_targets` and
 :func:`validate_predictions` check them with messages that name the offending image and box.
+:class:`ShapeSpec` is the channels and stride of one feature level, what ``output_shape()`` of a
+backbone or neck reports per level so that the next part sizes itself from it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,24 @@ from typing import Required, TypedDict
 
 import torch
 from torch import Tensor
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """Channels and stride of one feature level.
+
+    Attributes:
+        channels: Number of channels ``C`` of the feature map ``[B, C, h, w]``.
+        stride: Input pixels per feature-map cell (nominal: ``h`` is about ``H / stride``).
+    """
+
+    channels: int
+    stride: int
+
+
+def format_shapes(shapes: Mapping[str, ShapeSpec]) -> str:
+    """``{level: ShapeSpec}`` as ``{'c3': (256 ch, stride 8), ...}``, for error messages."""
+    return "{" + ", ".join(f"{name!r}: ({s.channels} ch, stride {s.stride})" for name, s in shapes.items()) + "}"
 
 
 class Instances(TypedDict, total=False):
@@ -107,13 +128,16 @@ class ImageList:
         return cls(batch, image_sizes)
 
 
-def check_image_list(images: Sequence[Tensor], owner: str, *, require_float: bool = False) -> list[tuple[int, int]]:
+def check_image_list(
+    images: Sequence[Tensor], owner: str, *, require_float: bool = False, allow_empty: bool = False
+) -> list[tuple[int, int]]:
     """Check a detector's input, a non-empty list of ``[3, H_i, W_i]`` images, and return their sizes.
 
     Args:
         images: what the caller passed as the images.
         owner: the detector's name, for the messages.
         require_float: also require floating-point images (RGB in [0, 1]).
+        allow_empty: accept an empty list (the detector then returns no predictions).
 
     Returns:
         ``[(H_i, W_i), ...]``.
@@ -123,7 +147,7 @@ def check_image_list(images: Sequence[Tensor], owner: str, *, require_float: boo
             image when ``require_float``.
         ValueError: an image that is not ``[3, H, W]`` (its index and shape named).
     """
-    if isinstance(images, Tensor) or not isinstance(images, Sequence) or len(images) == 0:
+    if isinstance(images, Tensor) or not isinstance(images, Sequence) or (len(images) == 0 and not allow_empty):
         raise TypeError(f"{owner} expects a non-empty list of [3, H, W] images, got {type(images).__name__}")
     for index, image in enumerate(images):
         if not isinstance(image, Tensor) or image.dim() != 3 or image.shape[0] != 3:

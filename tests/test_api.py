@@ -22,7 +22,7 @@ def _tiny_run_overrides(root: Path, out: Path) -> list[str]:
         *load_config(CONFIG).test_overrides, f"dataloader.root='{root}'", "dataloader.num_train=8",
         "dataloader.num_val=2", "dataloader.image_size=64", "dataloader.train.batch_size=2",
         "dataloader.train.dataset.output_size=64", "dataloader.train.dataset.transforms.size=64",
-        "model.score_thresh=0.0", "train.max_iter=3", "train.eval_period=0", "train.checkpoint_period=0",
+        "model.head.score_thresh=0.0", "train.max_iter=3", "train.eval_period=0", "train.checkpoint_period=0",
         "train.device='cpu'", "train.progress_bar=False", "train.log_period=1", f"train.output_dir='{out}'",
     ]
 

@@ -122,10 +122,10 @@ def test_num_classes_that_disagrees_with_the_class_names_names_both_keys(name: s
         instantiate(cfg.model)
 
 
-@pytest.mark.xfail(strict=True, reason="the FPN's input_shapes are stated for depth 50 until necks size "
-                   "themselves from backbone.output_shape(); then configs/common/rcnn.py passes input_shapes=None")
-def test_backbone_depth_override_builds_and_trains():
-    path = REPO_ROOT / "configs" / "faster_rcnn" / "faster_rcnn_r50_fpn_1x_coco.py"
+@pytest.mark.parametrize("family", ["faster_rcnn", "mask_rcnn"])
+def test_backbone_depth_override_builds_and_trains(family: str):
+    # The FPN sizes itself from the backbone, so the depth is the one key to change.
+    path = REPO_ROOT / "configs" / family / f"{family}_r50_fpn_1x_coco.py"
     _trains_one_step_and_predicts(_load_reduced(path, ["model.backbone.depth=18"]), "depth 18")
 
 

@@ -38,15 +38,6 @@ LAYER_NAMES = {0: "ops/structures/utils", 1: "models/data", 2: "evaluation", 3: 
 # Names of the root package that any layer may import: plain constants, not the API.
 ROOT_CONSTANTS = {"__version__"}
 
-# Upward imports in files this branch does not own, being fixed on other branches. Each entry is
-# (file relative to the repository root, imported module prefix). The lead empties this list when
-# the branches are merged; an entry that no longer matches a real violation fails the test below.
-KNOWN_UNTIL_MERGE: set[tuple[str, str]] = {
-    # models/zoo.py builds YOLO configs with L() / instantiate: it moves to model_zoo (H-zoo branch).
-    ("detkit/models/zoo.py", "detkit.config"),
-}
-
-
 @dataclass(frozen=True)
 class Violation:
     """One import from a layer above the importing module's."""
@@ -142,31 +133,18 @@ def all_violations() -> list[Violation]:
     return found
 
 
-def is_known(violation: Violation) -> bool:
-    return any(violation.file == file and (violation.target == prefix or violation.target.startswith(prefix + "."))
-               for file, prefix in KNOWN_UNTIL_MERGE)
-
-
 def test_every_subpackage_has_a_layer() -> None:
     unassigned = sorted({module_name(path) for path in package_modules() if layer_of(module_name(path)) is None})
     assert not unassigned, ("give these detkit modules a layer in tests/test_layering.py LAYERS "
-                            f"(see docs/design.md): {', '.join(unassigned)}")
+                            f"(the layers of the design: bottom ops/structures/utils, top model_zoo/cli): {', '.join(unassigned)}")
 
 
 def test_no_module_imports_from_a_layer_above_it() -> None:
-    offending = [v for v in all_violations() if not is_known(v)]
+    offending = all_violations()
     assert not offending, (
         "imports must go down the layers ops/structures/utils -> models/data -> evaluation -> "
         "config -> engine -> export -> apis -> model_zoo/cli; these go up:\n  "
         + "\n  ".join(map(str, offending)))
-
-
-def test_known_exceptions_are_still_needed() -> None:
-    violations = all_violations()
-    stale = sorted(entry for entry in KNOWN_UNTIL_MERGE
-                   if not any(v.file == entry[0] and (v.target == entry[1] or v.target.startswith(entry[1] + "."))
-                              for v in violations))
-    assert not stale, f"remove these fixed entries from KNOWN_UNTIL_MERGE: {stale}"
 
 
 # --------------------------------------------------------------------------------------------

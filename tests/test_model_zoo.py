@@ -123,15 +123,3 @@ def test_darknet_import_and_the_config_build_the_same_modules(arch: str, cfg_nam
     from_config = instantiate(cfg.model)
     assert _shapes(from_cfg) == _shapes(from_config)
     assert [type(m).__name__ for m in from_cfg.modules()] == [type(m).__name__ for m in from_config.modules()]
-
-
-def test_deprecated_zoo_names_still_work_with_a_warning() -> None:
-    import detkit.models.zoo as zoo
-
-    with pytest.warns(DeprecationWarning, match="yolov3_tiny_config moved to configs/common/yolo.py"):
-        tree = zoo.yolov3_tiny_config(3, input_size=(64, 64))
-    with pytest.warns(DeprecationWarning, match="build moved to detkit.config"):
-        build = zoo.build
-    assert _shapes(build(tree)) == _shapes(build_yolov3("tiny", 3, input_size=(64, 64)))
-    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        zoo.nothing  # noqa: B018

@@ -6,7 +6,14 @@ import pytest
 import torch
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
-from detkit.structures import ImageList, check_image_list, validate_predictions, validate_targets
+from detkit.structures import (
+    ImageList,
+    ShapeSpec,
+    check_image_list,
+    format_shapes,
+    validate_predictions,
+    validate_targets,
+)
 
 
 def _torchvision_batch(images: list[torch.Tensor], size_divisible: int) -> torch.Tensor:
@@ -108,3 +115,19 @@ def test_check_image_list_returns_sizes_and_names_the_bad_input():
         check_image_list([torch.zeros(3, 4, 5), torch.zeros(1, 4, 5)], "Model")
     with pytest.raises(TypeError, match="Model: image 1 must be floating point .* torch.uint8"):
         check_image_list(images, "Model", require_float=True)
+
+
+def test_check_image_list_allows_an_empty_batch_only_when_asked() -> None:
+    with pytest.raises(TypeError, match="non-empty list"):
+        check_image_list([], "Detector")
+    assert check_image_list([], "MTCNN", allow_empty=True) == []
+    assert check_image_list([torch.rand(3, 4, 5)], "Detector", allow_empty=True) == [(4, 5)]
+
+
+def test_shape_spec_is_shared_and_formats_for_messages() -> None:
+    from detkit.models.backbones import ShapeSpec as BackboneShapeSpec
+
+    assert BackboneShapeSpec is ShapeSpec and ShapeSpec(256, 8) == ShapeSpec(256, 8)
+    assert format_shapes({"c3": ShapeSpec(256, 8), "c4": ShapeSpec(512, 16)}) == (
+        "{'c3': (256 ch, stride 8), 'c4': (512 ch, stride 16)}"
+    )

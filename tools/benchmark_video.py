@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         predictor = Predictor.from_config(
             args.config, None if args.checkpoint.lower() == "none" else args.checkpoint,
-            device=args.device, overrides=args.overrides, score_threshold=args.score_threshold)
+            device=args.device, overrides=args.overrides, score_thresh=args.score_threshold)
     except (CheckpointError, ConfigError, KeyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

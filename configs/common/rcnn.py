@@ -3,16 +3,15 @@
 Values that cut across the model are parameters: ``num_classes`` (object classes, no background),
 backbone ``depth``, input ``min_size`` / ``max_size``, FPN ``fpn_channels`` and the box head's
 ``representation_size``. Children call a function and then set attributes, e.g.
-``model.rpn.post_nms_top_n_test = 300``.
+``model.rpn.post_nms_topk_test = 300``.
 
 ``num_classes`` and ``class_names`` are said once, at the detector node; the RoI heads, the box
 predictor and the mask head take ``Inherit("num_classes")``, so ``model.num_classes=20`` is the one
 override that changes the number of classes (with class names given, they must change too: the
 error names both keys).
 
-The FPN's ``input_shapes`` are stated for the configured ``depth`` (:func:`resnet_shapes`), on one
-line of :func:`faster_rcnn`; once the neck sizes itself from ``backbone.output_shape()``, that line
-becomes ``input_shapes=None`` and ``model.backbone.depth=18`` needs nothing else.
+The FPN sizes itself from ``backbone.output_shape()`` and the RPN head from the FPN's, so
+``model.backbone.depth=18`` is the one override that changes the backbone.
 
 Level names: ResNet gives ``c2``..``c5``, the FPN ``p2``..``p5`` plus ``p6`` (max-pool); the RPN
 uses ``p2``..``p6``, the RoI poolers ``p2``..``p5`` (torchvision's ``"0"``..``"3"``).
@@ -27,7 +26,6 @@ from detkit.config import Inherit, L, LazyCall
 from detkit.engine import MultiStepLR, build_optimizer, default_train
 from detkit.models.anchors import AnchorGenerator
 from detkit.models.backbones import MobileNetV3, ResNet
-from detkit.models.backbones.base import ShapeSpec
 from detkit.models.dense_heads import RPN, RPNHead
 from detkit.models.detectors import FasterRCNN, MaskRCNN
 from detkit.models.necks.fpn import FPN
@@ -45,31 +43,21 @@ POOLED_LEVELS = ["p2", "p3", "p4", "p5"]
 TEST_OVERRIDES = [
     "model.preprocess.min_size=96",
     "model.preprocess.max_size=128",
-    "model.rpn.pre_nms_top_n_train=200",
-    "model.rpn.post_nms_top_n_train=100",
-    "model.rpn.pre_nms_top_n_test=100",
-    "model.rpn.post_nms_top_n_test=50",
+    "model.rpn.pre_nms_topk_train=200",
+    "model.rpn.post_nms_topk_train=100",
+    "model.rpn.pre_nms_topk_test=100",
+    "model.rpn.post_nms_topk_test=50",
 ]
-
-def resnet_shapes(depth: int) -> dict[str, LazyCall]:
-    """Channels and strides of ResNet's ``c2``..``c5`` (the FPN's input shapes)."""
-    expansion = 1 if depth < 50 else 4
-    return {
-        level: L(ShapeSpec)(channels=width * expansion, stride=2 ** (index + 2))
-        for index, (level, width) in enumerate(zip(RESNET_LEVELS, (64, 128, 256, 512)))
-    }
-
 
 def rpn(
     in_levels: Sequence[str],
     anchor_sizes: Sequence[Sequence[float]],
-    channels: int = 256,
     score_thresh: float = 0.0,
 ) -> LazyCall:
     """torchvision's RPN: 3 aspect ratios, 2000/1000 proposals (train/test) per image."""
     num_anchors = len(anchor_sizes[0]) * len(ASPECT_RATIOS)
     return L(RPN)(
-        head=L(RPNHead)(in_channels=channels, num_anchors=num_anchors),
+        head=L(RPNHead)(num_anchors=num_anchors),  # sized from the neck
         anchor_generator=L(AnchorGenerator)(
             sizes=tuple(tuple(s) for s in anchor_sizes), aspect_ratios=(ASPECT_RATIOS,) * len(anchor_sizes)
         ),
@@ -78,10 +66,10 @@ def rpn(
         bg_iou_thresh=0.3,
         batch_size_per_image=256,
         positive_fraction=0.5,
-        pre_nms_top_n_train=2000,
-        pre_nms_top_n_test=1000,
-        post_nms_top_n_train=2000,
-        post_nms_top_n_test=1000,
+        pre_nms_topk_train=2000,
+        pre_nms_topk_test=1000,
+        post_nms_topk_train=2000,
+        post_nms_topk_test=1000,
         nms_thresh=0.7,
         score_thresh=score_thresh,
     )
@@ -91,7 +79,7 @@ def box_roi_heads(pooled_levels: Sequence[str], channels: int = 256, representat
     """RoIAlign 7x7 (sampling ratio 2), two 1024-d FC layers, class scores and per-class deltas;
     ``num_classes`` inherited from the detector node."""
     return L(RoIHeads)(
-        box_pooler=L(MultiScaleRoIAlign)(featmap_names=list(pooled_levels), output_size=7, sampling_ratio=2),
+        box_pooler=L(MultiScaleRoIAlign)(in_levels=list(pooled_levels), output_size=7, sampling_ratio=2),
         box_head=L(TwoMLPHead)(in_channels=channels, resolution=7, representation_size=representation_size),
         box_predictor=L(FastRCNNPredictor)(in_channels=representation_size, num_classes=Inherit("num_classes")),
         num_classes=Inherit("num_classes"),
@@ -124,8 +112,8 @@ def faster_rcnn(
             depth=depth, out_levels=RESNET_LEVELS, norm="frozen_bn", frozen_stages=frozen_stages,
             weights=backbone_weights,
         ),
-        neck=L(FPN)(input_shapes=resnet_shapes(depth), out_channels=fpn_channels, extra_levels="maxpool"),
-        rpn=rpn(("p2", "p3", "p4", "p5", "p6"), ((32,), (64,), (128,), (256,), (512,)), fpn_channels),
+        neck=L(FPN)(out_channels=fpn_channels, extra_levels="maxpool"),  # sized from the backbone
+        rpn=rpn(("p2", "p3", "p4", "p5", "p6"), ((32,), (64,), (128,), (256,), (512,))),
         roi_heads=box_roi_heads(POOLED_LEVELS, fpn_channels, representation_size),
         preprocess=L(RCNNPreprocess)(min_size=min_size, max_size=max_size),
         num_classes=num_classes,
@@ -138,7 +126,7 @@ def mask_rcnn(num_classes: int = 80, *, mask_channels: int = 256, **kwargs) -> L
     ratio 2), four 3x3 convs, a 2x2 deconv and per-class 28x28 mask logits."""
     model = faster_rcnn(num_classes, **kwargs)
     fpn_channels = model.neck.out_channels
-    model.roi_heads.mask_pooler = L(MultiScaleRoIAlign)(featmap_names=POOLED_LEVELS, output_size=14, sampling_ratio=2)
+    model.roi_heads.mask_pooler = L(MultiScaleRoIAlign)(in_levels=POOLED_LEVELS, output_size=14, sampling_ratio=2)
     model.roi_heads.mask_head = L(MaskHead)(
         in_channels=fpn_channels, num_classes=Inherit("num_classes"), conv_channels=(mask_channels,) * 4,
         deconv_channels=mask_channels,
@@ -163,15 +151,8 @@ def faster_rcnn_mobilenet_v3_fpn(
         backbone=L(MobileNetV3)(
             out_levels=("c5_entry", "c5"), norm="frozen_bn", norm_eps=1e-5, frozen_stages=3, weights=backbone_weights
         ),
-        neck=L(FPN)(
-            input_shapes={
-                "c5_entry": L(ShapeSpec)(channels=160, stride=32),
-                "c5": L(ShapeSpec)(channels=960, stride=32),
-            },
-            out_channels=256,
-            extra_levels="maxpool",
-        ),
-        rpn=rpn(levels, ((32, 64, 128, 256, 512),) * len(levels), 256, score_thresh=0.05),
+        neck=L(FPN)(out_channels=256, extra_levels="maxpool"),  # sized from the backbone
+        rpn=rpn(levels, ((32, 64, 128, 256, 512),) * len(levels), score_thresh=0.05),
         roi_heads=box_roi_heads(["p5_entry", "p5"], 256, 1024),
         preprocess=L(RCNNPreprocess)(min_size=min_size, max_size=max_size),
         num_classes=num_classes,

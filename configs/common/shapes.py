@@ -61,10 +61,10 @@ def small_rcnn_for_shapes(model: LazyCall) -> LazyCall:
     """Adapt an R18-FPN R-CNN tree to the 256 px shapes images (in place; returned for chaining):
     batch norm trained (there are no pretrained statistics to freeze), fewer proposals and RoIs."""
     model.backbone.norm = "bn"
-    model.rpn.pre_nms_top_n_train = 600
-    model.rpn.post_nms_top_n_train = 300
-    model.rpn.pre_nms_top_n_test = 300
-    model.rpn.post_nms_top_n_test = 150
+    model.rpn.pre_nms_topk_train = 600
+    model.rpn.post_nms_topk_train = 300
+    model.rpn.pre_nms_topk_test = 300
+    model.rpn.post_nms_topk_test = 150
     model.roi_heads.batch_size_per_image = 128
     return model
 

@@ -79,18 +79,19 @@ def ssd_vgg16(
     return L(SSD)(
         backbone=L(SSDVGG)(input_size=input_size, frozen_stages=frozen_stages, weights=backbone_weights),
         head=L(SSDHead)(
-            in_channels=SSD_VGG_CHANNELS[input_size], num_anchors=_num_anchors(aspect_ratios),
+            in_channels=None,  # sized from the backbone
+            num_anchors=_num_anchors(aspect_ratios),
             num_classes=Inherit("num_classes"),
+            score_thresh=0.01,
+            nms_thresh=0.45,
+            pre_nms_topk=400,
+            detections_per_img=200,
         ),
         default_boxes=L(DefaultBoxGenerator)(aspect_ratios=aspect_ratios, scales=tuple(scales), steps=steps),
         num_classes=num_classes,
         image_size=(input_size, input_size),
         pixel_mean=SSD_VGG_PIXEL_MEAN,
         pixel_std=SSD_VGG_PIXEL_STD,
-        score_thresh=0.01,
-        nms_thresh=0.45,
-        topk_candidates=400,
-        detections_per_img=200,
         class_names=None if class_names is None else list(class_names),
     )
 
@@ -107,17 +108,19 @@ def ssdlite320_mobilenet_v3(
     return L(SSD)(
         backbone=L(SSDLiteMobileNetV3)(reduced_tail=True, weights=backbone_weights),
         head=L(SSDLiteHead)(
-            in_channels=SSDLITE_CHANNELS, num_anchors=_num_anchors(aspect_ratios), num_classes=Inherit("num_classes"),
+            in_channels=None,  # sized from the backbone
+            num_anchors=_num_anchors(aspect_ratios),
+            num_classes=Inherit("num_classes"),
+            score_thresh=0.001,
+            nms_thresh=0.55,
+            pre_nms_topk=300,
+            detections_per_img=300,
         ),
         default_boxes=L(DefaultBoxGenerator)(aspect_ratios=aspect_ratios, min_ratio=0.2, max_ratio=0.95),
         num_classes=num_classes,
         image_size=(320, 320),
         pixel_mean=SSDLITE_PIXEL_MEAN,
         pixel_std=SSDLITE_PIXEL_STD,
-        score_thresh=0.001,
-        nms_thresh=0.55,
-        topk_candidates=300,
-        detections_per_img=300,
         class_names=None if class_names is None else list(class_names),
     )
 

@@ -18,7 +18,7 @@ Children call a function and then set attributes, e.g. ``model.head.ignore_thres
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from configs.common.datasets import dataset_sections
@@ -26,15 +26,10 @@ from detkit.config import Inherit, L, LazyCall
 from detkit.data.mosaic import MosaicDataset
 from detkit.data.transforms import yolo_train_transforms
 from detkit.engine import MultiStepLR, build_optimizer, default_train
-from detkit.models.backbones.base import ShapeSpec
 from detkit.models.dense_heads.yolo_head import YOLOv3Head
 from detkit.models.detectors.yolo import YOLOv3
 from detkit.models.necks.yolo_neck import YOLOv3Neck
 from detkit.models.zoo import YOLOV3_ARCHS
-
-
-def _shapes(shapes: Mapping[str, tuple[int, int]]) -> dict[str, LazyCall]:
-    return {level: L(ShapeSpec)(channels=channels, stride=stride) for level, (channels, stride) in shapes.items()}
 
 
 def yolov3_model(
@@ -56,18 +51,15 @@ def yolov3_model(
         anchor_masks: Anchor indices per level, shallowest first.
         norm: Norm kind of every conv.
         ignore_thresh: The head's ignore threshold.
-        **detector_kwargs: Passed to :class:`YOLOv3` (``input_size``, ``preprocess``, ``class_names``...).
+        **detector_kwargs: Passed to :class:`YOLOv3` (``input_size``, ``resize_mode``, ``class_names``...).
     """
     table = YOLOV3_ARCHS[arch]
     return L(YOLOv3, config_only=["num_classes"])(
         num_classes=num_classes,
         backbone=L(table.backbone)(out_levels=tuple(table.backbone_shapes), norm=norm),
-        # The explicit shapes go once the neck and head size themselves from the part before.
-        neck=L(YOLOv3Neck)(
-            in_shapes=_shapes(table.backbone_shapes), channels=table.neck_channels, depths=table.neck_depths, norm=norm
-        ),
+        # The neck sizes itself from the backbone, the head from the neck.
+        neck=L(YOLOv3Neck)(channels=table.neck_channels, depths=table.neck_depths, norm=norm),
         head=L(YOLOv3Head)(
-            in_shapes=_shapes(table.head_shapes),
             num_classes=Inherit("num_classes"),
             anchors=tuple(tuple(a) for a in (anchors if anchors is not None else table.anchors)),
             anchor_masks=tuple(tuple(m) for m in (anchor_masks if anchor_masks is not None else table.anchor_masks)),
@@ -97,27 +89,30 @@ def multi_scale_sizes(input_size: int, spread: int = 3) -> tuple[int, ...]:
 def _detector_settings(input_size: int, class_names: Sequence[str] | None, multi_scale: bool) -> dict:
     return dict(
         input_size=(input_size, input_size),
-        preprocess="letterbox",
+        resize_mode="letterbox",
         train_sizes=multi_scale_sizes(input_size) if multi_scale else None,
-        score_thresh=0.005,
-        nms_thresh=0.45,
-        max_detections=100,
         class_names=None if class_names is None else list(class_names),
     )
+
+
+def _with_test_settings(model: LazyCall) -> LazyCall:
+    # mmdetection's YOLOv3 test settings (the head's defaults, stated where the recipe is).
+    model.head.update(score_thresh=0.005, nms_thresh=0.45, detections_per_img=100)
+    return model
 
 
 def yolov3_d53(
     num_classes: int, *, input_size: int = 416, class_names: Sequence[str] | None = None, multi_scale: bool = True
 ) -> LazyCall:
     """YOLOv3 with Darknet-53, COCO anchors, batch norms trained."""
-    return yolov3_darknet53_model(num_classes, **_detector_settings(input_size, class_names, multi_scale))
+    return _with_test_settings(yolov3_darknet53_model(num_classes, **_detector_settings(input_size, class_names, multi_scale)))
 
 
 def yolov3_tiny(
     num_classes: int, *, input_size: int = 416, class_names: Sequence[str] | None = None, multi_scale: bool = True
 ) -> LazyCall:
     """YOLOv3-tiny, its COCO anchors, batch norms trained."""
-    return yolov3_tiny_model(num_classes, **_detector_settings(input_size, class_names, multi_scale))
+    return _with_test_settings(yolov3_tiny_model(num_classes, **_detector_settings(input_size, class_names, multi_scale)))
 
 
 # Shrinks any YOLO experiment for tests/test_configs.py: small inputs, same structure.

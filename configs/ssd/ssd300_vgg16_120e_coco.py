@@ -15,4 +15,4 @@ optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"]
 
 # Shrinks the config for tests/test_configs.py: SSD300's unpadded conv10_2/conv11_2 need the
 # 300x300 input, so only the detection budget shrinks.
-test_overrides = ["model.topk_candidates=50", "model.detections_per_img=20"]
+test_overrides = ["model.head.pre_nms_topk=50", "model.head.detections_per_img=20"]

@@ -15,4 +15,4 @@ optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"]
 
 # Shrinks the config for tests/test_configs.py (the 4x4 conv12_2 needs a 2x2 conv11_2,
 # which needs inputs of about 260 or more).
-test_overrides = ["model.image_size=(320, 320)", "model.topk_candidates=50", "model.detections_per_img=20"]
+test_overrides = ["model.image_size=(320, 320)", "model.head.pre_nms_topk=50", "model.head.detections_per_img=20"]

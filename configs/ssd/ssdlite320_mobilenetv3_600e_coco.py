@@ -16,4 +16,4 @@ optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"]
 
 # Shrinks the config for tests/test_configs.py (the extras are all padded: any input works; 64
 # still leaves the 1x1 last map a batch of 2 for BatchNorm).
-test_overrides = ["model.image_size=(160, 160)", "model.topk_candidates=50", "model.detections_per_img=20"]
+test_overrides = ["model.image_size=(160, 160)", "model.head.pre_nms_topk=50", "model.head.detections_per_img=20"]

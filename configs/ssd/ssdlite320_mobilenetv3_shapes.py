@@ -18,4 +18,4 @@ dataloader, evaluator = _training["dataloader"], _training["evaluator"]
 optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
 
 # Shrinks the config for tests/test_configs.py (see ssdlite320_mobilenetv3_600e_coco.py).
-test_overrides = ["model.image_size=(160, 160)", "model.topk_candidates=50", "model.detections_per_img=20"]
+test_overrides = ["model.image_size=(160, 160)", "model.head.pre_nms_topk=50", "model.head.detections_per_img=20"]

@@ -5,7 +5,7 @@
     from detkit.apis import Predictor
 
     predictor = Predictor.from_config("configs/yolo/yolov3_tiny_coco.py", "yolov3_tiny.pth",
-                                      score_threshold=0.3, classes=["dog", "person"])
+                                      score_thresh=0.3, classes=["dog", "person"])
     for result in predictor(["dog.jpg", cv2.imread("person.jpg")]):
         print(result.source, result.boxes, result.class_names)
 
@@ -28,6 +28,7 @@ from torch import nn
 from detkit.apis.images import ImageInput, as_float_image, describe_input, to_chw_tensor
 from detkit.config import instantiate, load_config
 from detkit.utils.checkpoint import CheckpointError, load_weights
+from detkit.utils.deprecation import renamed_keyword
 from detkit.utils.result import Result
 
 __all__ = ["CheckpointError", "Predictor", "default_device"]
@@ -60,28 +61,33 @@ class Predictor:
         model: A detector following docs/conventions.md (put in eval mode, moved to ``device``).
         device: Where the model runs; default ``cuda`` when available, else ``cpu``.
         class_names: Name of each label; default ``model.class_names`` (labels as text if None).
-        score_threshold: Drop detections scoring below this (default: keep what the model gives).
+        score_thresh: Drop detections scoring below this (default: keep what the model gives).
         classes: Keep only these classes, by name or 0-based id (a list, or ``"dog,person"``).
-        max_detections: Keep at most this many detections per image, highest scores first.
+        detections_per_img: Keep at most this many detections per image, highest scores first.
         label_to_category_id: Map from label to dataset category id for COCO output; default
             ``model.label_to_category_id`` when the model has one.
+        score_threshold, max_detections: Deprecated names of ``score_thresh`` and
+            ``detections_per_img``.
 
     Raises:
         ValueError: A class name or id in ``classes`` that the model does not have.
     """
 
     def __init__(self, model: nn.Module, *, device: str | torch.device | None = None,
-                 class_names: Sequence[str] | None = None, score_threshold: float | None = None,
+                 class_names: Sequence[str] | None = None, score_thresh: float | None = None,
                  classes: Iterable[str | int] | str | None = None,
-                 max_detections: int | None = None,
-                 label_to_category_id: Mapping[int, int] | None = None) -> None:
+                 detections_per_img: int | None = None,
+                 label_to_category_id: Mapping[int, int] | None = None,
+                 score_threshold: float | None = None, max_detections: int | None = None) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.eval().to(self.device)
         names = class_names if class_names is not None else getattr(model, "class_names", None)
         self.class_names: list[str] | None = list(names) if names is not None else None
         self.num_classes: int | None = getattr(model, "num_classes", None)
-        self.score_threshold = score_threshold
-        self.max_detections = max_detections
+        self.score_thresh = renamed_keyword("Predictor", "score_threshold", score_threshold, "score_thresh",
+                                            score_thresh, None)
+        self.detections_per_img = renamed_keyword("Predictor", "max_detections", max_detections,
+                                                  "detections_per_img", detections_per_img, None)
         self.label_to_category_id = (label_to_category_id if label_to_category_id is not None
                                      else getattr(model, "label_to_category_id", None))
         self.class_ids = self._resolve_classes(classes)
@@ -89,9 +95,10 @@ class Predictor:
     @classmethod
     def from_config(cls, config_path: str | Path, checkpoint_path: str | Path | None = None, *,
                     device: str | torch.device | None = None, overrides: Sequence[str] | None = None,
-                    score_threshold: float | None = None,
+                    score_thresh: float | None = None,
                     classes: Iterable[str | int] | str | None = None,
-                    max_detections: int | None = None) -> Predictor:
+                    detections_per_img: int | None = None,
+                    score_threshold: float | None = None, max_detections: int | None = None) -> Predictor:
         """Build ``model`` of a detkit config, load a checkpoint into it, wrap it.
 
         Args:
@@ -100,7 +107,8 @@ class Predictor:
                 state dict, also one saved from DistributedDataParallel), loaded strictly by
                 :func:`detkit.utils.checkpoint.load_weights`;
                 None for a config whose model loads its own weights.
-            device, score_threshold, classes, max_detections: As for :class:`Predictor`.
+            device, score_thresh, classes, detections_per_img, score_threshold, max_detections: As
+                for :class:`Predictor`.
             overrides: ``"key.path=value"`` config overrides.
 
         Raises:
@@ -114,7 +122,8 @@ class Predictor:
         model = instantiate(cfg.model)
         if checkpoint_path is not None:
             load_weights(model, checkpoint_path, strict=True, drop_ddp_prefix=True)
-        return cls(model, device=device, score_threshold=score_threshold, classes=classes,
+        return cls(model, device=device, score_thresh=score_thresh, classes=classes,
+                   detections_per_img=detections_per_img, score_threshold=score_threshold,
                    max_detections=max_detections)
 
     def _resolve_classes(self, classes: Iterable[str | int] | str | None) -> set[int] | None:
@@ -159,16 +168,16 @@ class Predictor:
         """Filter one prediction dict (score, classes, count) and make it a :class:`Result`."""
         scores = torch.as_tensor(prediction["scores"])
         keep = torch.ones_like(scores, dtype=torch.bool)
-        if self.score_threshold is not None:
-            keep &= scores >= self.score_threshold
+        if self.score_thresh is not None:
+            keep &= scores >= self.score_thresh
         if self.class_ids is not None:
             labels = torch.as_tensor(prediction["labels"])
             allowed = torch.tensor(sorted(self.class_ids), dtype=labels.dtype, device=labels.device)
             keep &= torch.isin(labels, allowed)
         kept = torch.nonzero(keep).flatten()
         kept = kept[torch.argsort(scores[kept], descending=True, stable=True)]
-        if self.max_detections is not None:
-            kept = kept[: self.max_detections]
+        if self.detections_per_img is not None:
+            kept = kept[: self.detections_per_img]
         selected: dict[str, Any] = {}
         for key in ("boxes", "scores", "labels", "masks", "landmarks"):
             value = prediction.get(key)
@@ -221,8 +230,8 @@ class Predictor:
 
     def __repr__(self) -> str:
         return (f"Predictor({type(self.model).__name__}, device={self.device}, "
-                f"score_threshold={self.score_threshold}, classes={self.class_ids}, "
-                f"max_detections={self.max_detections})")
+                f"score_thresh={self.score_thresh}, classes={self.class_ids}, "
+                f"detections_per_img={self.detections_per_img})")
 
 
 def _as_list(inputs: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:

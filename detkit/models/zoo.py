@@ -20,8 +20,6 @@ The cfgs and class-name files are package data under ``detkit/model_data/yolo/``
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +131,12 @@ def read_class_names(name: str) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
+# Detection settings of YOLOv3Head (its configure()): the convenience builders below take them
+# beside the detector's own keywords and hand them to the head.
+YOLOV3_HEAD_SETTINGS = ("score_thresh", "nms_thresh", "class_agnostic_nms", "multi_label", "pre_nms_topk",
+                        "detections_per_img")
+
+
 def build_yolov3(
     arch: str | YOLOv3Arch,
     num_classes: int,
@@ -141,7 +145,7 @@ def build_yolov3(
     anchor_masks: Sequence[Sequence[int]] | None = None,
     norm: str = "bn",
     ignore_thresh: float = 0.7,
-    **detector_kwargs: Any,
+    **kwargs: Any,
 ) -> YOLOv3:
     """A YOLOv3 of one of :data:`YOLOV3_ARCHS`, weights as initialised (train mode).
 
@@ -152,7 +156,9 @@ def build_yolov3(
         anchor_masks: Anchor indices per level, shallowest first (default the arch's).
         norm: Norm kind of every conv.
         ignore_thresh: The head's ignore threshold.
-        **detector_kwargs: Passed to :class:`YOLOv3` (``input_size``, ``preprocess``...).
+        **kwargs: The head's detection settings (:data:`YOLOV3_HEAD_SETTINGS`: ``score_thresh``,
+            ``nms_thresh``...) go to :meth:`YOLOv3Head.configure`, the rest to :class:`YOLOv3`
+            (``input_size``, ``resize_mode``, ``class_names``...).
     """
     if isinstance(arch, str):
         if arch not in YOLOV3_ARCHS:
@@ -169,7 +175,8 @@ def build_yolov3(
         norm=norm,
         ignore_thresh=ignore_thresh,
     )
-    return YOLOv3(backbone, neck, head, **detector_kwargs)
+    head.configure(**{key: kwargs.pop(key) for key in YOLOV3_HEAD_SETTINGS if key in kwargs})
+    return YOLOv3(backbone, neck, head, **kwargs)
 
 
 def yolov3_tiny_coco_weights(cache_dir: str | Path | None = None) -> Path:
@@ -203,7 +210,7 @@ def yolov3_tiny_coco(
     Args:
         cache_dir: Cache root for :func:`yolov3_tiny_coco_weights`.
         weights: A local ``yolov3-tiny.weights`` to use instead of fetching it.
-        **detector_kwargs: Passed to :class:`YOLOv3` (``preprocess``, ``score_thresh``...).
+        **detector_kwargs: Passed to :func:`build_yolov3` (``resize_mode``, ``score_thresh``...).
 
     Returns:
         The detector.
@@ -215,23 +222,3 @@ def yolov3_tiny_coco(
     model = build_yolov3_from_cfg(YOLO_DATA_DIR / "yolov3-tiny.cfg", **detector_kwargs)
     load_darknet_weights(model, path)
     return model.eval()
-
-
-# Deprecated names of config trees that moved up to the configs (models never import the config
-# system). They are looked up at run time, only when used, through the model zoo.
-_MOVED = {
-    "yolov3_darknet53_config": ("configs/common/yolo.py", "yolov3_darknet53_model"),
-    "yolov3_tiny_config": ("configs/common/yolo.py", "yolov3_tiny_model"),
-    "build": ("detkit.config", "instantiate"),
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    where, new = _MOVED[name]
-    warnings.warn(f"detkit.models.zoo.{name} moved to {where} ({new}); the old name will be removed",
-                  DeprecationWarning, stacklevel=2)
-    if where == "detkit.config":
-        return getattr(importlib.import_module(where), new)
-    return getattr(importlib.import_module("detkit.model_zoo").config_module("common.yolo"), new)

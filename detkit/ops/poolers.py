@@ -10,12 +10,14 @@ ported from torchvision pool exactly the same features.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from detkit.ops.boxes import box_area
 from detkit.ops.roi_align import _pair, boxes_to_rois, roi_align
+from detkit.utils.deprecation import renamed_keyword
 
 
 def infer_scale(feature_size: tuple[int, int], image_size: tuple[int, int]) -> float:
@@ -57,27 +59,30 @@ class MultiScaleRoIAlign(nn.Module):
     """RoIAlign over several pyramid levels, each RoI pooled from the level that suits its size.
 
     Args:
-        featmap_names: names of the levels to pool from, in increasing stride (e.g. ``["p2", "p3", "p4", "p5"]``).
+        in_levels: names of the levels to pool from, in increasing stride (e.g. ``["p2", "p3", "p4", "p5"]``).
         output_size: pooled ``(height, width)`` or one int.
         sampling_ratio: as in :func:`detkit.ops.roi_align`.
         canonical_scale, canonical_level: the level-mapping constants (224 and 4, from the FPN paper).
         aligned: as in :func:`detkit.ops.roi_align` (False, like torchvision's detection models).
+        featmap_names: deprecated name of ``in_levels`` (torchvision's).
     """
 
     def __init__(
         self,
-        featmap_names: list[str],
-        output_size: int | tuple[int, int],
-        sampling_ratio: int,
+        in_levels: Sequence[str] | None = None,
+        output_size: int | tuple[int, int] = 7,
+        sampling_ratio: int = 2,
         *,
         canonical_scale: int = 224,
         canonical_level: int = 4,
         aligned: bool = False,
+        featmap_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        if not featmap_names:
-            raise ValueError("MultiScaleRoIAlign: featmap_names must name at least one feature level")
-        self.featmap_names = list(featmap_names)
+        in_levels = renamed_keyword("MultiScaleRoIAlign", "featmap_names", featmap_names, "in_levels", in_levels, None)
+        if not in_levels:
+            raise ValueError("MultiScaleRoIAlign: in_levels must name at least one feature level")
+        self.in_levels = list(in_levels)
         self.output_size = _pair(output_size)
         self.sampling_ratio = sampling_ratio
         self.canonical_scale = canonical_scale
@@ -90,21 +95,21 @@ class MultiScaleRoIAlign(nn.Module):
         """Pool a feature for each box.
 
         Args:
-            features: level name -> ``[N, C, H_l, W_l]``; levels not in ``featmap_names`` are ignored.
+            features: level name -> ``[N, C, H_l, W_l]``; levels not in ``in_levels`` are ignored.
             boxes: per-image ``[K_i, 4]`` xyxy boxes in image pixels (``len(boxes) == N``).
             image_sizes: per-image ``(height, width)`` before padding.
 
         Returns:
             ``[sum K_i, C, *output_size]``, in the order of the concatenated boxes.
         """
-        missing = [name for name in self.featmap_names if name not in features]
+        missing = [name for name in self.in_levels if name not in features]
         if missing:
             raise KeyError(
                 f"MultiScaleRoIAlign: feature levels {missing} are missing; available: {sorted(features)}"
             )
         if not image_sizes:
             raise ValueError("MultiScaleRoIAlign: image_sizes must not be empty")
-        maps = [features[name] for name in self.featmap_names]
+        maps = [features[name] for name in self.in_levels]
         largest = (max(h for h, _ in image_sizes), max(w for _, w in image_sizes))
         scales = [infer_scale(tuple(m.shape[-2:]), largest) for m in maps]
         rois = boxes_to_rois(boxes)
@@ -126,6 +131,6 @@ class MultiScaleRoIAlign(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"featmap_names={self.featmap_names}, output_size={self.output_size}, "
+            f"in_levels={self.in_levels}, output_size={self.output_size}, "
             f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}"
         )

@@ -96,21 +96,21 @@ def test_missing_and_undecodable_files_raise_with_the_path(tmp_path: Path,
         predictor(np.zeros((4, 4, 2), np.uint8))
 
 
-def test_score_threshold_classes_and_max_detections(toy: ToyDetector) -> None:
+def test_score_thresh_classes_and_detections_per_img(toy: ToyDetector) -> None:
     image = np.zeros((10, 10, 3), np.uint8)
 
     def labels(**options: object) -> list[int]:
         return Predictor(toy, device="cpu", **options)(image)[0].labels.tolist()
 
     assert labels() == [0, 1, 2]
-    assert labels(score_threshold=0.5) == [0, 1]
+    assert labels(score_thresh=0.5) == [0, 1]
     assert labels(classes=["person", "dog"]) == [1, 2]
     assert labels(classes="cat,person") == [0, 2]
     assert labels(classes=[2]) == [2]
     assert labels(classes="1") == [1]
-    assert labels(max_detections=2) == [0, 1]
-    assert labels(classes=["dog", "person"], max_detections=1) == [1]
-    assert labels(score_threshold=0.95) == []
+    assert labels(detections_per_img=2) == [0, 1]
+    assert labels(classes=["dog", "person"], detections_per_img=1) == [1]
+    assert labels(score_thresh=0.95) == []
     with pytest.raises(ValueError, match="unknown class 'horse'.*cat, dog, person"):
         Predictor(toy, classes=["horse"])
     with pytest.raises(ValueError, match="out of range"):
@@ -160,7 +160,7 @@ def test_from_config_with_overrides_and_a_checkpoint(tmp_path: Path) -> None:
         source.stem.weight.fill_(0.25)
     checkpoint = tmp_path / "toy.pth"
     torch.save({"model": source.state_dict(), "iteration": 3}, checkpoint)
-    predictor = Predictor.from_config(CONFIG, checkpoint, device="cpu", score_threshold=0.5,
+    predictor = Predictor.from_config(CONFIG, checkpoint, device="cpu", score_thresh=0.5,
                                       overrides=["model.with_masks=False"])
     assert torch.all(predictor.model.stem.weight == 0.25)
     assert not predictor.model.training
@@ -205,3 +205,11 @@ def test_load_model_weights_is_a_deprecated_strict_load(tmp_path: Path) -> None:
         load_model_weights = detkit.apis.load_model_weights
     with pytest.raises(CheckpointError, match="shape-mismatched"):
         load_model_weights(model, tmp_path / "other.pth")
+
+
+def test_old_threshold_names_still_work_with_a_warning(toy: ToyDetector) -> None:
+    with pytest.warns(DeprecationWarning, match="score_threshold= is deprecated, use score_thresh="):
+        predictor = Predictor(toy, device="cpu", score_threshold=0.5)
+    with pytest.warns(DeprecationWarning, match="max_detections= is deprecated, use detections_per_img="):
+        capped = Predictor(toy, device="cpu", max_detections=1)
+    assert predictor.score_thresh == 0.5 and capped.detections_per_img == 1

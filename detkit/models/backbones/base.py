@@ -11,7 +11,6 @@ from the shallowest level to the deepest.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,19 +18,9 @@ from torch import Tensor, nn
 
 from detkit.models.layers import freeze_module
 from detkit.models.weights import LoadReport, load_weights
+from detkit.structures import ShapeSpec  # defined with the other exchange formats; re-exported here
 
-
-@dataclass(frozen=True)
-class ShapeSpec:
-    """Channels and stride of one feature level.
-
-    Attributes:
-        channels: Number of channels ``C`` of the feature map ``[B, C, h, w]``.
-        stride: Input pixels per feature-map cell (nominal: ``h`` is about ``H / stride``).
-    """
-
-    channels: int
-    stride: int
+__all__ = ["Backbone", "ShapeSpec", "select_levels"]
 
 
 def select_levels(requested: Iterable[str], available: Mapping[str, ShapeSpec], owner: str) -> tuple[str, ...]:

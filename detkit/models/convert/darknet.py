@@ -268,7 +268,8 @@ def build_yolov3_from_cfg(cfg_path: str | Path, **detector_kwargs: Any) -> YOLOv
 
     Args:
         cfg_path: A ``yolov3.cfg``- or ``yolov3-tiny.cfg``-shaped file (any classes, anchors, size).
-        **detector_kwargs: Passed to :class:`YOLOv3`; ``input_size`` defaults to the cfg's
+        **detector_kwargs: Passed to :func:`~detkit.models.zoo.build_yolov3` (the detector's
+            keywords and the head's detection settings); ``input_size`` defaults to the cfg's
             ``[net] height, width``.
 
     Returns:

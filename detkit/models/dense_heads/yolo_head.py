@@ -1,4 +1,4 @@
-"""YOLOv3's detection head: per level a 3x3 conv, a 1x1 prediction conv, decoding and the loss.
+"""YOLOv3's detection head: per level a 3x3 conv, a 1x1 prediction conv, decoding, loss, detection.
 
 Per level the prediction conv outputs ``A * (5 + C)`` channels: for each of the level's ``A``
 anchors (darknet's ``mask``), ``(tx, ty, tw, th, objectness, class_0 .. class_{C-1})`` in that
@@ -23,6 +23,12 @@ The loss (:meth:`YOLOv3Head.loss`) follows darknet's ``[yolo]`` layer:
   weighted by ``2 - w * h / (W * H)`` so that small boxes count more. (Chosen over GIoU because it
   is what the published weights were trained with and needs no extra balancing.)
 - Every term is a sum over cells divided by the number of images, times its weight.
+
+Detection (:meth:`YOLOv3Head.predict`): score = objectness x class probability (OpenCV's region
+layer, darknet), each box's best class (or every class with ``multi_label``) above
+``score_thresh``, the ``pre_nms_topk`` best, NMS per class (or over all classes with
+``class_agnostic_nms``) at ``nms_thresh``, the ``detections_per_img`` best
+(:func:`~detkit.models.postprocess.select_detections`).
 """
 
 from __future__ import annotations
@@ -33,9 +39,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detkit.models.backbones.base import ShapeSpec
 from detkit.models.backbones.darknet import ConvPair, conv_pair, darknet_conv
+from detkit.models.dense_heads.base import DenseHead
+from detkit.utils.deprecation import MovedAttribute, renamed_keyword
+from detkit.models.postprocess import select_detections
+from detkit.models.sizing import SizedByInputs
 from detkit.ops import box_iou
+from detkit.structures import ShapeSpec
 
 # darknet's COCO anchors (yolov3.cfg, width x height in pixels of a 416x416 input), 3 per level.
 COCO_ANCHORS = ((10, 13), (16, 30), (33, 23), (30, 61), (62, 45), (59, 119), (116, 90), (156, 198), (373, 326))
@@ -59,37 +69,55 @@ def wh_iou(wh1: Tensor, wh2: Tensor) -> Tensor:
     return inter / (wh1.prod(-1)[:, None] + wh2.prod(-1)[None] - inter)
 
 
-class YOLOv3Head(nn.Module):
-    """Prediction convs, decoding and loss of YOLOv3 (one set of anchors per level).
+class YOLOv3Head(SizedByInputs, DenseHead):
+    """Prediction convs, decoding, loss and detection of YOLOv3 (one set of anchors per level).
 
     Args:
-        in_shapes: The neck's levels (``p3``.., shallowest first).
-        num_classes: Number of object classes ``C``.
+        in_shapes: The neck's levels (``p3``.., shallowest first); None: sized by its detector
+            from the neck's ``output_shape()``.
+        num_classes: Number of object classes ``C`` (80: COCO).
         anchors: All anchors ``(w, h)`` in pixels of the network input, small to large.
         anchor_masks: Indices into ``anchors`` used by each level, shallowest first.
         mid_channels: Channels of each level's 3x3 conv, shallowest first.
         norm: Norm kind of the 3x3 convs.
         ignore_thresh: IoU above which a non-positive prediction gets no objectness loss.
         loss_weights: Weights of ``loss_xy``, ``loss_wh``, ``loss_obj``, ``loss_cls``.
+        score_thresh: Detections need ``objectness x class probability > score_thresh``.
+        nms_thresh: IoU threshold of the NMS.
+        class_agnostic_nms: One NMS over all classes (OpenCV's sample) instead of one per class.
+        multi_label: Keep every class above the threshold for a box, not only its best class.
+        pre_nms_topk: Candidates kept (highest scores) per image before the NMS.
+        detections_per_img: Detections kept per image after the NMS.
+        pre_nms_top_k, max_detections: deprecated names of ``pre_nms_topk`` and ``detections_per_img``.
     """
+
+    pre_nms_top_k = MovedAttribute("pre_nms_topk")
+    max_detections = MovedAttribute("detections_per_img")
 
     def __init__(
         self,
-        in_shapes: Mapping[str, ShapeSpec],
-        num_classes: int,
+        in_shapes: Mapping[str, ShapeSpec] | None = None,
+        num_classes: int = 80,
         anchors: Sequence[Sequence[float]] = COCO_ANCHORS,
         anchor_masks: Sequence[Sequence[int]] = COCO_ANCHOR_MASKS,
         mid_channels: Sequence[int] = (256, 512, 1024),
         norm: str = "bn",
         ignore_thresh: float = 0.7,
         loss_weights: Mapping[str, float] | None = None,
+        *,
+        score_thresh: float = 0.005,
+        nms_thresh: float = 0.45,
+        class_agnostic_nms: bool = False,
+        multi_label: bool = False,
+        pre_nms_topk: int = 1000,
+        detections_per_img: int = 100,
+        pre_nms_top_k: int | None = None,
+        max_detections: int | None = None,
     ) -> None:
         super().__init__()
-        levels = list(in_shapes)
-        if not (len(levels) == len(anchor_masks) == len(mid_channels)):
+        if len(anchor_masks) != len(mid_channels):
             raise ValueError(
-                f"YOLOv3Head: {len(levels)} levels {levels}, {len(anchor_masks)} anchor_masks and "
-                f"{len(mid_channels)} mid_channels must be as many"
+                f"YOLOv3Head: {len(anchor_masks)} anchor_masks and {len(mid_channels)} mid_channels must be as many"
             )
         flat = sorted(i for mask in anchor_masks for i in mask)
         if any(i < 0 or i >= len(anchors) for i in flat) or len(set(flat)) != len(flat):
@@ -99,9 +127,10 @@ class YOLOv3Head(nn.Module):
         if len({len(mask) for mask in anchor_masks}) != 1:
             raise ValueError(f"YOLOv3Head: every level needs as many anchors, got masks {anchor_masks}")
         self.num_classes = num_classes
-        self.in_levels = tuple(levels)
         self.anchor_masks = tuple(tuple(int(i) for i in mask) for mask in anchor_masks)
         self.num_anchors = len(anchor_masks[0])
+        self.mid_channels = tuple(int(c) for c in mid_channels)
+        self.norm = norm
         self.ignore_thresh = ignore_thresh
         weights = {"loss_xy": 1.0, "loss_wh": 1.0, "loss_obj": 1.0, "loss_cls": 1.0}
         unknown = set(loss_weights or {}) - set(weights)
@@ -109,12 +138,56 @@ class YOLOv3Head(nn.Module):
             raise ValueError(f"YOLOv3Head: unknown loss_weights keys {sorted(unknown)}; expected {sorted(weights)}")
         weights.update(loss_weights or {})
         self.loss_weights = weights
-        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).reshape(-1, 2), persistent=False)
-        outputs = self.num_anchors * (5 + num_classes)
-        self.convs = nn.ModuleList(
-            darknet_conv(in_shapes[name].channels, mid, 3, norm=norm) for name, mid in zip(levels, mid_channels)
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.class_agnostic_nms = class_agnostic_nms
+        self.multi_label = multi_label
+        self.pre_nms_topk = renamed_keyword(
+            "YOLOv3Head", "pre_nms_top_k", pre_nms_top_k, "pre_nms_topk", pre_nms_topk, 1000
         )
-        self.preds = nn.ModuleList(nn.Conv2d(mid, outputs, 1) for mid in mid_channels)
+        self.detections_per_img = renamed_keyword(
+            "YOLOv3Head", "max_detections", max_detections, "detections_per_img", detections_per_img, 100
+        )
+        self.register_buffer("anchors", torch.tensor(anchors, dtype=torch.float32).reshape(-1, 2), persistent=False)
+        self.in_levels: tuple[str, ...] = ()
+        self.convs = nn.ModuleList()
+        self.preds = nn.ModuleList()
+        self._init_in_shapes(in_shapes)
+
+    def configure(
+        self,
+        *,
+        score_thresh: float | None = None,
+        nms_thresh: float | None = None,
+        class_agnostic_nms: bool | None = None,
+        multi_label: bool | None = None,
+        pre_nms_topk: int | None = None,
+        detections_per_img: int | None = None,
+    ) -> None:
+        """Set the detection settings that are given (see the class docstring)."""
+        settings = dict(
+            score_thresh=score_thresh, nms_thresh=nms_thresh, class_agnostic_nms=class_agnostic_nms,
+            multi_label=multi_label, pre_nms_topk=pre_nms_topk, detections_per_img=detections_per_img,
+        )  # fmt: skip
+        for name, value in settings.items():
+            if value is not None:
+                setattr(self, name, value)
+
+    def _build(self, in_shapes: dict[str, ShapeSpec]) -> None:
+        levels = list(in_shapes)
+        if len(levels) != len(self.anchor_masks):
+            raise ValueError(
+                f"YOLOv3Head: {len(levels)} levels {levels}, {len(self.anchor_masks)} anchor_masks and "
+                f"{len(self.mid_channels)} mid_channels must be as many"
+            )
+        self.in_shapes = dict(in_shapes)
+        self.in_levels = tuple(levels)
+        outputs = self.num_anchors * (5 + self.num_classes)
+        self.convs.extend(
+            darknet_conv(in_shapes[name].channels, mid, 3, norm=self.norm)
+            for name, mid in zip(levels, self.mid_channels)
+        )
+        self.preds.extend(nn.Conv2d(mid, outputs, 1) for mid in self.mid_channels)
 
     def forward(self, features: Mapping[str, Tensor]) -> list[Tensor]:
         """Raw predictions per level.
@@ -125,6 +198,7 @@ class YOLOv3Head(nn.Module):
         Returns:
             ``[B, A * (5 + C), h_l, w_l]`` per level, shallowest first.
         """
+        self._require_sized()
         return [pred(conv(features[name])) for name, conv, pred in zip(self.in_levels, self.convs, self.preds)]
 
     def _split(self, raw: Tensor) -> Tensor:
@@ -167,19 +241,25 @@ class YOLOv3Head(nn.Module):
         return torch.cat(boxes, 1), torch.cat(objectness, 1), torch.cat(classes, 1)
 
     def loss(
-        self, raw: Sequence[Tensor], targets: Sequence[Mapping[str, Tensor]], input_size: tuple[int, int]
+        self,
+        raw: Sequence[Tensor],
+        priors: Tensor | None,
+        targets: Sequence[Mapping[str, Tensor]],
+        image_sizes: Sequence[tuple[int, int]],
     ) -> dict[str, Tensor]:
         """The YOLOv3 loss (see the module docstring).
 
         Args:
             raw: Output of :meth:`forward` for ``B`` images.
+            priors: None (the anchors are the head's, per level).
             targets: Per image ``boxes [M_i, 4]`` xyxy in input pixels and ``labels [M_i]`` int64;
                 ``M_i = 0`` is fine.
-            input_size: ``(H, W)`` of the network input, pixels.
+            image_sizes: ``(H, W)`` of the network input, per image (one size for the batch).
 
         Returns:
             ``loss_xy``, ``loss_wh``, ``loss_obj``, ``loss_cls``: weighted scalars.
         """
+        input_size = tuple(image_sizes[0])
         device = raw[0].device
         batch = raw[0].shape[0]
         gt_boxes = torch.cat([t["boxes"].to(device, torch.float32).reshape(-1, 4) for t in targets])
@@ -240,6 +320,41 @@ class YOLOv3Head(nn.Module):
                 chosen[:, 5:], class_target, reduction="sum"
             )
         return {name: value * self.loss_weights[name] / batch for name, value in totals.items()}
+
+    def predict(
+        self, raw: Sequence[Tensor], priors: Tensor | None, image_sizes: Sequence[tuple[int, int]]
+    ) -> list[dict[str, Tensor]]:
+        """Detections per image in network-input pixels: :meth:`decode`, then :meth:`select`.
+
+        Args:
+            raw: Output of :meth:`forward`.
+            priors: None (the anchors are the head's).
+            image_sizes: ``(H, W)`` of the network input, per image (one size for the batch).
+        """
+        return self.select(*self.decode(raw, tuple(image_sizes[0])))
+
+    def select(self, boxes: Tensor, objectness: Tensor, class_probs: Tensor) -> list[dict[str, Tensor]]:
+        """Scores, threshold, top-k, NMS and cap on decoded predictions.
+
+        Args:
+            boxes: ``[B, N, 4]`` xyxy in network-input pixels.
+            objectness: ``[B, N]`` in [0, 1].
+            class_probs: ``[B, N, C]`` in [0, 1].
+
+        Returns:
+            Per image ``boxes [K, 4]`` (network-input pixels), ``scores [K]`` by decreasing score,
+            ``labels [K]``.
+        """
+        # OpenCV's region layer and darknet both report objectness x class probability.
+        scores = objectness[..., None] * class_probs
+        return [
+            select_detections(
+                image_boxes, image_scores, score_thresh=self.score_thresh, multi_label=self.multi_label,
+                pre_nms_topk=self.pre_nms_topk, nms_thresh=self.nms_thresh, class_agnostic_nms=self.class_agnostic_nms,
+                detections_per_img=self.detections_per_img,
+            ).as_dict()
+            for image_boxes, image_scores in zip(boxes, scores)
+        ]  # fmt: skip
 
     def darknet_convs_per_level(self) -> list[list[ConvPair]]:
         """Per level, deepest first: ``[(3x3 conv, bn), (prediction conv, None)]`` in cfg order."""

@@ -1,8 +1,13 @@
-"""Detectors: ``detector(images, targets=None) -> (predictions, losses)`` (docs/conventions.md)."""
+"""Detectors: ``detector(images, targets=None) -> (predictions, losses)`` (docs/conventions.md).
 
+:class:`Detector` (``base.py``) is the contract every family subclasses; a family wires its parts
+in ``forward_batch``.
+"""
+
+from detkit.models.detectors.base import Detector
 from detkit.models.detectors.mtcnn import MTCNN, ONet, PNet, RNet
 from detkit.models.detectors.ssd import SSD
 from detkit.models.detectors.two_stage import FasterRCNN, MaskRCNN
 from detkit.models.detectors.yolo import YOLOv3
 
-__all__ = ["MTCNN", "SSD", "FasterRCNN", "MaskRCNN", "ONet", "PNet", "RNet", "YOLOv3"]
+__all__ = ["MTCNN", "SSD", "Detector", "FasterRCNN", "MaskRCNN", "ONet", "PNet", "RNet", "YOLOv3"]

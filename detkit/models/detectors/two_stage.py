@@ -2,31 +2,38 @@
 
 ``images -> preprocess (normalise, resize, pad) -> backbone -> neck (FPN) -> RPN proposals ->
 RoI heads -> detections mapped back to the input images``. Every part is a ready module; the
-detector only wires them and checks its inputs (see docs/conventions.md for the formats).
+detector only wires them (the checks, preprocessing, loss merging and mapping back are
+:class:`~detkit.models.detectors.base.Detector`'s; see docs/conventions.md for the formats).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
 from detkit.models.dense_heads.rpn import RPN
+from detkit.models.detectors.base import Detector
 from detkit.models.preprocess import RCNNPreprocess
 from detkit.models.roi_heads.roi_heads import RoIHeads
-from detkit.structures import check_image_list, validate_targets
+from detkit.structures import ImageList
+
+__all__ = ["FasterRCNN", "MaskRCNN"]
 
 
-class FasterRCNN(nn.Module):
+class FasterRCNN(Detector):
     """Faster R-CNN: a region proposal network and a box head on shared features.
 
     Args:
         backbone: images ``[B, 3, H, W]`` -> dict of feature maps.
         neck: feature dict -> feature dict (an FPN), or None to use the backbone's maps directly.
+            A neck built without input shapes is sized from ``backbone.output_shape()`` here,
+            and the RPN head from the neck's ``output_shape()``; given shapes are checked.
         rpn: the proposal stage.
-        roi_heads: the box (and mask) stage; its ``num_classes`` must equal ``num_classes``.
+        roi_heads: the box (and mask) stage; the detector's ``num_classes`` is its ``num_classes``.
         preprocess: normalisation, resizing and padding of the inputs.
-        num_classes: number of object classes (background excluded; labels are 0-based).
+        num_classes: optional: checked against ``roi_heads.num_classes`` (object classes,
+            background excluded; labels are 0-based).
         class_names: optional name of each class.
 
     Call ``detector(images, targets=None) -> (predictions, losses)``:
@@ -40,6 +47,8 @@ class FasterRCNN(nn.Module):
       by decreasing score (and ``masks [K, H_i, W_i]`` probabilities); ``losses == {}``.
     """
 
+    classes_from = "roi_heads"
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -47,50 +56,28 @@ class FasterRCNN(nn.Module):
         rpn: RPN,
         roi_heads: RoIHeads,
         preprocess: RCNNPreprocess,
-        num_classes: int,
+        num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        if roi_heads.num_classes != num_classes:
-            raise ValueError(f"roi_heads has {roi_heads.num_classes} classes but the detector has {num_classes}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"got {len(class_names)} class_names for num_classes={num_classes}")
         self.backbone = backbone
         self.neck = neck
         self.rpn = rpn
         self.roi_heads = roi_heads
         self.preprocess = preprocess
-        self.num_classes = num_classes
-        self.class_names = None if class_names is None else list(class_names)
+        self.size_parts(backbone, neck, [rpn])
+        self.init_classes(num_classes, class_names)
 
-    def _check_images(self, images: Sequence[Tensor]) -> list[tuple[int, int]]:
-        # Floating point is checked by the preprocess, which normalises the images.
-        return check_image_list(images, type(self).__name__)
-
-    def _check_targets(self, targets: Sequence[Mapping[str, Tensor]], sizes: list[tuple[int, int]]) -> None:
-        validate_targets(targets, image_sizes=sizes, num_classes=self.num_classes)
-
-    def forward(
-        self, images: Sequence[Tensor], targets: Sequence[Mapping[str, Tensor]] | None = None
+    def forward_batch(
+        self, batch: ImageList, targets: list[dict[str, Tensor]] | None
     ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
-        """Detect (eval) or compute the losses (training); see the class docstring."""
-        original_sizes = self._check_images(images)
-        if self.training:
-            if targets is None:
-                raise ValueError(f"{type(self).__name__} needs targets in training mode (call .eval() to detect)")
-            self._check_targets(targets, original_sizes)
-        else:
-            targets = None  # losses are computed in training mode only
-
-        batch, resized_targets = self.preprocess(images, targets)
+        """Backbone, neck, proposals and RoI heads on the resized batch (see :class:`Detector`)."""
         features = self.backbone(batch.tensor)
         if self.neck is not None:
             features = self.neck(features)
-        proposals, rpn_losses = self.rpn(batch, features, resized_targets)
-        detections, roi_losses = self.roi_heads(features, proposals, batch.image_sizes, resized_targets)
-        if self.training:
-            return [], {**roi_losses, **rpn_losses}
-        return self.preprocess.postprocess(detections, batch.image_sizes, original_sizes), {}
+        proposals, rpn_losses = self.rpn.propose(batch, features, targets)
+        detections, roi_losses = self.roi_heads(features, proposals, batch.image_sizes, targets)
+        return detections, self.merge_losses(roi_losses, rpn_losses)
 
 
 class MaskRCNN(FasterRCNN):
@@ -99,6 +86,8 @@ class MaskRCNN(FasterRCNN):
     Args: as :class:`FasterRCNN`.
     """
 
+    required_target_keys = ("masks",)
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -106,15 +95,9 @@ class MaskRCNN(FasterRCNN):
         rpn: RPN,
         roi_heads: RoIHeads,
         preprocess: RCNNPreprocess,
-        num_classes: int,
+        num_classes: int | None = None,
         class_names: Sequence[str] | None = None,
     ) -> None:
         if not roi_heads.has_mask:
             raise ValueError("MaskRCNN needs roi_heads with a mask_pooler and a mask_head")
         super().__init__(backbone, neck, rpn, roi_heads, preprocess, num_classes, class_names)
-
-    def _check_targets(self, targets: Sequence[Mapping[str, Tensor]], sizes: list[tuple[int, int]]) -> None:
-        super()._check_targets(targets, sizes)
-        for index, target in enumerate(targets):
-            if "masks" not in target:
-                raise KeyError(f"image {index}: MaskRCNN targets need 'masks' [N, H, W] (has {sorted(target)})")

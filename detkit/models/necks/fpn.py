@@ -36,8 +36,10 @@ from collections.abc import Mapping, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detkit.models.backbones.base import ShapeSpec
+from detkit.utils.deprecation import MovedAttribute, renamed_keyword
 from detkit.models.layers import ConvNormAct, check_norm_kind
+from detkit.models.sizing import SizedByInputs
+from detkit.structures import ShapeSpec
 
 EXTRA_LEVEL_KINDS = (None, "maxpool", "p6p7")
 
@@ -46,17 +48,20 @@ def _output_name(input_name: str) -> str:
     return "p" + input_name[1:] if input_name.startswith("c") else "p_" + input_name
 
 
-class FPN(nn.Module):
+class FPN(SizedByInputs, nn.Module):
     """Feature Pyramid Network.
 
     Args:
-        input_shapes: Shapes of the input levels, e.g. ``backbone.output_shape()``; they are used
-            shallowest (smallest stride) first.
+        in_shapes: Shapes of the input levels, e.g. ``backbone.output_shape()``; they are used
+            shallowest (smallest stride) first. None: sized by its detector from the backbone's
+            ``output_shape()`` (or by :meth:`bind_in_shapes`); given, the detector checks them
+            against the backbone's.
         out_channels: Channels of every output level.
-        in_levels: Optional subset of ``input_shapes`` to use (default: all).
+        in_levels: Optional subset of the input levels to use (default: all).
         extra_levels: None, ``"maxpool"`` or ``"p6p7"`` (see the module docstring).
         p6p7_source: ``"auto"``, ``"c5"`` or ``"p5"``: the input of the P6 conv of ``"p6p7"``.
         norm: Optional norm kind after the lateral and output convs (their convs then have no bias).
+        input_shapes: Deprecated name of ``in_shapes``.
 
     Example:
         >>> fpn = FPN(ResNet(50).output_shape(), 256, extra_levels="maxpool")
@@ -64,58 +69,73 @@ class FPN(nn.Module):
         ['p2', 'p3', 'p4', 'p5', 'p6']
     """
 
+    input_shapes = MovedAttribute("in_shapes")
+
     def __init__(
         self,
-        input_shapes: Mapping[str, ShapeSpec],
+        in_shapes: Mapping[str, ShapeSpec] | None = None,
         out_channels: int = 256,
         *,
         in_levels: Sequence[str] | None = None,
         extra_levels: str | None = None,
         p6p7_source: str = "auto",
         norm: str | None = None,
+        input_shapes: Mapping[str, ShapeSpec] | None = None,
     ) -> None:
         super().__init__()
-        if in_levels is not None:
-            unknown = [name for name in in_levels if name not in input_shapes]
-            if unknown:
-                raise ValueError(f"FPN: in_levels {unknown} not in the input shapes {list(input_shapes)}")
-            input_shapes = {name: input_shapes[name] for name in in_levels}
-        if not input_shapes:
-            raise ValueError("FPN needs at least one input level")
+        in_shapes = renamed_keyword("FPN", "input_shapes", input_shapes, "in_shapes", in_shapes, None)
         if extra_levels not in EXTRA_LEVEL_KINDS:
             raise ValueError(f"FPN: extra_levels must be one of {EXTRA_LEVEL_KINDS}, got {extra_levels!r}")
         if p6p7_source not in ("auto", "c5", "p5"):
             raise ValueError(f"FPN: p6p7_source must be 'auto', 'c5' or 'p5', got {p6p7_source!r}")
         check_norm_kind(norm, allow_none=True)
-
-        # Stable sort: levels with equal strides keep their given order.
-        self.in_levels = tuple(sorted(input_shapes, key=lambda name: input_shapes[name].stride))
-        self.input_shapes = {name: input_shapes[name] for name in self.in_levels}
         self.out_channels = out_channels
         self.extra_levels = extra_levels
-
+        self.p6p7_source = p6p7_source
+        self.norm = norm
+        self.requested_levels = None if in_levels is None else tuple(in_levels)
+        self.in_levels: tuple[str, ...] = ()
+        self.extra_names: tuple[str, ...] = ()
+        self.p6p7_from_output = False
+        self._out_shapes: dict[str, ShapeSpec] = {}
         self.lateral_convs = nn.ModuleDict()
         self.output_convs = nn.ModuleDict()
+        self.extra_convs = nn.ModuleDict()
+        self._init_in_shapes(in_shapes)
+
+    def _select_in_shapes(self, shapes: Mapping[str, ShapeSpec], source: str) -> dict[str, ShapeSpec]:
+        if self.requested_levels is not None:
+            unknown = [name for name in self.requested_levels if name not in shapes]
+            if unknown:
+                raise ValueError(f"FPN: in_levels {unknown} not in the {source} levels {list(shapes)}")
+            shapes = {name: shapes[name] for name in self.requested_levels}
+        if not shapes:
+            raise ValueError("FPN needs at least one input level")
+        return dict(shapes)
+
+    def _build(self, in_shapes: dict[str, ShapeSpec]) -> None:
+        out_channels, norm = self.out_channels, self.norm
+        # Stable sort: levels with equal strides keep their given order.
+        self.in_levels = tuple(sorted(in_shapes, key=lambda name: in_shapes[name].stride))
+        self.in_shapes = {name: in_shapes[name] for name in self.in_levels}
         for name in self.in_levels:
-            channels = input_shapes[name].channels
+            channels = in_shapes[name].channels
             self.lateral_convs[name] = ConvNormAct(channels, out_channels, 1, norm=norm, activation=None)
             self.output_convs[name] = ConvNormAct(out_channels, out_channels, 3, norm=norm, activation=None)
 
-        top = self.input_shapes[self.in_levels[-1]]
+        top = self.in_shapes[self.in_levels[-1]]
         self._out_shapes = {
-            _output_name(name): ShapeSpec(out_channels, shape.stride) for name, shape in self.input_shapes.items()
+            _output_name(name): ShapeSpec(out_channels, shape.stride) for name, shape in self.in_shapes.items()
         }
-        num_extra = {None: 0, "maxpool": 1, "p6p7": 2}[extra_levels]
+        num_extra = {None: 0, "maxpool": 1, "p6p7": 2}[self.extra_levels]
         top_level = int(math.log2(top.stride))
         self.extra_names = tuple(f"p{top_level + k}" for k in range(1, num_extra + 1))
         for k, name in enumerate(self.extra_names, start=1):
             self._out_shapes[name] = ShapeSpec(out_channels, top.stride * 2**k)
 
-        self.extra_convs = nn.ModuleDict()
-        self.p6p7_from_output = False
-        if extra_levels == "p6p7":
-            self.p6p7_from_output = p6p7_source == "p5" or (
-                p6p7_source == "auto" and top.channels == out_channels
+        if self.extra_levels == "p6p7":
+            self.p6p7_from_output = self.p6p7_source == "p5" or (
+                self.p6p7_source == "auto" and top.channels == out_channels
             )
             first_in = out_channels if self.p6p7_from_output else top.channels
             self.extra_convs[self.extra_names[0]] = nn.Conv2d(first_in, out_channels, 3, 2, 1)
@@ -132,6 +152,7 @@ class FPN(nn.Module):
 
     def output_shape(self) -> dict[str, ShapeSpec]:
         """Channels and stride of each output level, shallowest first."""
+        self._require_sized()
         return dict(self._out_shapes)
 
     def forward(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -145,11 +166,12 @@ class FPN(nn.Module):
             ``{output level: [B, out_channels, h, w]}``, shallowest first; an input level keeps its
             size, each extra level halves the one below (rounding up).
         """
+        self._require_sized()
         missing = [name for name in self.in_levels if name not in features]
         if missing:
             raise KeyError(f"FPN expects levels {list(self.in_levels)}; missing {missing}, got {list(features)}")
         for name in self.in_levels:
-            expected = self.input_shapes[name].channels
+            expected = self.in_shapes[name].channels
             if features[name].dim() != 4 or features[name].shape[1] != expected:
                 raise ValueError(
                     f"FPN level {name!r}: expected [B, {expected}, h, w], got {list(features[name].shape)}"

@@ -27,15 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detkit.models.backbones.base import ShapeSpec
 from detkit.models.backbones.darknet import ConvPair, conv_pair, darknet_conv
+from detkit.models.sizing import SizedByInputs
+from detkit.structures import ShapeSpec
 
 
-class YOLOv3Neck(nn.Module):
+class YOLOv3Neck(SizedByInputs, nn.Module):
     """The top-down path of YOLOv3 and YOLOv3-tiny.
 
     Args:
-        in_shapes: Backbone levels it reads (e.g. ``c3``, ``c4``, ``c5``), shallowest first.
+        in_shapes: Backbone levels it reads (e.g. ``c3``, ``c4``, ``c5``), shallowest first; None:
+            sized by its detector from the backbone's ``output_shape()`` (every level it returns).
         channels: ``channels[i]`` of level ``i`` (shallowest first): the width of the lateral conv
             and of the block's 1x1 convs.
         depths: Number of convs in each level's block (0 or odd), shallowest first.
@@ -47,49 +49,60 @@ class YOLOv3Neck(nn.Module):
 
     def __init__(
         self,
-        in_shapes: Mapping[str, ShapeSpec],
+        in_shapes: Mapping[str, ShapeSpec] | None = None,
         channels: Sequence[int] = (128, 256, 512),
         depths: Sequence[int] = (5, 5, 5),
         norm: str = "bn",
     ) -> None:
         super().__init__()
-        names = list(in_shapes)
-        if not (len(names) == len(channels) == len(depths)):
+        if len(channels) != len(depths):
+            raise ValueError(f"YOLOv3Neck: {len(channels)} channels and {len(depths)} depths must be as many")
+        if any(d < 0 or (d and d % 2 == 0) for d in depths):
+            raise ValueError(f"YOLOv3Neck: depths must be 0 or odd (1x1 first and last), got {list(depths)}")
+        self.channels = tuple(int(c) for c in channels)
+        self.depths = tuple(int(d) for d in depths)
+        self.norm = norm
+        self.in_levels: tuple[str, ...] = ()
+        self.out_levels: tuple[str, ...] = ()
+        self._out_shapes: dict[str, ShapeSpec] = {}
+        # Stored deepest first, the order of computation and of darknet's cfg.
+        self.laterals = nn.ModuleList()
+        self.blocks = nn.ModuleList()
+        self._init_in_shapes(in_shapes)
+
+    def _build(self, in_shapes: dict[str, ShapeSpec]) -> None:
+        names, channels, depths, norm = list(in_shapes), self.channels, self.depths, self.norm
+        if len(names) != len(channels):
             raise ValueError(
                 f"YOLOv3Neck: {len(names)} input levels {names}, {len(channels)} channels and "
                 f"{len(depths)} depths must be as many"
             )
-        if any(d < 0 or (d and d % 2 == 0) for d in depths):
-            raise ValueError(f"YOLOv3Neck: depths must be 0 or odd (1x1 first and last), got {list(depths)}")
         strides = [in_shapes[name].stride for name in names]
         if any(deep != 2 * shallow for shallow, deep in zip(strides, strides[1:])):
             raise ValueError(f"YOLOv3Neck: input strides must double from level to level, got {strides}")
+        self.in_shapes = dict(in_shapes)
         self.in_levels = tuple(names)
         self.out_levels = tuple("p" + name.lstrip("c") for name in names)
-        laterals: list[nn.Module] = []
-        blocks: list[nn.Module] = []
         shapes: dict[str, ShapeSpec] = {}
         previous = 0
         for index in reversed(range(len(names))):  # deepest first
             width, depth, spec = channels[index], depths[index], in_shapes[names[index]]
             deepest = index == len(names) - 1
-            laterals.append(nn.Identity() if deepest else darknet_conv(previous, width, 1, norm=norm))
+            self.laterals.append(nn.Identity() if deepest else darknet_conv(previous, width, 1, norm=norm))
             in_channels = spec.channels + (0 if deepest else width)
             convs = []
             for k in range(depth):
                 out = width if k % 2 == 0 else 2 * width
                 convs.append(darknet_conv(in_channels, out, 1 if k % 2 == 0 else 3, norm=norm))
                 in_channels = out
-            blocks.append(nn.Sequential(*convs))
+            self.blocks.append(nn.Sequential(*convs))
             previous = in_channels
             shapes[self.out_levels[index]] = ShapeSpec(in_channels, spec.stride)
-        # Stored deepest first, the order of computation and of darknet's cfg.
-        self.laterals = nn.ModuleList(laterals)
-        self.blocks = nn.ModuleList(blocks)
         self._out_shapes = {name: shapes[name] for name in self.out_levels}
 
     def output_shape(self) -> dict[str, ShapeSpec]:
         """Channels and stride of ``p3``.. (shallowest first)."""
+        self._require_sized()
         return dict(self._out_shapes)
 
     def forward(self, features: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -101,6 +114,7 @@ class YOLOv3Neck(nn.Module):
         Returns:
             ``{pK: [B, C'_K, h_K, w_K]}``, shallowest first.
         """
+        self._require_sized()
         outputs: dict[str, Tensor] = {}
         previous: Tensor | None = None
         for step, name in enumerate(reversed(self.in_levels)):

@@ -36,7 +36,8 @@ from detkit.models.losses import smooth_l1_loss
 from detkit.models.matcher import Matcher
 from detkit.models.roi_heads.mask_head import mask_rcnn_loss, project_masks_on_boxes
 from detkit.models.sampler import BalancedPositiveNegativeSampler
-from detkit.ops import MultiScaleRoIAlign, batched_nms, box_iou, clip_boxes_to_image, remove_small_boxes
+from detkit.models.postprocess import select_detections
+from detkit.ops import MultiScaleRoIAlign, box_iou, clip_boxes_to_image
 
 # Detections narrower or lower than this (pixels) are dropped (torchvision's constant).
 MIN_DETECTION_SIZE = 1e-2
@@ -208,15 +209,12 @@ class RoIHeads(nn.Module):
             all_boxes.split(boxes_per_image), all_scores.split(boxes_per_image), image_sizes
         ):
             boxes = clip_boxes_to_image(boxes, image_size)
-            labels = torch.arange(num_scores, device=scores.device).view(1, -1).expand_as(scores)
-            # Drop the background column; flatten to one candidate per (RoI, class).
-            boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
-            keep = torch.where(scores > self.score_thresh)[0]
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = remove_small_boxes(boxes, MIN_DETECTION_SIZE)
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-            keep = batched_nms(boxes, scores, labels, self.nms_thresh)[: self.detections_per_img]
-            detections.append({"boxes": boxes[keep], "labels": labels[keep] - 1, "scores": scores[keep]})
+            # Drop the background column: one candidate per (RoI, class), RoI-major.
+            kept = select_detections(
+                boxes[:, 1:], scores[:, 1:], score_thresh=self.score_thresh, min_size=MIN_DETECTION_SIZE,
+                nms_thresh=self.nms_thresh, detections_per_img=self.detections_per_img,
+            )  # fmt: skip
+            detections.append({"boxes": kept.boxes, "labels": kept.labels, "scores": kept.scores})
         return detections
 
     def _predict_masks(

@@ -32,8 +32,8 @@ def _pair(pre_nms=(300, 120), post_nms=(200, 50), score_thresh=0.0):
     head.load_state_dict(their_head.state_dict())
     ours = RPN(
         head, AnchorGenerator(SIZES, RATIOS), in_levels=LEVELS, batch_size_per_image=64,
-        pre_nms_top_n_train=pre_nms[0], pre_nms_top_n_test=pre_nms[1],
-        post_nms_top_n_train=post_nms[0], post_nms_top_n_test=post_nms[1], score_thresh=score_thresh,
+        pre_nms_topk_train=pre_nms[0], pre_nms_topk_test=pre_nms[1],
+        post_nms_topk_train=post_nms[0], post_nms_topk_test=post_nms[1], score_thresh=score_thresh,
     )
     return ours, theirs
 
@@ -60,7 +60,7 @@ def test_proposals_and_losses_equal_torchvision(training):
     theirs.train(training)
     batch, image_sizes, features, targets = _inputs()
     torch.manual_seed(5)
-    proposals, losses = ours(ImageList(batch, image_sizes), features, targets if training else None)
+    proposals, losses = ours.propose(ImageList(batch, image_sizes), features, targets if training else None)
     torch.manual_seed(5)
     their_proposals, their_losses = theirs(
         TorchvisionImageList(batch, image_sizes), features, targets if training else None
@@ -77,12 +77,12 @@ def test_train_and_test_numbers_are_separate():
     ours, _ = _pair(pre_nms=(1000, 5), post_nms=(1000, 7))
     batch, image_sizes, features, targets = _inputs()
     ours.eval()
-    proposals, losses = ours(ImageList(batch, image_sizes), features)
+    proposals, losses = ours.propose(ImageList(batch, image_sizes), features)
     assert losses == {}
     # Test: at most 5 candidates per level (15), at most 7 after NMS.
     assert all(p.shape[0] <= 7 for p in proposals)
     ours.train()
-    proposals, losses = ours(ImageList(batch, image_sizes), features, targets)
+    proposals, losses = ours.propose(ImageList(batch, image_sizes), features, targets)
     assert all(p.shape[0] > 7 for p in proposals)
     assert all(math.isfinite(float(v.detach())) for v in losses.values())
 
@@ -91,7 +91,7 @@ def test_proposals_lie_inside_their_image_and_carry_no_gradient():
     ours, _ = _pair()
     ours.eval()
     batch, image_sizes, features, _ = _inputs()
-    proposals, _ = ours(ImageList(batch, image_sizes), features)
+    proposals, _ = ours.propose(ImageList(batch, image_sizes), features)
     for boxes, (height, width) in zip(proposals, image_sizes):
         assert not boxes.requires_grad
         assert float(boxes[:, 0::2].max()) <= width and float(boxes[:, 1::2].max()) <= height
@@ -103,7 +103,7 @@ def test_images_without_objects_give_finite_losses():
     ours.train()
     batch, image_sizes, features, _ = _inputs()
     empty = [{"boxes": torch.zeros((0, 4)), "labels": torch.zeros((0,), dtype=torch.int64)}] * 2
-    _, losses = ours(ImageList(batch, image_sizes), features, empty)
+    _, losses = ours.propose(ImageList(batch, image_sizes), features, empty)
     assert float(losses["loss_rpn_box_reg"].detach()) == 0.0
     assert math.isfinite(float(losses["loss_objectness"].detach()))
 
@@ -113,8 +113,8 @@ def test_missing_level_and_missing_targets_are_errors():
     batch, image_sizes, features, _ = _inputs()
     del features["p4"]
     with pytest.raises(KeyError, match="p4"):
-        ours(ImageList(batch, image_sizes), features)
+        ours.propose(ImageList(batch, image_sizes), features)
     _, _, features, _ = _inputs()
     ours.train()
     with pytest.raises(ValueError, match="targets are required"):
-        ours(ImageList(batch, image_sizes), features)
+        ours.propose(ImageList(batch, image_sizes), features)

@@ -14,7 +14,7 @@ from detkit.config import InstantiationError, load_config
 from detkit.engine.metrics_log import read_metrics
 from detkit.engine.runner import build_trainer
 from detkit.models.detectors.mtcnn import MTCNN, ONet, PNet, RNet
-from detkit.models.mtcnn_training import (
+from detkit.models.detectors.mtcnn.training import (
     NEGATIVE, PART, POSITIVE, STAGE_LOSS_WEIGHTS, StageSamples, generate_samples, ohem_cross_entropy,
     stage_losses, stage_state_dict,
 )
@@ -201,3 +201,11 @@ def test_train_mode_forward_gives_weighted_losses_of_every_stage():
     assert all(p.grad is not None for p in model.parameters())
     only_p = MTCNN(train_stages=("pnet",)).train()
     assert set(only_p(images, targets)[1]) == {"pnet_cls", "pnet_box"}
+
+
+def test_the_old_module_path_still_exports_the_training_api():
+    import detkit.models.detectors.mtcnn.training as training
+    import detkit.models.mtcnn_training as moved
+
+    assert moved.generate_samples is training.generate_samples
+    assert moved.STAGE_INPUT_SIZES == {"pnet": 12, "rnet": 24, "onet": 48}

@@ -50,9 +50,9 @@ def test_predictions_format_and_channels_last_agree(ssdlite):
     nhwc = instantiate(config).eval()
     nhwc.load_state_dict(ssdlite.state_dict())
     with torch.no_grad():
-        batch = ssdlite.preprocess(images)
+        batch = ssdlite.preprocess(images)[0].tensor
         expected = ssdlite.head(list(ssdlite.backbone(batch).values()))
-        actual = nhwc.head(list(nhwc.backbone(nhwc.preprocess(images)).values()))
+        actual = nhwc.head(list(nhwc.backbone(nhwc.preprocess(images)[0].tensor).values()))
     # NHWC convolutions accumulate in another order, and the random-weight network amplifies the
     # rounding: within 5e-4 of the output scale (1.2e-4 measured on one Xeon's oneDNN kernels,
     # below 1e-4 on another). A layout bug would be off by the scale itself.
@@ -62,10 +62,10 @@ def test_predictions_format_and_channels_last_agree(ssdlite):
 
 def test_channels_last_modes(ssdlite):
     batch = [torch.rand(3, 64, 64)]
-    assert ssdlite.channels_last == "train" and ssdlite.preprocess(batch).is_contiguous()  # eval: NCHW
+    assert ssdlite.channels_last == "train" and ssdlite.preprocess(batch)[0].tensor.is_contiguous()  # eval: NCHW
     ssdlite.train()
     try:
-        assert ssdlite.preprocess(batch).is_contiguous(memory_format=torch.channels_last)
+        assert ssdlite.preprocess(batch)[0].tensor.is_contiguous(memory_format=torch.channels_last)
     finally:
         ssdlite.eval()
     with pytest.raises(ValueError, match="channels_last"):

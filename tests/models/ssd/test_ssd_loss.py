@@ -23,10 +23,18 @@ IMAGE_SIZE = (64, 64)
 
 
 def _tiny_ssd(**kwargs) -> SSD:
-    """An SSD whose loss() is used on hand-made head outputs (backbone and head are placeholders)."""
+    """An SSD whose head's loss() is used on hand-made head outputs (the backbone is a placeholder)."""
     default_boxes = DefaultBoxGenerator([[2], [2, 3]], min_ratio=0.2, max_ratio=0.8)
-    head = SSDHead([8, 8], default_boxes.num_anchors_per_location(), NUM_CLASSES)
-    return SSD(nn.Identity(), head, default_boxes, NUM_CLASSES, image_size=IMAGE_SIZE, **kwargs)
+    head = SSDHead([8, 8], default_boxes.num_anchors_per_location(), NUM_CLASSES, **kwargs)
+    return SSD(nn.Identity(), head, default_boxes, NUM_CLASSES, image_size=IMAGE_SIZE)
+
+
+def _loss(model: SSD, logits, deltas, anchors, boxes, labels) -> dict[str, torch.Tensor]:
+    return model.head.loss((logits, deltas), anchors, _targets(boxes, labels))
+
+
+def _targets(boxes, labels) -> list[dict[str, torch.Tensor]]:
+    return [{"boxes": b, "labels": l} for b, l in zip(boxes, labels)]
 
 
 def _problem(seed: int, counts: list[int]):
@@ -60,7 +68,7 @@ def _torchvision_loss(anchors, logits, deltas, boxes, labels) -> dict[str, torch
 def test_loss_equals_torchvision(seed):
     anchors, logits, deltas, boxes, labels = _problem(seed, [3, 1, 5])
     expected = _torchvision_loss(anchors, logits, deltas, boxes, labels)
-    actual = _tiny_ssd().loss(logits, deltas, anchors, boxes, labels)
+    actual = _loss(_tiny_ssd(), logits, deltas, anchors, boxes, labels)
     torch.testing.assert_close(actual["loss_classifier"], expected["classification"])
     torch.testing.assert_close(actual["loss_box_reg"], expected["bbox_regression"])
 
@@ -68,12 +76,12 @@ def test_loss_equals_torchvision(seed):
 def test_image_without_objects_torchvision_rule_and_default():
     anchors, logits, deltas, boxes, labels = _problem(3, [2, 0])
     expected = _torchvision_loss(anchors, logits, deltas, boxes, labels)
-    torchvision_rule = _tiny_ssd(empty_image_negatives=0).loss(logits, deltas, anchors, boxes, labels)
+    torchvision_rule = _loss(_tiny_ssd(empty_image_negatives=0), logits, deltas, anchors, boxes, labels)
     torch.testing.assert_close(torchvision_rule["loss_classifier"], expected["classification"])
     # By default the empty image adds its 3 hardest background losses (same normaliser).
-    default = _tiny_ssd().loss(logits, deltas, anchors, boxes, labels)
+    default = _loss(_tiny_ssd(), logits, deltas, anchors, boxes, labels)
     background = torch.nn.functional.cross_entropy(logits[1], torch.zeros(logits.shape[1], dtype=torch.int64), reduction="none")
-    num_positives = (_tiny_ssd().match(anchors, boxes, labels)[0] > 0).sum()
+    num_positives = (_tiny_ssd().head.match(anchors, _targets(boxes, labels))[0] > 0).sum()
     torch.testing.assert_close(
         default["loss_classifier"], expected["classification"] + background.topk(3).values.sum() / num_positives
     )
@@ -83,7 +91,7 @@ def test_image_without_objects_torchvision_rule_and_default():
 def test_batch_without_objects_trains():
     anchors, logits, deltas, boxes, labels = _problem(4, [0, 0])
     logits.requires_grad_(True)
-    losses = _tiny_ssd().loss(logits, deltas, anchors, boxes, labels)
+    losses = _loss(_tiny_ssd(), logits, deltas, anchors, boxes, labels)
     assert losses["loss_box_reg"].item() == 0.0 and losses["loss_classifier"].item() > 0
     losses["loss_classifier"].backward()
     assert int((logits.grad.abs().sum(-1) > 0).sum()) == 2 * 3  # 3 hardest negatives per image
@@ -93,7 +101,7 @@ def test_matching_assigns_best_default_box_to_every_object():
     model = _tiny_ssd()
     anchors = model.default_boxes(IMAGE_SIZE, [(8, 8), (4, 4)])
     tiny = torch.tensor([[10.0, 10.0, 12.0, 13.0], [40.0, 40.0, 60.0, 62.0]])  # IoU < 0.5 with any box
-    labels, matched = model.match(anchors, [tiny], [torch.tensor([4, 1])])
+    labels, matched = model.head.match(anchors, _targets([tiny], [torch.tensor([4, 1])]))
     assert set(labels[0][labels[0] > 0].tolist()) == {5, 2}
     best = box_iou(tiny, anchors).argmax(dim=1)
     assert labels[0, best].tolist() == [5, 2]

@@ -27,6 +27,6 @@ def tiny_coco_model(tiny_weights_path: Path) -> YOLOv3:
     from detkit.models.zoo import yolov3_tiny_coco
 
     return yolov3_tiny_coco(
-        weights=tiny_weights_path, preprocess="resize", score_thresh=0.25, nms_thresh=0.45,
+        weights=tiny_weights_path, resize_mode="resize", score_thresh=0.25, nms_thresh=0.45,
         class_agnostic_nms=True,
     )  # fmt: skip

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detkit.config import InstantiationError
 from detkit.models.backbones.base import ShapeSpec
 from detkit.models.dense_heads.yolo_head import YOLOv3Head, wh_iou
-from detkit.models.zoo import build, yolov3_tiny_config
+from detkit.models.zoo import build_yolov3
 from yolo_testing import perturb_batchnorms
 
 
@@ -51,9 +50,9 @@ def test_wh_iou():
 
 
 def test_letterbox_mapping_is_exact():
-    model = build(yolov3_tiny_config(3, input_size=(128, 128), preprocess="letterbox")).eval()
+    model = build_yolov3("tiny", 3, input_size=(128, 128), resize_mode="letterbox").eval()
     image = torch.rand(3, 50, 100)
-    prepared, transform = model.prepare(image, (128, 128))
+    prepared, transform = model.preprocess.prepare(image, (128, 128))
     # 100x50 -> 128x64, centred: 32 grey rows above and below.
     torch.testing.assert_close(transform, torch.tensor([1.28, 1.28, 0.0, 32.0]))
     assert (prepared[:, :32] == 0.5).all() and (prepared[:, 96:] == 0.5).all()
@@ -61,43 +60,56 @@ def test_letterbox_mapping_is_exact():
     # Boxes given in the network input come back to the image exactly (then clipped).
     boxes = torch.tensor([[[10.0, 20.0, 60.0, 70.0], [0.0, 0.0, 128.0, 128.0]]])
     class_probs = torch.tensor([[[1.0, 0, 0], [0, 0.9, 0]]])
-    result = model.postprocess(boxes, torch.ones(1, 2), class_probs, transform[None], [(50, 100)])[0]
+    detections = model.head.select(boxes, torch.ones(1, 2), class_probs)
+    result = model.preprocess.postprocess(detections, [(128, 128)], [(50, 100)])[0]
     # x / 1.28, (y - 32) / 1.28, clipped to the 100x50 image.
     torch.testing.assert_close(result["boxes"], torch.tensor([[7.8125, 0.0, 46.875, 29.6875], [0.0, 0.0, 100.0, 50.0]]))
     assert result["labels"].tolist() == [0, 1]
 
 
 def test_resize_keeps_an_image_of_input_size_as_is():
-    model = build(yolov3_tiny_config(3, input_size=(64, 96))).eval()
+    model = build_yolov3("tiny", 3, input_size=(64, 96)).eval()
     image = torch.rand(3, 64, 96)
-    prepared, transform = model.prepare(image, (64, 96))
+    prepared, transform = model.preprocess.prepare(image, (64, 96))
     assert prepared is image and transform.tolist() == [1.0, 1.0, 0.0, 0.0]
-    _, transform = model.prepare(torch.rand(3, 32, 192), (64, 96))
+    _, transform = model.preprocess.prepare(torch.rand(3, 32, 192), (64, 96))
     assert transform.tolist() == [0.5, 2.0, 0.0, 0.0]
 
 
 def test_class_aware_versus_agnostic_nms_and_max_detections():
-    model = build(yolov3_tiny_config(2, input_size=(64, 64), score_thresh=0.1)).eval()
+    model = build_yolov3("tiny", 2, input_size=(64, 64))
+    model.head.score_thresh = 0.1
     boxes = torch.tensor([[[0.0, 0, 10, 10], [0.5, 0, 10, 10], [30, 30, 40, 40]]])
     objectness = torch.tensor([[0.9, 0.8, 0.7]])
     classes = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])
-    identity = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
-    aware = model.postprocess(boxes, objectness, classes, identity, [(64, 64)])[0]
+    aware = model.head.select(boxes, objectness, classes)[0]
     assert aware["labels"].tolist() == [0, 1, 0]
     torch.testing.assert_close(aware["scores"], torch.tensor([0.9, 0.8, 0.7]))
-    model.class_agnostic_nms = True
-    agnostic = model.postprocess(boxes, objectness, classes, identity, [(64, 64)])[0]
+    model.head.class_agnostic_nms = True
+    agnostic = model.head.select(boxes, objectness, classes)[0]
     assert agnostic["labels"].tolist() == [0, 0] and agnostic["scores"].tolist() == pytest.approx([0.9, 0.7])
-    model.max_detections = 1
-    assert len(model.postprocess(boxes, objectness, classes, identity, [(64, 64)])[0]["boxes"]) == 1
-    model.multi_label, model.max_detections, model.class_agnostic_nms = True, 100, False
-    both = model.postprocess(boxes, objectness, torch.full((1, 3, 2), 0.5), identity, [(64, 64)])[0]
+    model.head.detections_per_img = 1
+    assert len(model.head.select(boxes, objectness, classes)[0]["boxes"]) == 1
+    model.head.multi_label, model.head.detections_per_img, model.head.class_agnostic_nms = True, 100, False
+    both = model.head.select(boxes, objectness, torch.full((1, 3, 2), 0.5))[0]
     assert sorted(both["labels"].tolist()) == [0, 0, 1, 1]
+
+
+def test_detector_settings_are_deprecated_aliases_of_the_head_settings():
+    with pytest.warns(DeprecationWarning, match="settings of its YOLOv3Head now"):
+        model = build_yolov3("tiny", 2, input_size=(64, 64), score_thresh=0.1, max_detections=7)
+    assert model.head.score_thresh == 0.1 and model.head.detections_per_img == 7
+    with pytest.warns(DeprecationWarning, match=r"YOLOv3.max_detections is deprecated, use YOLOv3.head.detections_"):
+        model.max_detections = 3
+    assert model.head.detections_per_img == 3
+    with pytest.warns(DeprecationWarning, match="preprocess= is deprecated, use resize_mode="):
+        model = build_yolov3("tiny", 2, input_size=(64, 64), preprocess="letterbox")
+    assert model.preprocess.resize_mode == "letterbox"
 
 
 def test_fuse_gives_the_same_detections():
     torch.manual_seed(0)
-    model = perturb_batchnorms(build(yolov3_tiny_config(3, input_size=(96, 96), score_thresh=0.0))).eval()
+    model = perturb_batchnorms(build_yolov3("tiny", 3, input_size=(96, 96), score_thresh=0.0)).eval()
     images = [torch.rand(3, 80, 120)]
     with torch.no_grad():
         before = model(images)[0][0]
@@ -111,10 +123,10 @@ def test_fuse_gives_the_same_detections():
 
 
 def test_bad_arguments_are_clear():
-    with pytest.raises(InstantiationError, match="multiples of 32"):
-        build(yolov3_tiny_config(3, input_size=(100, 100)))
-    with pytest.raises(InstantiationError, match="preprocess"):
-        build(yolov3_tiny_config(3, preprocess="crop"))
-    model = build(yolov3_tiny_config(3, input_size=(64, 64)))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        build_yolov3("tiny", 3, input_size=(100, 100))
+    with pytest.raises(ValueError, match="resize_mode"):
+        build_yolov3("tiny", 3, resize_mode="crop")
+    model = build_yolov3("tiny", 3, input_size=(64, 64))
     with pytest.raises(ValueError, match="needs targets"):
         model([torch.rand(3, 64, 64)])

@@ -8,7 +8,9 @@ import torch
 
 from detkit.models.backbones.base import ShapeSpec
 from detkit.models.dense_heads.yolo_head import YOLOv3Head
-from detkit.models.zoo import build, yolov3_tiny_config
+from configs.common.yolo import yolov3_tiny_model
+from detkit.config import instantiate
+from detkit.models.zoo import build_yolov3
 
 
 def _two_level_head() -> YOLOv3Head:
@@ -37,7 +39,7 @@ def _target(boxes: list[list[float]], labels: list[int]) -> dict[str, torch.Tens
 def test_empty_targets_give_objectness_loss_only():
     head = _two_level_head()
     raw = [r.detach().normal_().requires_grad_() for r in _raw()]
-    losses = head.loss(raw, [_target([], [])], (64, 96))
+    losses = head.loss(raw, None, [_target([], [])], [(64, 96)])
     assert set(losses) == {"loss_xy", "loss_wh", "loss_obj", "loss_cls"}
     assert losses["loss_xy"] == 0 and losses["loss_wh"] == 0 and losses["loss_cls"] == 0
     assert losses["loss_obj"] > 0
@@ -51,7 +53,7 @@ def test_each_gt_goes_to_its_best_shaped_anchor_on_any_level():
     # Box A: 60x40 centred at (70, 40) -> anchor 2 (p5, local 0), cell row 1, col 2.
     # Box B: 28x32 centred at (20, 50) -> anchor 1 (p4, local 1), cell row 3, col 1.
     target = _target([[40, 20, 100, 60], [6, 34, 34, 66]], [1, 0])
-    head.loss(raw, [target], (64, 96))["loss_cls"].backward()
+    head.loss(raw, None, [target], [(64, 96)])["loss_cls"].backward()
     nonzero = [set(map(tuple, r.grad[0].abs().sum(0, keepdim=True).nonzero().tolist())) for r in raw]
     assert nonzero == [{(0, 3, 1)}, {(0, 1, 2)}]
     # The class channels of the responsible anchor: p4 anchor 1 -> channels 7 + 5, 7 + 6.
@@ -65,10 +67,10 @@ def test_perfect_box_prediction_has_zero_box_loss():
     # Box A again: offsets in its cell (70 / 32 - 2, 40 / 32 - 1) = (0.1875, 0.25), size = anchor.
     raw[1][0, 0, 1, 2] = math.log(0.1875 / 0.8125)
     raw[1][0, 1, 1, 2] = math.log(0.25 / 0.75)
-    losses = head.loss(raw, [_target([[40, 20, 100, 60]], [1])], (64, 96))
+    losses = head.loss(raw, None, [_target([[40, 20, 100, 60]], [1])], [(64, 96)])
     assert float(losses["loss_xy"]) < 1e-10 and float(losses["loss_wh"]) < 1e-10
     raw[1][0, 2, 1, 2] = 0.5  # tw off by 0.5: (0.5 ** 2) * (2 - 60 * 40 / (64 * 96))
-    losses = head.loss(raw, [_target([[40, 20, 100, 60]], [1])], (64, 96))
+    losses = head.loss(raw, None, [_target([[40, 20, 100, 60]], [1])], [(64, 96)])
     assert math.isclose(float(losses["loss_wh"]), 0.25 * (2 - 2400 / 6144), rel_tol=1e-5)
 
 
@@ -78,7 +80,7 @@ def test_ignore_threshold_silences_overlapping_non_positives():
                           anchor_masks=((0, 1, 2),), mid_channels=(8,), ignore_thresh=ignore_thresh)
         raw = torch.zeros(1, 3 * 6, 2, 2, requires_grad=True)  # input 64x64, decoded boxes at (16 + 32k)
         # 20x20 at (16, 16): positive of anchor 0, cell (0, 0); anchor 1 there overlaps it at 400 / 484.
-        head.loss([raw], [_target([[6, 6, 26, 26]], [0])], (64, 64))["loss_obj"].backward()
+        head.loss([raw], None, [_target([[6, 6, 26, 26]], [0])], [(64, 64)])["loss_obj"].backward()
         return raw.grad[0, 4::6]  # [anchor, row, col]
 
     grad = objectness_grad(0.7)
@@ -90,9 +92,9 @@ def test_ignore_threshold_silences_overlapping_non_positives():
 
 def test_a_few_steps_on_a_fixed_batch_drive_the_loss_down():
     torch.manual_seed(0)
-    config = yolov3_tiny_config(3, input_size=(64, 64), preprocess="letterbox")
+    config = yolov3_tiny_model(3, input_size=(64, 64), resize_mode="letterbox")
     config.backbone.frozen_stages = 7  # trains neck and head only: the same loss, a faster test
-    model = build(config).train()
+    model = instantiate(config).train()
     images = [torch.rand(3, 48, 64), torch.rand(3, 64, 48)]
     targets = [_target([[5, 5, 30, 25], [35, 15, 60, 45]], [0, 2]), _target([], [])]
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-3)
@@ -112,7 +114,7 @@ def test_a_few_steps_on_a_fixed_batch_drive_the_loss_down():
 
 def test_multi_scale_training_draws_sizes_from_the_list():
     torch.manual_seed(0)
-    model = build(yolov3_tiny_config(3, input_size=(64, 64), train_sizes=(64, 96, 128))).train()
+    model = build_yolov3("tiny", 3, input_size=(64, 64), train_sizes=(64, 96, 128)).train()
     seen = []
     model.backbone.register_forward_hook(lambda module, args, out: seen.append(tuple(args[0].shape[-2:])))
     with torch.no_grad():

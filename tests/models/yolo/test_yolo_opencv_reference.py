@@ -106,12 +106,12 @@ def test_letterbox_on_original_matches_resize_on_padded_square(tiny_coco_model: 
     image = load_rgb("dog.jpg")
     padded = torch.full((3, 768, 768), 0.5)
     padded[:, 96 : 96 + 576] = image
-    tiny_coco_model.preprocess = "letterbox"
+    tiny_coco_model.preprocess.resize_mode = "letterbox"
     try:
         with torch.inference_mode():
             letterboxed = tiny_coco_model([image])[0][0]
     finally:
-        tiny_coco_model.preprocess = "resize"
+        tiny_coco_model.preprocess.resize_mode = "resize"
     with torch.inference_mode():
         resized = tiny_coco_model([padded])[0][0]
     resized_boxes = (resized["boxes"] - torch.tensor([0.0, 96.0, 0.0, 96.0])).clamp(min=0)

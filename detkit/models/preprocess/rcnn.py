@@ -24,37 +24,16 @@ from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from detkit.models.preprocess.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resize_boxes
 from detkit.models.roi_heads.mask_head import paste_masks_in_image
 from detkit.structures import ImageList
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+__all__ = ["RCNNPreprocess"]
 
 
-def resize_boxes(boxes: Tensor, old_size: tuple[int, int], new_size: tuple[int, int]) -> Tensor:
-    """Scale xyxy boxes from an image of ``old_size`` to one of ``new_size``.
-
-    Args:
-        boxes: ``[N, 4]`` xyxy pixels of the old image.
-        old_size: ``(height, width)`` of the old image.
-        new_size: ``(height, width)`` of the new image.
-
-    Returns:
-        ``[N, 4]`` boxes in pixels of the new image.
-    """
-    # float32 ratios computed as tensors, as torchvision, so the products round identically.
-    ratio_height, ratio_width = (
-        torch.tensor(new, dtype=torch.float32, device=boxes.device)
-        / torch.tensor(old, dtype=torch.float32, device=boxes.device)
-        for new, old in zip(new_size, old_size)
-    )
-    x1, y1, x2, y2 = boxes.unbind(1)
-    return torch.stack((x1 * ratio_width, y1 * ratio_height, x2 * ratio_width, y2 * ratio_height), dim=1)
-
-
-class RCNNPreprocess(nn.Module):
+class RCNNPreprocess(Preprocess):
     """The input stage of Faster / Mask R-CNN (see the module docstring).
 
     Args:
@@ -75,17 +54,13 @@ class RCNNPreprocess(nn.Module):
         pixel_std: Sequence[float] = IMAGENET_STD,
         size_divisibility: int = 32,
     ) -> None:
-        super().__init__()
+        super().__init__(pixel_mean, pixel_std)
         choices = (min_size,) if isinstance(min_size, int) else tuple(int(size) for size in min_size)
         if not choices or min(choices) <= 0 or max_size <= 0:
             raise ValueError(f"min_size and max_size must be positive, got {min_size!r} and {max_size!r}")
-        if len(pixel_mean) != len(pixel_std):
-            raise ValueError(f"pixel_mean {tuple(pixel_mean)} and pixel_std {tuple(pixel_std)} differ in length")
         self.min_size = choices
         self.max_size = int(max_size)
         self.size_divisibility = size_divisibility
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32), persistent=False)
 
     def extra_repr(self) -> str:
         return (
@@ -106,9 +81,7 @@ class RCNNPreprocess(nn.Module):
             )
         if not image.is_floating_point():
             raise TypeError(f"image {index} must be floating point RGB in [0, 1], got {image.dtype}")
-        mean = self.pixel_mean.to(image.dtype)[:, None, None]
-        std = self.pixel_std.to(image.dtype)[:, None, None]
-        return (image - mean) / std
+        return self.normalize(image)
 
     def _resize(self, image: Tensor, target: dict[str, Tensor] | None) -> tuple[Tensor, dict[str, Tensor] | None]:
         height, width = image.shape[-2:]

@@ -33,10 +33,15 @@ in probability. Its conventions, each kept on purpose:
 
 Batching and speed: images of the same size run PNet as one batch per pyramid level (a loop over
 levels and distinct image sizes, never over faces); RNet and ONet take the crops of all images at
-once. Each image's integral image (exact int32 sums of 0-255 values for 8-bit images, else float64)
-gives both the pyramid levels (:func:`area_resize`, equal to ``F.interpolate(mode="area")`` but
-cheaper) and the crops. The input normalisation is folded into each network's first convolution,
-and the networks run in channels_last memory format, which mkldnn's kernels handle fastest.
+once. Each image's integral image gives both the pyramid levels and the crops
+(:mod:`detkit.models.detectors.mtcnn.resampling`). The input normalisation is folded into each
+network's first convolution (:mod:`detkit.models.detectors.mtcnn.networks`), and the networks run
+in channels_last memory format, which mkldnn's kernels handle fastest.
+
+The cascade is a :class:`~detkit.models.detectors.base.Detector` as far as it fits: the input
+checks, the targets contract (training draws each stage's samples from the annotated images,
+:mod:`detkit.models.detectors.mtcnn.training`) and the class names are the base's; it has no
+preprocess module (each network resamples the images itself).
 
 Outputs are facenet-pytorch's numbers; with ``clip_boxes=True`` (the default) boxes are clipped to
 the image (facenet-pytorch does not clip; its faces inside the image are unchanged).
@@ -44,266 +49,17 @@ the image (facenet-pytorch does not clip; its faces inside the image are unchang
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from detkit.models.detectors.base import Detector
+from detkit.models.detectors.mtcnn.networks import ONet, PNet, RNet, input_affine
+from detkit.models.detectors.mtcnn.resampling import IntegralImages, area_crop_resize, area_resize, summed_area_table
 from detkit.ops import batched_nms
 
-__all__ = [
-    "MTCNN", "ONet", "PNet", "RNet", "IntegralImages", "area_crop_resize", "area_resize", "input_affine",
-    "square_boxes", "summed_area_table",
-]
-
-PIXEL_MEAN = 127.5  # (v - 127.5) * 0.0078125 on 0-255 values, as the original Caffe models
-PIXEL_SCALE = 0.0078125  # 1 / 128
-
-
-def _conv_on_affine_input(conv: nn.Conv2d, x: Tensor, scale: float, shift: float) -> Tensor:
-    """``conv(x * scale + shift)`` with the affine map folded into the weights (no padding, so exact
-    up to rounding); saves two passes over every pyramid level and crop at inference."""
-    if scale == 1.0 and shift == 0.0:
-        return conv(x)
-    bias = conv.bias + shift * conv.weight.sum(dim=(1, 2, 3))
-    return F.conv2d(x, conv.weight * scale, bias, conv.stride)
-
-
-class PNet(nn.Module):
-    """Proposal network: fully convolutional, one 12x12 window per output cell (stride 2).
-
-    Layer names are facenet-pytorch's, so its ``pnet.pt`` loads as it is.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 10, kernel_size=3)
-        self.prelu1 = nn.PReLU(10)
-        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(10, 16, kernel_size=3)
-        self.prelu2 = nn.PReLU(16)
-        self.conv3 = nn.Conv2d(16, 32, kernel_size=3)
-        self.prelu3 = nn.PReLU(32)
-        self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
-        self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
-
-    def forward(self, x: Tensor, input_scale: float = 1.0, input_shift: float = 0.0) -> tuple[Tensor, Tensor]:
-        """Args: x ``[N, 3, H, W]`` (H, W >= 12); the network sees ``x * input_scale + input_shift``.
-
-        Returns:
-            ``logits [N, 2, h, w]`` (non-face, face) and ``box_deltas [N, 4, h, w]`` with
-            ``h = ceil((H - 2) / 2) - 4``.
-        """
-        x = self.prelu1(_conv_on_affine_input(self.conv1, x, input_scale, input_shift))
-        x = self.pool1(x)
-        x = self.prelu2(self.conv2(x))
-        x = self.prelu3(self.conv3(x))
-        # Both 1x1 heads as one convolution: one pass over the features.
-        weight = torch.cat([self.conv4_1.weight, self.conv4_2.weight])
-        heads = F.conv2d(x, weight, torch.cat([self.conv4_1.bias, self.conv4_2.bias]))
-        return heads[:, :2], heads[:, 2:]
-
-
-class RNet(nn.Module):
-    """Refinement network on 24x24 crops (facenet-pytorch's layer names)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 28, kernel_size=3)
-        self.prelu1 = nn.PReLU(28)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(28, 48, kernel_size=3)
-        self.prelu2 = nn.PReLU(48)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(48, 64, kernel_size=2)
-        self.prelu3 = nn.PReLU(64)
-        self.dense4 = nn.Linear(576, 128)
-        self.prelu4 = nn.PReLU(128)
-        self.dense5_1 = nn.Linear(128, 2)
-        self.dense5_2 = nn.Linear(128, 4)
-
-    def forward(self, x: Tensor, input_scale: float = 1.0, input_shift: float = 0.0) -> tuple[Tensor, Tensor]:
-        """Args: x ``[N, 3, 24, 24]``, seen as ``x * input_scale + input_shift``.
-
-        Returns:
-            ``logits [N, 2]`` and ``box_deltas [N, 4]``.
-        """
-        x = self.pool1(self.prelu1(_conv_on_affine_input(self.conv1, x, input_scale, input_shift)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.prelu3(self.conv3(x))
-        # The weights come from Caffe/TF models flattened as (N, W, H, C): permute before flattening.
-        x = self.prelu4(self.dense4(x.permute(0, 3, 2, 1).flatten(1)))
-        return self.dense5_1(x), self.dense5_2(x)
-
-
-class ONet(nn.Module):
-    """Output network on 48x48 crops: scores, box deltas and five landmarks (facenet-pytorch's names)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
-        self.prelu1 = nn.PReLU(32)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
-        self.prelu2 = nn.PReLU(64)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
-        self.prelu3 = nn.PReLU(64)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
-        self.prelu4 = nn.PReLU(128)
-        self.dense5 = nn.Linear(1152, 256)
-        self.prelu5 = nn.PReLU(256)
-        self.dense6_1 = nn.Linear(256, 2)
-        self.dense6_2 = nn.Linear(256, 4)
-        self.dense6_3 = nn.Linear(256, 10)
-
-    def forward(self, x: Tensor, input_scale: float = 1.0, input_shift: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
-        """Args: x ``[N, 3, 48, 48]``, seen as ``x * input_scale + input_shift``.
-
-        Returns:
-            ``logits [N, 2]``, ``box_deltas [N, 4]`` and ``landmarks [N, 10]``: five x then five
-            y, as fractions of the box (see the module docstring).
-        """
-        x = self.pool1(self.prelu1(_conv_on_affine_input(self.conv1, x, input_scale, input_shift)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.pool3(self.prelu3(self.conv3(x)))
-        x = self.prelu4(self.conv4(x))
-        x = self.prelu5(self.dense5(x.permute(0, 3, 2, 1).flatten(1)))  # (N, W, H, C) as in RNet
-        return self.dense6_1(x), self.dense6_2(x), self.dense6_3(x)
-
-
-def summed_area_table(images: Tensor, integer_tolerance: float = 1e-3) -> Tensor:
-    """Integral images, channels last: ``table[..., y, x, c]`` is the sum of ``images[..., c, :y, :x]``.
-
-    Images whose values are all within ``integer_tolerance`` of integers (8-bit pixels times 255)
-    are summed exactly in int32 (int64 when the sums could overflow it): half the memory traffic
-    of float64. Other images are summed in float64, which keeps box sums of 1080p images exact to
-    ~1e-10 (float32 would lose whole pixel values).
-
-    Args: images ``[..., C, H, W]``. Returns ``[..., H + 1, W + 1, C]``.
-    """
-    values = images.movedim(-3, -1)
-    rounded = values.round()
-    error = torch.aminmax(values - rounded) if values.numel() else None
-    if error is not None and max(-float(error.min), float(error.max)) <= integer_tolerance:
-        low, high = torch.aminmax(rounded)
-        bound = max(-float(low), float(high)) * images.shape[-1] * images.shape[-2]
-        dtype, values = (torch.int32 if bound < 2**31 else torch.int64), rounded
-    else:
-        dtype = torch.float64
-    *batch, height, width, channels = values.shape
-    table = values.new_empty((*batch, height + 1, width + 1, channels), dtype=dtype)
-    table[..., 0, :, :] = 0
-    table[..., :, 0, :] = 0
-    table[..., 1:, 1:, :] = values
-    return table.cumsum_(-3).cumsum_(-2)
-
-
-def _area_bins(start: Tensor, stop: Tensor, size: int) -> tuple[Tensor, Tensor]:
-    """Input ranges of adaptive average pooling (what ``F.interpolate(mode="area")`` runs).
-
-    Output cell ``i`` of a range of length ``L`` resized to ``S`` averages
-    ``[floor(i L / S), ceil((i + 1) L / S))``, computed in integers as ATen does.
-
-    Args: start, stop ``[N]`` int64. Returns ``(lo, hi)``, each ``[N, size]`` int64 absolute.
-    """
-    cells = torch.arange(size, device=start.device)
-    length = (stop - start)[:, None]
-    lo = torch.div(cells * length, size, rounding_mode="floor")
-    hi = torch.div((cells + 1) * length + size - 1, size, rounding_mode="floor")
-    return start[:, None] + lo, start[:, None] + hi
-
-
-def _mean(sums: Tensor, counts: Tensor) -> Tensor:
-    """float32 ``sums / counts``, correctly rounded: integer sums below 2**24 are exact in float32,
-    so they are divided there; others go through float64."""
-    if not sums.is_floating_point() and sums.numel() and int(sums.max()) < 2**24:
-        return sums.to(torch.float32) / counts.to(torch.float32)
-    return (sums.to(torch.float64) / counts).to(torch.float32)
-
-
-def area_resize(table: Tensor, size: tuple[int, int]) -> Tensor:
-    """``F.interpolate(images, size, mode="area")`` from the images' integral ``table``.
-
-    Separable: row bins are taken from the table, then column bins, so a pyramid level costs
-    about ``h * W`` operations instead of a pass over the whole image.
-
-    Args:
-        table: ``[B, H + 1, W + 1, C]`` from :func:`summed_area_table`.
-        size: output ``(h, w)``.
-
-    Returns:
-        ``[B, C, h, w]`` float32 averages, in channels_last memory format.
-    """
-    zero = torch.zeros((1,), dtype=torch.int64, device=table.device)
-    ya, yb = (e[0] for e in _area_bins(zero, zero + table.shape[-3] - 1, size[0]))
-    xa, xb = (e[0] for e in _area_bins(zero, zero + table.shape[-2] - 1, size[1]))
-    rows = table.index_select(-3, yb) - table.index_select(-3, ya)
-    sums = rows.index_select(-2, xb) - rows.index_select(-2, xa)
-    counts = ((yb - ya)[:, None] * (xb - xa)[None, :])[:, :, None]
-    return _mean(sums, counts).movedim(-1, -3)
-
-
-class IntegralImages:
-    """Integral images of several images (of any sizes) in one flat buffer, for batched crops.
-
-    Args:
-        tables: per image ``[H_i + 1, W_i + 1, 3]`` from :func:`summed_area_table` (one dtype).
-    """
-
-    def __init__(self, tables: Sequence[Tensor]) -> None:
-        device = tables[0].device
-        sizes = torch.tensor([[t.shape[0] - 1, t.shape[1] - 1] for t in tables], dtype=torch.int64, device=device)
-        numels = torch.tensor([t.numel() for t in tables], dtype=torch.int64, device=device)
-        self.flat = tables[0].reshape(-1) if len(tables) == 1 else torch.cat([t.reshape(-1) for t in tables])
-        self.heights, self.widths = sizes[:, 0], sizes[:, 1]
-        self.offsets = torch.cumsum(numels, 0) - numels
-
-    def box_sums(self, image_idx: Tensor, y0: Tensor, y1: Tensor, x0: Tensor, x1: Tensor) -> Tensor:
-        """Sums over ``[y0, y1) x [x0, x1)`` per channel.
-
-        Args:
-            image_idx: ``[N]`` int64 image of each box.
-            y0, y1: ``[N, A]`` int64 row ranges (``0 <= y0 <= y1 <= H``).
-            x0, x1: ``[N, B]`` int64 column ranges.
-
-        Returns:
-            ``[N, A, B, 3]`` sums (channels last), in the tables' dtype.
-        """
-        row_stride = (self.widths[image_idx] + 1)[:, None, None, None] * 3
-        base = self.offsets[image_idx][:, None, None, None] + torch.arange(3, device=y0.device)
-
-        def at(y: Tensor, x: Tensor) -> Tensor:
-            return self.flat[base + y[:, :, None, None] * row_stride + x[:, None, :, None] * 3]
-
-        return at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)
-
-
-def area_crop_resize(
-    integral: IntegralImages, image_idx: Tensor, x0: Tensor, y0: Tensor, x1: Tensor, y1: Tensor, size: int
-) -> Tensor:
-    """Crops integer pixel ranges and resizes them to ``size x size`` by area interpolation.
-
-    Gives what ``F.interpolate(image[:, y0:y1, x0:x1][None], (size, size), mode="area")`` gives,
-    for every box of every image at once (no loop over boxes).
-
-    Args:
-        integral: the images' integral images.
-        image_idx: ``[N]`` int64 image of each box.
-        x0, y0, x1, y1: ``[N]`` int64 crop ranges ``[x0, x1) x [y0, y1)``, non-empty, inside the image.
-        size: output side in pixels.
-
-    Returns:
-        ``[N, 3, size, size]`` float32 crops in the images' units, in channels_last memory
-        format (which mkldnn's convolutions and pooling run fastest on).
-    """
-    ya, yb = _area_bins(y0, y1, size)
-    xa, xb = _area_bins(x0, x1, size)
-    sums = integral.box_sums(image_idx, ya, yb, xa, xb)
-    counts = ((yb - ya)[:, :, None] * (xb - xa)[:, None, :])[..., None]
-    return _mean(sums, counts).movedim(-1, 1)
+__all__ = ["MTCNN", "square_boxes"]
 
 
 def square_boxes(boxes: Tensor) -> Tensor:
@@ -317,19 +73,13 @@ def square_boxes(boxes: Tensor) -> Tensor:
     return torch.cat([top_left, top_left + side], dim=1)
 
 
-def input_affine(pixel_scale: float = 255.0) -> tuple[float, float]:
-    """``(scale, shift)`` taking image values ``v`` to the networks' ``(pixel_scale v - 127.5) / 128``
-    (the networks' ``input_scale`` and ``input_shift``)."""
-    return pixel_scale * PIXEL_SCALE, -PIXEL_MEAN * PIXEL_SCALE
-
-
 def _calibrate(boxes: Tensor, deltas: Tensor, plus_one: bool) -> Tensor:
     """``x1 + dx1 * w`` etc., with ``w = x2 - x1 (+ 1)`` (PNet: no +1; RNet and ONet: +1)."""
     wh = boxes[:, 2:] - boxes[:, :2] + (1.0 if plus_one else 0.0)
     return boxes + deltas * wh.repeat(1, 2)
 
 
-class MTCNN(nn.Module):
+class MTCNN(Detector):
     """The MTCNN cascade: images in, faces with five landmarks out.
 
     Args:
@@ -348,6 +98,8 @@ class MTCNN(nn.Module):
 
     num_classes = 1
     class_names = ["face"]
+    require_float_images = False  # scaled to 0-255 float32 by the cascade, as before
+    allow_empty_batch = True
 
     def __init__(
         self,
@@ -395,7 +147,7 @@ class MTCNN(nn.Module):
         return scales
 
     def forward(
-        self, images: Sequence[Tensor], targets: Sequence[dict[str, Tensor]] | None = None
+        self, images: Sequence[Tensor], targets: Sequence[Mapping[str, Tensor]] | None = None
     ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
         """Detects faces, or in training mode computes the stage losses.
 
@@ -410,14 +162,17 @@ class MTCNN(nn.Module):
             in the pixels of the given image. Losses (training): ``{stage}_{cls,box,landmark}``
             weighted as in the paper.
         """
-        for image in images:
-            if image.dim() != 3 or image.shape[0] != 3:
-                raise ValueError(f"MTCNN expects [3, H, W] RGB images, got shape {list(image.shape)}")
+        if self.training and targets is not None:
+            # Faces need no labels: the one class is implied.
+            targets = [
+                target if "labels" in target
+                else {**target, "labels": torch.zeros(len(target["boxes"]), dtype=torch.int64)}
+                for target in targets
+            ]  # fmt: skip
+        self.check_inputs(images, targets)
         if self.training:
-            if targets is None:
-                raise ValueError("MTCNN in training mode needs targets (boxes per image)")
             # Imported here: the training module builds on this one (networks, crops).
-            from detkit.models.mtcnn_training import mtcnn_losses
+            from detkit.models.detectors.mtcnn.training import mtcnn_losses
 
             return [], mtcnn_losses(self, images, targets)
         with torch.no_grad():

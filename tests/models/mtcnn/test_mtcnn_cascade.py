@@ -1,41 +1,16 @@
-"""Batched MTCNN inference: crops and pyramid equal facenet-pytorch's resampling; images of any
-sizes in one call give what each gives alone."""
+"""The MTCNN cascade: square boxes, every stage on random weights, the input checks, and images of
+any sizes in one call giving what each gives alone."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from detkit.models.convert.mtcnn_facenet import mtcnn_facenet
-from detkit.models.detectors.mtcnn import (
-    MTCNN, IntegralImages, area_crop_resize, area_resize, square_boxes, summed_area_table,
-)
+from detkit.models.detectors.mtcnn import MTCNN as MTCNNReexported
+from detkit.models.detectors.mtcnn.cascade import MTCNN, square_boxes
 
 from mtcnn_testing import read_rgb
-
-
-def test_area_crop_resize_equals_interpolate_area_per_box():
-    generator = torch.Generator().manual_seed(0)
-    images = [torch.rand(3, 37, 51, generator=generator), torch.rand(3, 64, 29, generator=generator)]
-    integral = IntegralImages([summed_area_table(im) for im in images])
-    image_idx = torch.randint(0, 2, (40,), generator=generator)
-    sizes = torch.tensor([[37, 51], [64, 29]])[image_idx]
-    start = (torch.rand(40, 2, generator=generator) * (sizes - 1)).long()
-    stop = start + 1 + (torch.rand(40, 2, generator=generator) * (sizes - start)).long().clamp(max=(sizes - start - 1))
-    for size in (12, 24):
-        crops = area_crop_resize(integral, image_idx, start[:, 1], start[:, 0], stop[:, 1], stop[:, 0], size)
-        for k in range(40):
-            (y0, x0), (y1, x1) = start[k].tolist(), stop[k].tolist()
-            expected = F.interpolate(images[image_idx[k]][None, :, y0:y1, x0:x1], (size, size), mode="area")[0]
-            torch.testing.assert_close(crops[k], expected, atol=1e-6, rtol=1e-6)
-
-
-@pytest.mark.parametrize("size", [(13, 20), (40, 7), (64, 64)])
-def test_area_resize_equals_interpolate_area(size):
-    images = torch.rand(2, 3, 45, 61, generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(area_resize(summed_area_table(images), size),
-                               F.interpolate(images, size, mode="area"), atol=1e-6, rtol=1e-6)
 
 
 def test_square_boxes_keeps_centre_and_takes_longer_side():
@@ -57,6 +32,7 @@ def test_random_weights_run_on_images_of_different_sizes():
         assert (prediction["scores"][:-1] >= prediction["scores"][1:]).all()
         assert float(prediction["boxes"][:, 2].max()) <= image.shape[2]
     assert model([])[0] == []
+    assert MTCNNReexported is MTCNN  # detkit.models.detectors.mtcnn still exports the cascade
 
 
 def test_bad_inputs_raise():
