@@ -68,13 +68,14 @@ def test_plots(tmp_path: Path) -> None:
 
 
 def test_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert tool.main(["--coco", str(tmp_path / "absent.json"), str(tmp_path / "r.json")]) == 1
+    """Bad files are one line on stderr and exit status 2 (like every detkit command)."""
+    assert tool.main(["--coco", str(tmp_path / "absent.json"), str(tmp_path / "r.json")]) == 2
     assert "absent.json" in capsys.readouterr().err
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}]))
-    assert tool.main(["--coco", str(COCO / "instances_val2014_100.json"), str(bad)]) == 1
+    assert tool.main(["--coco", str(COCO / "instances_val2014_100.json"), str(bad)]) == 2
     assert "unknown image ids [1]" in capsys.readouterr().err
-    assert tool.main(["--voc", str(tmp_path), str(tmp_path)]) == 1
+    assert tool.main(["--voc", str(tmp_path), str(tmp_path)]) == 2
     assert "no ground-truth .txt files" in capsys.readouterr().err
     for argv in ([], ["--coco", "a", "b", "--voc", "c", "d"], ["--coco", "a", "b", "--iou", "0.3"],
                  ["--voc", "a", "b", "--iou-type", "segm"], ["--voc", "a", "b", "--iou", "1.5"]):

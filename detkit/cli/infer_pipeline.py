@@ -1,0 +1,262 @@
+"""The work of ``detkit infer``: expand the inputs, run images in batches and videos frame by frame,
+write annotated copies and ``predictions.json``, and keep a report of what failed.
+
+Imported by :func:`detkit.cli.infer.run` only (it imports OpenCV, torch and the detectors).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from detkit.apis.background import BackgroundIterator, BackgroundWorker
+from detkit.apis.images import IMAGE_EXTENSIONS, ImageReadError, read_image
+from detkit.apis.predictor import Predictor
+from detkit.apis.result import Result
+from detkit.apis.video import VIDEO_EXTENSIONS, VideoOpenError, VideoReader, annotate_video
+from detkit.utils.visualization import draw_predictions
+
+PREDICTIONS_FILE = "predictions.json"
+
+
+@dataclass(frozen=True)
+class InputItem:
+    """One thing to run on: an image file, a video file or a camera."""
+
+    kind: str  # "image", "video" or "camera"
+    path: Path | None = None
+    camera: int | None = None
+
+    @property
+    def name(self) -> str:
+        return f"camera{self.camera}" if self.kind == "camera" else str(self.path)
+
+
+@dataclass
+class Report:
+    """What happened: JSON records, failures, counts."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (input, reason)
+    images: int = 0
+    frames: int = 0
+    videos: list[str] = field(default_factory=list)
+
+    def fail(self, source: str, reason: str) -> None:
+        """Record a failed input and say so at once (the run goes on)."""
+        self.failures.append((source, reason))
+        tqdm.write(f"error: {source}: {reason}", file=sys.stderr)
+
+    def add(self, result: Result, file_name: str, category_id: dict[int, int] | None,
+            frame_index: int | None = None) -> None:
+        """Append the JSON records of one image or frame."""
+        for i, entry in enumerate(result.to_coco(image_id=0, label_to_category_id=category_id)):
+            entry.pop("image_id")
+            record: dict[str, Any] = {"file_name": file_name}
+            if frame_index is not None:
+                record["frame_index"] = frame_index
+            record["bbox"] = entry.pop("bbox")
+            record["score"] = entry.pop("score")
+            record["category_id"] = entry.pop("category_id")
+            record["category_name"] = result.class_names[i]
+            record.update(entry)  # segmentation, landmarks
+            self.records.append(record)
+
+
+def _classify(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return "image" if suffix in IMAGE_EXTENSIONS else "video" if suffix in VIDEO_EXTENSIONS else None
+
+
+def collect_inputs(specs: list[str], report: Report) -> list[InputItem]:
+    """Expand folders (top level) and globs; classify files; report what cannot be used."""
+    items: list[InputItem] = []
+    for spec in specs:
+        path = Path(spec)
+        if spec.isdigit() and not path.exists():
+            items.append(InputItem("camera", camera=int(spec)))
+        elif path.is_dir() or (not path.exists() and glob.has_magic(spec)):
+            found = sorted(path.iterdir()) if path.is_dir() else sorted(
+                Path(p) for p in glob.glob(spec, recursive=True))
+            usable = [InputItem(kind, path=p) for p in found
+                      if p.is_file() and (kind := _classify(p)) is not None]
+            if not usable:
+                report.fail(spec, "no image or video files " +
+                            ("in this folder (sub-folders are not searched)" if path.is_dir()
+                             else "match this pattern"))
+            items += usable
+        elif not path.exists():
+            report.fail(spec, "no such file")
+        elif _classify(path) is None:
+            report.fail(spec, f"unsupported extension {path.suffix or '(none)'!r}; images: "
+                              f"{' '.join(sorted(IMAGE_EXTENSIONS))}; videos: "
+                              f"{' '.join(sorted(VIDEO_EXTENSIONS))}")
+        else:
+            items.append(InputItem(_classify(path), path=path))
+    return items
+
+
+class OutputNames:
+    """Unique output paths under one folder: ``dog.jpg``, then ``dog_1.jpg``... .
+
+    Args:
+        folder: The output folder.
+        inputs: Input files, never written over (when ``--out`` is an input folder).
+    """
+
+    def __init__(self, folder: Path, inputs: Iterable[Path] = ()) -> None:
+        self.folder = folder
+        self.taken: set[str] = {PREDICTIONS_FILE}
+        # by path without extension: a video written as .avi must not replace an input clip.avi
+        self.inputs = {path.resolve().with_suffix("") for path in inputs}
+
+    def claim(self, name: str) -> Path:
+        """A free path for ``name``: no stem given out before, nor the stem of an input here."""
+        stem, suffix = Path(name).stem, Path(name).suffix
+        candidate, n = name, 0
+        while (candidate.lower() in self.taken or Path(candidate).stem.lower() in self.taken
+               or (self.folder / candidate).resolve().with_suffix("") in self.inputs):
+            n += 1
+            candidate = f"{stem}_{n}{suffix}"
+        self.taken.update({candidate.lower(), Path(candidate).stem.lower()})
+        return self.folder / candidate
+
+
+def _write_image(path: Path, image: np.ndarray) -> None:
+    ok, data = cv2.imencode(path.suffix, image)
+    if not ok:
+        raise OSError(f"OpenCV cannot encode {path.suffix} images")
+    data.tofile(path)
+
+
+def _read_images(items: list[InputItem]) -> Iterator[tuple[InputItem, np.ndarray | Exception]]:
+    for item in items:
+        try:
+            yield item, read_image(item.path)
+        except ImageReadError as error:
+            yield item, error
+
+
+def run_images(predictor: Predictor, items: list[InputItem], names: OutputNames, report: Report,
+               batch_size: int, progress: bool) -> None:
+    """Images: decode ahead in a thread, model in batches, draw and write in another thread."""
+    def draw_and_write(batch: list[tuple[InputItem, np.ndarray, Result, Path]]) -> None:
+        for item, image, result, out_path in batch:
+            try:
+                _write_image(out_path, draw_predictions(image, result))
+            except (OSError, cv2.error) as error:
+                report.fail(item.name, f"cannot write {out_path}: {error}")
+
+    def run_batch(batch: list[tuple[InputItem, np.ndarray]]) -> None:
+        try:
+            results = predictor([image for _, image in batch], batch_size=batch_size,
+                                sources=[item.name for item, _ in batch])
+        except (RuntimeError, ValueError) as error:  # e.g. out of memory on a huge image
+            for item, _ in batch:
+                report.fail(item.name, f"the model failed on a batch with this image: {error}")
+            bar.update(len(batch))
+            return
+        for (item, _), result in zip(batch, results):
+            report.add(result, item.name, predictor.label_to_category_id)
+        report.images += len(batch)
+        writer.put([(item, image, result, names.claim(item.path.name))
+                    for (item, image), result in zip(batch, results)])
+        bar.update(len(batch))
+
+    with tqdm(total=len(items), unit="img", desc="images", disable=not progress) as bar, \
+            BackgroundIterator(_read_images(items), maxsize=2 * batch_size) as images, \
+            BackgroundWorker(draw_and_write, maxsize=2, name="detkit-write-images") as writer:
+        batch: list[tuple[InputItem, np.ndarray]] = []
+        for item, image in images:
+            if isinstance(image, Exception):
+                report.fail(item.name, str(image))
+                bar.update(1)
+                continue
+            batch.append((item, image))
+            if len(batch) == batch_size:
+                run_batch(batch)
+                batch = []
+        if batch:
+            run_batch(batch)
+
+
+def run_video(predictor: Predictor, item: InputItem, names: OutputNames, report: Report,
+              batch_size: int, max_frames: int | None, progress: bool) -> None:
+    """One video file or camera through :func:`annotate_video`; problems become failures."""
+    try:
+        reader = VideoReader(item.camera if item.kind == "camera" else item.path,
+                             max_frames=max_frames)
+    except VideoOpenError as error:
+        report.fail(item.name, str(error))
+        return
+    stem = item.name if item.kind == "camera" else item.path.stem
+    out_path = names.claim(f"{stem}.mp4")
+
+    with tqdm(total=reader.frame_count, unit="frame", desc=Path(reader.name).name,
+              disable=not progress) as bar:
+        def collect(first_index: int, frames: list[np.ndarray], results: list[Result]) -> None:
+            for offset, result in enumerate(results):
+                report.add(result, reader.name, predictor.label_to_category_id, first_index + offset)
+            bar.update(len(frames))
+
+        try:
+            run = annotate_video(predictor, reader, out_path, batch_size=batch_size, on_results=collect)
+        except KeyboardInterrupt:
+            if item.kind != "camera":
+                raise
+            tqdm.write(f"{reader.name}: stopped (Ctrl+C)", file=sys.stderr)
+            return
+        except (OSError, cv2.error, RuntimeError, ValueError) as error:
+            report.fail(item.name, f"{type(error).__name__}: {error}")
+            return
+    report.frames += run.frames
+    report.videos.append(str(run.output_path))
+    if reader.frame_count is not None and run.frames < reader.frame_count:
+        tqdm.write(f"warning: {reader.name}: read {run.frames} of {reader.frame_count} frames",
+                   file=sys.stderr)
+
+
+def write_json(path: Path, records: list[dict[str, Any]]) -> None:
+    """Write ``records`` atomically (temporary file, then rename)."""
+    temporary = path.with_suffix(".json.tmp")
+    temporary.write_text(json.dumps(records))
+    os.replace(temporary, path)
+
+
+def run_inputs(predictor: Predictor, specs: list[str], out_dir: Path, batch_size: int,
+               max_frames: int | None, progress: bool) -> Report:
+    """Everything ``detkit infer`` does after building the predictor.
+
+    Args:
+        predictor: The detector to run.
+        specs: Image files, folders (top level), globs, video files, webcam indices.
+        out_dir: Output folder (created): annotated images and videos, ``predictions.json``.
+        batch_size: Images or frames per model call.
+        max_frames: Stop each video or webcam after this many frames (None: all).
+        progress: Show progress bars.
+
+    Returns:
+        The report: JSON records, failures and counts (``predictions.json`` is written already).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = Report()
+    items = collect_inputs(specs, report)
+    names = OutputNames(out_dir, [item.path for item in items if item.path is not None])
+    images = [item for item in items if item.kind == "image"]
+    if images:
+        run_images(predictor, images, names, report, batch_size, progress)
+    for item in items:
+        if item.kind != "image":
+            run_video(predictor, item, names, report, batch_size, max_frames, progress)
+    write_json(out_dir / PREDICTIONS_FILE, report.records)
+    return report
