@@ -1,4 +1,4 @@
-"""Convert another library's checkpoint into a detkit checkpoint ({"model": state_dict, "meta": {...}}).
+"""Convert another library's checkpoint into a self-contained detkit checkpoint.
 
     detkit convert --from torchvision --arch fasterrcnn_resnet50_fpn IN.pth OUT.pth
     detkit convert --from torchvision --arch maskrcnn_resnet50_fpn \\
@@ -8,6 +8,12 @@ IN.pth is a torchvision ``model.state_dict()`` (read with ``weights_only=True``)
 ``num_classes`` is what the detkit config needs (``faster_rcnn(num_classes=...)``); with
 ``--coco-contiguous`` a 91-way COCO predictor becomes the 80 COCO classes of
 configs/faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py. ``--arch list`` lists the architectures.
+
+The checkpoint holds ``model`` (the state dict), ``meta`` and, like every checkpoint detkit writes,
+``model_config`` and ``class_names``: the model section of the zoo config of that architecture
+(:data:`ZOO_CONFIG_OF_ARCH`, or ``--config``) with the converted ``num_classes``, so that
+``detkit.load(OUT.pth)`` rebuilds the model with no config file. With ``--coco-contiguous`` the
+class names are the 80 COCO names.
 """
 
 from __future__ import annotations
@@ -16,9 +22,18 @@ import argparse
 from collections.abc import Sequence
 
 from detkit.cli import parse_command_args, run_command
-from detkit.cli.common import CommandError
+from detkit.cli.common import CommandError, load_config_arg
 
 HELP = "convert a torchvision checkpoint into a detkit checkpoint"
+
+# The detkit zoo config whose model each torchvision architecture's weights fit.
+ZOO_CONFIG_OF_ARCH = {
+    "fasterrcnn_resnet50_fpn": "faster_rcnn_r50_fpn_1x_coco",
+    "maskrcnn_resnet50_fpn": "mask_rcnn_r50_fpn_1x_coco",
+    "fasterrcnn_mobilenet_v3_large_fpn": "faster_rcnn_mobilenetv3_fpn_1x_coco",
+    "ssd300_vgg16": "ssd300_vgg16_120e_coco",
+    "ssdlite320_mobilenet_v3_large": "ssdlite320_mobilenetv3_600e_coco",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="source architecture, e.g. fasterrcnn_resnet50_fpn, ssd300_vgg16 ('list' lists them)")
     parser.add_argument("--coco-contiguous", action="store_true",
                         help="cut a 91-way COCO predictor to the 80 COCO classes")
+    parser.add_argument("--config", default=None,
+                        help="detkit config (path or zoo name) whose model the weights fit; default the "
+                             "zoo config of --arch")
     parser.add_argument("input", nargs="?", help="source state dict (.pth)")
     parser.add_argument("output", nargs="?", help="detkit checkpoint to write")
 
@@ -40,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
         convert_torchvision_rcnn,
         convert_torchvision_ssd,
     )
+    from detkit.config import model_config_entries
+    from detkit.models.zoo import read_class_names
     from detkit.utils.checkpoint import read_state_dict, save_checkpoint
 
     archs = [*TORCHVISION_RCNN_ARCHS, *TORCHVISION_SSD_ARCHS]
@@ -54,10 +74,14 @@ def run(args: argparse.Namespace) -> int:
     state_dict = read_state_dict(args.input)  # weights_only; a bare state dict or its "model" entry
     convert = convert_torchvision_ssd if args.arch in TORCHVISION_SSD_ARCHS else convert_torchvision_rcnn
     checkpoint = convert(state_dict, args.arch, coco_contiguous=args.coco_contiguous)
-    save_checkpoint(checkpoint, args.output)
     meta = checkpoint["meta"]
+    class_names = read_class_names("coco") if args.coco_contiguous else None
+    config = args.config or ZOO_CONFIG_OF_ARCH[args.arch]
+    cfg = load_config_arg(config, [f"model.num_classes={meta['num_classes']}", f"model.class_names={class_names!r}"])
+    checkpoint.update(model_config_entries(cfg.model, class_names))
+    save_checkpoint(checkpoint, args.output)
     print(f"wrote {args.output}: {len(checkpoint['model'])} tensors, {meta['arch']}, "
-          f"num_classes={meta['num_classes']}")
+          f"num_classes={meta['num_classes']}, model config of {config}")
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ssd_testing import perturb_batch_norms
+from ssd_testing import assert_same_detections, healthy_weights, load_image, perturb_batch_norms
 from torchvision.models.detection import ssdlite320_mobilenet_v3_large
 
 from configs.common.ssd import ssdlite320_mobilenet_v3
@@ -39,3 +39,30 @@ def test_wrong_state_dict_or_arch_raises(reference):
     small = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=5)
     with pytest.raises(ValueError, match="91-way"):
         convert_torchvision_ssd(small.state_dict(), "ssdlite320_mobilenet_v3_large", coco_contiguous=True)
+
+
+def test_detkit_convert_writes_a_checkpoint_that_load_rebuilds(tmp_path):
+    # The command stamps the zoo config's model section into the checkpoint: detkit.load needs no config.
+    import detkit
+    from detkit.cli import main
+
+    torch.manual_seed(0)
+    reference = healthy_weights(ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=91))
+    torch.save(reference.state_dict(), tmp_path / "tv.pth")
+    out = tmp_path / "detkit.pth"
+    assert main(["convert", "--from", "torchvision", "--arch", "ssdlite320_mobilenet_v3_large",
+                 str(tmp_path / "tv.pth"), str(out)]) == 0
+    checkpoint = torch.load(out, weights_only=True)
+    assert checkpoint["class_names"] is None and checkpoint["model_config"]["num_classes"] == 90
+    model = detkit.load(out).eval()
+    images = [load_image("dog.jpg")]
+    with torch.no_grad():
+        expected = reference.eval()(images)
+        actual, _ = model(images)
+    assert_same_detections(expected, actual, min_count=21)
+
+    contiguous = tmp_path / "coco80.pth"
+    assert main(["convert", "--from", "torchvision", "--arch", "ssdlite320_mobilenet_v3_large", "--coco-contiguous",
+                 str(tmp_path / "tv.pth"), str(contiguous)]) == 0
+    model = detkit.load(contiguous)
+    assert model.num_classes == 80 and model.class_names[:3] == ["person", "bicycle", "car"]
