@@ -19,7 +19,7 @@ from detkit.cli.common import CommandError, one_line, resolve_config, split_over
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
-TOY_TRAIN = TESTS / "data" / "configs" / "engine" / "toy_train.py"  # needs tests/engine on sys.path
+TOY_TRAIN = TESTS / "fixtures" / "configs" / "engine" / "toy_train.py"  # needs tests/engine on sys.path
 EVAL_TESTS = TESTS / "evaluation"  # eval_toys.py
 
 EVAL_CONFIG = f'''

@@ -35,7 +35,7 @@ from detkit.config import (
     save_config,
 )
 
-CONFIGS = Path(__file__).resolve().parent / "data" / "configs"
+CONFIGS = Path(__file__).resolve().parent / "fixtures" / "configs"
 SMALL = CONFIGS / "toy" / "toy_detector_small.py"
 
 

@@ -35,7 +35,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-IMAGES_DIR = REPO_ROOT / "tests" / "data" / "images"
+IMAGES_DIR = REPO_ROOT / "tests" / "fixtures" / "images"
 ARCHS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn")
 TARGET_BOXES = {
     "dog.jpg": [[128.0, 222.0, 314.0, 542.0], [118.0, 122.0, 572.0, 424.0], [466.0, 74.0, 688.0, 172.0]],

@@ -4,7 +4,7 @@
     python tools/benchmark_mtcnn.py --facenet-path /tmp/facenet_pkg [--rounds 5] [--threads 2]
 
 Both run facenet-pytorch 2.6.0's weights (detkit's converted from the same wheel) with its default
-settings on the test images (tests/data/images) resized to 540p, 720p and 1080p (16:9; the
+settings on the test images (tests/fixtures/images) resized to 540p, 720p and 1080p (16:9; the
 resize stretches them). Every round runs both libraries on every image, alternating which goes
 first, and the table gives the median over rounds of images per second and their ratio, so load
 from other processes hits both alike. Each call takes one image as an RGB uint8 array, as a user
@@ -67,7 +67,7 @@ def _agree(a: np.ndarray, b: np.ndarray, tol: float) -> tuple[bool, float]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--facenet-path", default="/tmp/facenet_pkg", help="folder facenet_pytorch was installed into")
-    parser.add_argument("--images", nargs="*", default=[str(REPO / "tests/data/images" / n) for n in DEFAULT_IMAGES])
+    parser.add_argument("--images", nargs="*", default=[str(REPO / "tests/fixtures/images" / n) for n in DEFAULT_IMAGES])
     parser.add_argument("--resolutions", nargs="*", default=list(RESOLUTIONS), choices=list(RESOLUTIONS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)

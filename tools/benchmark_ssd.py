@@ -10,7 +10,7 @@ converted into detkit with :func:`detkit.models.convert.torchvision_ssd.convert_
 Each model keeps its own default thresholds (SSD300: score 0.01, 400 candidates per class, 200
 detections; SSDLite: 0.001, 300, 300), identical in both libraries.
 
-* inference: ``model.eval()``, ``torch.no_grad()``, one image per call (tests/data/images, any size:
+* inference: ``model.eval()``, ``torch.no_grad()``, one image per call (tests/fixtures/images, any size:
   both resize to the model's fixed size), boxes back on the image;
 * training step: ``model.train()``, a batch of 2 images with 2 and 3 boxes, forward, loss sum,
   backward, SGD step.
@@ -45,7 +45,7 @@ from configs.common.ssd import SSD300_SCALES_COCO, ssd_vgg16, ssdlite320_mobilen
 from detkit.config import instantiate  # noqa: E402
 from detkit.models.convert.torchvision_ssd import convert_torchvision_ssd  # noqa: E402
 
-IMAGES = REPO / "tests" / "data" / "images"
+IMAGES = REPO / "tests" / "fixtures" / "images"
 CHANNELS_LAST_MODES = ("off", "train", "always")
 
 

@@ -20,7 +20,7 @@ reader/writer threads share the cores: set ``OMP_NUM_THREADS`` below the core co
 for decoding and drawing (PyTorch's spinning workers suffer most from oversubscription). Example
 with the test toy detector::
 
-    PYTHONPATH=tests python tools/benchmark_video.py tests/data/configs/apis/toy_detector.py none \\
+    PYTHONPATH=tests python tools/benchmark_video.py tests/fixtures/configs/apis/toy_detector.py none \\
         model.depth=4 model.width=16
 """
 

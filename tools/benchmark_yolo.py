@@ -1,7 +1,7 @@
 """YOLOv3-tiny CPU inference at 416: detkit against OpenCV's DNN module on the same weights and image.
 
     python tools/benchmark_yolo.py                       # dog.jpg, 2 threads, 15 interleaved runs
-    python tools/benchmark_yolo.py --image tests/data/images/person.jpg --runs 30 --threads 1
+    python tools/benchmark_yolo.py --image tests/fixtures/images/person.jpg --runs 30 --threads 1
 
 Both get the same input, OpenCV's ``blobFromImage`` of the image (plain resize to 416x416, RGB,
 /255). OpenCV's time is ``setInput + forward`` of its darknet network (convolutions and the region
@@ -66,7 +66,7 @@ def timed(function: Callable[[], object], times: list[float]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--image", type=Path, default=REPO / "tests" / "data" / "images" / "dog.jpg")
+    parser.add_argument("--image", type=Path, default=REPO / "tests" / "fixtures" / "images" / "dog.jpg")
     parser.add_argument("--runs", type=int, default=15, help="interleaved timed runs per variant")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads and cv2.setNumThreads")

@@ -28,7 +28,7 @@ from .coco_eval import (
     target_to_coco,
     write_results_json,
 )
-from .loop import as_numpy, evaluate, image_id_of
+from .loop import as_numpy, evaluate_if_given, image_id_of
 from .pr_curves import save_pr_curves
 
 __all__ = ["CocoEvaluator", "annotation_file_of"]
@@ -203,10 +203,9 @@ class CocoEvaluator:
                 self)``, the call the training engine makes); without, score what was processed.
             data_loader: the test loader, with ``model``.
         """
-        if model is not None or data_loader is not None:
-            if model is None or data_loader is None:
-                raise TypeError("CocoEvaluator.evaluate() takes both model and data_loader, or neither")
-            return evaluate(model, data_loader, self)
+        metrics = evaluate_if_given(self, model, data_loader)
+        if metrics is not None:
+            return metrics
         self._synchronize()
         if not self.image_ids:
             raise RuntimeError("CocoEvaluator.evaluate() called before any image was processed")

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from detkit.utils.distributed import is_main_process
 
-__all__ = ["Evaluator", "as_numpy", "evaluate", "format_metrics", "image_id_of"]
+__all__ = ["Evaluator", "as_numpy", "evaluate", "evaluate_if_given", "format_metrics", "image_id_of"]
 
 
 @runtime_checkable
@@ -140,3 +140,21 @@ def format_metrics(metrics: Mapping[str, float]) -> str:
     """Metrics as ``name  value`` lines (NaN shown as n/a)."""
     width = max((len(k) for k in metrics), default=0)
     return "\n".join(f"{k:<{width}}  {'n/a' if math.isnan(v) else f'{v:.4f}'}" for k, v in metrics.items())
+
+
+def evaluate_if_given(evaluator: Evaluator, model: nn.Module | None, data_loader: Iterable[Any] | None
+                      ) -> dict[str, float] | None:
+    """What an evaluator's ``evaluate(model=None, data_loader=None)`` does with its arguments.
+
+    Returns:
+        The metrics of the whole loop (``evaluate(model, data_loader, evaluator)``, the call the
+        training engine makes) when both are given; None when neither is (score what was processed).
+
+    Raises:
+        TypeError: only one of the two is given.
+    """
+    if model is None and data_loader is None:
+        return None
+    if model is None or data_loader is None:
+        raise TypeError(f"{type(evaluator).__name__}.evaluate() takes both model and data_loader, or neither")
+    return evaluate(model, data_loader, evaluator)

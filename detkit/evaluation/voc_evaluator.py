@@ -17,7 +17,7 @@ from torch import nn
 
 from detkit.utils.distributed import all_gather_object
 
-from .loop import as_numpy, evaluate, image_id_of
+from .loop import as_numpy, evaluate_if_given, image_id_of
 from .pr_curves import save_pr_curves
 from .voc_eval import VOC_METRICS, VOCResult, format_voc_table, voc_evaluate
 
@@ -119,10 +119,9 @@ class VOCEvaluator:
                 self)``, the call the training engine makes); without, score what was processed.
             data_loader: the test loader, with ``model``.
         """
-        if model is not None or data_loader is not None:
-            if model is None or data_loader is None:
-                raise TypeError("VOCEvaluator.evaluate() takes both model and data_loader, or neither")
-            return evaluate(model, data_loader, self)
+        metrics = evaluate_if_given(self, model, data_loader)
+        if metrics is not None:
+            return metrics
         self._synchronize()
         result = voc_evaluate(self.targets, self.predictions, self.class_names, self.iou_threshold,
                               self.plus_one, self.metrics)

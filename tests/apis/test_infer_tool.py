@@ -18,7 +18,7 @@ from apis_testing import detkit_threads, video_properties, write_clip
 from apis_toys import TOY_DETECTIONS, ToyDetector
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = REPO / "tests" / "data" / "configs" / "apis" / "toy_detector.py"
+CONFIG = REPO / "tests" / "fixtures" / "configs" / "apis" / "toy_detector.py"
 
 
 def load_tool(name: str) -> ModuleType:

@@ -15,7 +15,7 @@ import detkit.apis
 from detkit.apis import CheckpointError, ImageReadError, Predictor, Result
 from detkit.utils.checkpoint import load_weights
 
-CONFIG = Path(__file__).resolve().parents[1] / "data" / "configs" / "apis" / "toy_detector.py"
+CONFIG = Path(__file__).resolve().parents[1] / "fixtures" / "configs" / "apis" / "toy_detector.py"
 
 
 def expected_boxes(height: int, width: int) -> np.ndarray:

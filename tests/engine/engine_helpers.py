@@ -17,7 +17,7 @@ from toy_detector import ToyDataset, ToyDetector
 
 ENGINE_TESTS = Path(__file__).resolve().parent
 REPO_ROOT = ENGINE_TESTS.parents[1]
-TOY_CONFIG = REPO_ROOT / "tests" / "data" / "configs" / "engine" / "toy_train.py"
+TOY_CONFIG = REPO_ROOT / "tests" / "fixtures" / "configs" / "engine" / "toy_train.py"
 
 
 def make_trainer(output_dir: Path, *, batch_size: int = 2, dataset_size: int = 12,

@@ -27,7 +27,7 @@ from detkit.evaluation.coco_eval import (
 # pycocotools' decode under numpy 2 warns about the __array__ copy keyword; not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "coco_eval"
+DATA = Path(__file__).resolve().parents[1] / "fixtures" / "coco_eval"
 ANNOTATIONS = DATA / "instances_val2014_100.json"
 
 # cocoapi's published table (pycocoEvalDemo, val2014_fake_eval_res.txt), all 100 images evaluated.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "tests" / "data"
+DATA = ROOT / "tests" / "fixtures"
 COCO = DATA / "coco_eval"
 PADILLA = DATA / "voc_eval" / "padilla"
 

@@ -10,7 +10,7 @@ import numpy as np
 from detkit.evaluation.pr_curves import PALETTE, draw_pr_curves, save_pr_curves
 from detkit.evaluation.voc_eval import read_txt_dirs, voc_evaluate
 
-PADILLA = Path(__file__).resolve().parents[1] / "data" / "voc_eval" / "padilla"
+PADILLA = Path(__file__).resolve().parents[1] / "fixtures" / "voc_eval" / "padilla"
 
 
 def _colour_pixels(img: np.ndarray, bgr: tuple[int, int, int]) -> int:

@@ -18,7 +18,7 @@ from detkit.evaluation.voc_eval import (
     voc_evaluate,
 )
 
-PADILLA = Path(__file__).resolve().parents[1] / "data" / "voc_eval" / "padilla"
+PADILLA = Path(__file__).resolve().parents[1] / "fixtures" / "voc_eval" / "padilla"
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from detkit.models.weights import load_weights
 from detkit.utils.pypi_files import PyPIDownloadError, fetch_pypi_file
 
 ALL_LEVELS = ("c2", "c3", "c4_expand", "c4", "c5_entry", "c5")
-DOG_IMAGE = Path(__file__).resolve().parents[2] / "data" / "images" / "dog.jpg"
+DOG_IMAGE = Path(__file__).resolve().parents[2] / "fixtures" / "images" / "dog.jpg"
 
 # torchvision's ImageNet MobileNetV2 weights (mobilenet_v2-b0353104.pth: torchvision names files by
 # the first 8 hex digits of their SHA-256), as shipped in this PyPI wheel.

@@ -86,5 +86,6 @@ def test_convert_weights_tool(tmp_path, capsys):
                str(output_path)])
     assert "num_classes=4" in capsys.readouterr().out
     checkpoint = torch.load(output_path, map_location="cpu", weights_only=True)
-    assert set(checkpoint) == {"model", "meta"} and checkpoint["meta"]["source"] == "torchvision"
+    assert set(checkpoint) == {"model", "meta", "model_config", "class_names"}
+    assert checkpoint["meta"]["source"] == "torchvision" and checkpoint["model_config"]["num_classes"] == 4
     instantiate(faster_rcnn_mobilenet_v3_fpn(4)).load_state_dict(checkpoint["model"], strict=True)

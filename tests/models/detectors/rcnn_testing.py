@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from detkit.config import instantiate
 from detkit.models.convert import convert_torchvision_rcnn
 
-IMAGES_DIR = Path(__file__).resolve().parents[2] / "data" / "images"
+IMAGES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "images"
 
 
 def load_image(name: str) -> Tensor:

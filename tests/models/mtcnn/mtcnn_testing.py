@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import torch
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+DATA_DIR = Path(__file__).resolve().parents[2] / "fixtures"
 IMAGES_DIR = DATA_DIR / "images"
 REFERENCE_JSON = DATA_DIR / "mtcnn" / "facenet_pytorch_reference.json"
 FACE_IMAGES = ("astronaut.png", "ivan.jpg", "no-faces.jpg")

@@ -1,6 +1,6 @@
 """detkit's MTCNN with facenet-pytorch's converted weights gives facenet-pytorch's faces.
 
-The reference (tests/data/mtcnn/facenet_pytorch_reference.json) is facenet-pytorch 2.6.0's MTCNN
+The reference (tests/fixtures/mtcnn/facenet_pytorch_reference.json) is facenet-pytorch 2.6.0's MTCNN
 with its defaults on the test images; the weights come from its wheel on PyPI (network, cached).
 """
 

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from detkit.config import instantiate
 from detkit.models.convert.torchvision_ssd import convert_torchvision_ssd
 
-IMAGES_DIR = Path(__file__).resolve().parents[2] / "data" / "images"
+IMAGES_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "images"
 
 
 def load_image(name: str) -> Tensor:

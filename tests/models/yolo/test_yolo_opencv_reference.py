@@ -1,6 +1,6 @@
 """detkit's YOLOv3-tiny with pjreddie's COCO weights against OpenCV's darknet reader, on real photos.
 
-The reference (tests/data/yolo/opencv_reference_yolov3_tiny.json, see its README) was made with
+The reference (tests/fixtures/yolo/opencv_reference_yolov3_tiny.json, see its README) was made with
 OpenCV alone: blobFromImage (plain bilinear resize of the BGR image to 416, to RGB, /255), score =
 objectness x best class probability > 0.25, one class-agnostic NMS at 0.45, boxes xywh in pixels
 of the original image. detkit gets the same 416x416 input (cv2.resize: the resize is OpenCV's, the

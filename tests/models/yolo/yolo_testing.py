@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 TESTS_DIR = Path(__file__).resolve().parents[2]
-YOLO_DATA = TESTS_DIR / "data" / "yolo"
-IMAGES = TESTS_DIR / "data" / "images"
+YOLO_DATA = TESTS_DIR / "fixtures" / "yolo"
+IMAGES = TESTS_DIR / "fixtures" / "images"
 
 
 def load_rgb(name: str) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Paths and helpers shared by the data-layer tests (imported as ``data_layer_testing``)."""
+"""Paths and helpers shared by the tests of detkit.data (imported as ``data_testing``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
-VOC_SAMPLE = DATA_DIR / "voc_sample" / "VOCdevkit"
-COCO_VAL_100 = DATA_DIR / "coco_eval" / "instances_val2014_100.json"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+IMAGES_DIR = FIXTURES / "images"
+VOC_SAMPLE = FIXTURES / "voc_sample" / "VOCdevkit"
+COCO_VAL_100 = FIXTURES / "coco_eval" / "instances_val2014_100.json"
 
 
 def mask_boxes(masks: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from data_layer_testing import mask_boxes, nonempty_masks
+from data_testing import mask_boxes, nonempty_masks
 from detkit.data import (
     CocoDetection,
     DetectionTransform,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from pycocotools.coco import COCO
 
-from data_layer_testing import mask_boxes
+from data_testing import mask_boxes
 from detkit.data import SHAPE_CLASSES, CocoDetection, VOCDetection, generate_shapes_dataset
 from detkit.data.image_io import read_image_rgb
 from detkit.data.shapes import ShapesDatasetPaths, render_shapes_image

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_layer_testing import VOC_SAMPLE
+from data_testing import VOC_SAMPLE
 from detkit.data import VOC_CLASSES, DatasetError, VOCDetection
 
 

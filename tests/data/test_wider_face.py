@@ -9,7 +9,7 @@ import torch
 from detkit.data.validation import DatasetError
 from detkit.data.wider_face import WiderFaceDetection, parse_wider_face_gt
 
-from mtcnn_testing import IMAGES_DIR
+from data_testing import IMAGES_DIR
 
 GT_TEXT = """\
 0--Parade/a.jpg

@@ -20,7 +20,7 @@ from detkit.data import (
 )
 from detkit.data.image_io import write_image_rgb
 
-from data_layer_testing import COCO_VAL_100
+from data_testing import COCO_VAL_100
 
 # pycocotools' decoder (annToMask) trips NumPy 2's `copy=` deprecation; its results are correct.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
