@@ -464,3 +464,17 @@ def test_data_form_checks_keys_against_the_target() -> None:
         config_from_data({"_target_": "detkit.models.backbones.resnet:ResNet", "deptth": 18})
     with pytest.raises(ConfigError, match="not part of the config data form"):
         config_from_data({"_target_": "detkit.models.backbones.resnet:ResNet", "depth": torch.ones(1)})
+
+
+def test_checkpoint_model_config_leaves_out_files_of_initial_weights() -> None:
+    # A backbone started from a local ImageNet file: the checkpoint's state dict holds those
+    # weights since, and the file need not exist where the checkpoint is loaded.
+    from configs.common.rcnn import faster_rcnn
+    from detkit.config import model_config_entries
+
+    model = faster_rcnn(3, depth=18, backbone_weights="/nowhere/resnet18.pth", class_names=["a", "b", "c"])
+    entries = model_config_entries(model)
+    assert entries["model_config"]["backbone"]["weights"] is None
+    assert entries["model_config"]["backbone"]["depth"] == 18 and entries["class_names"] == ["a", "b", "c"]
+    assert model.backbone.weights == "/nowhere/resnet18.pth"  # the config itself is left as it was
+    instantiate(config_from_data(entries["model_config"]))  # builds: no file is read

@@ -44,6 +44,10 @@ DEFAULT_ALLOWED_MODULES: tuple[str, ...] = ("detkit.models", "detkit.ops", "detk
 # given as arguments: a checkpoint may not call them.
 DEFAULT_DENIED_MODULES: tuple[str, ...] = ("detkit.models.convert", "detkit.models.zoo")
 
+# Arguments of a call that name a file of initial weights (the backbones' ``weights``): a
+# checkpoint's state dict supersedes them, so its model config drops them.
+INIT_WEIGHTS_KEYS: tuple[str, ...] = ("weights",)
+
 # The keys of a self-contained checkpoint (besides "model", the state dict).
 MODEL_CONFIG_KEY = "model_config"
 CLASS_NAMES_KEY = "class_names"
@@ -142,11 +146,31 @@ def model_config_entries(model: Any, class_names: Sequence[str] | None = None) -
         model: the resolved ``model`` node of a config (overrides applied).
         class_names: the class names; default the node's own ``class_names`` (placeholders
             followed), else ``None``.
+
+    The model config leaves out the files of initial weights (:data:`INIT_WEIGHTS_KEYS`), which
+    the checkpoint's state dict supersedes.
     """
     if class_names is None and isinstance(model, Mapping) and "class_names" in model:
         class_names = resolve_inherit(model, "class_names")
     names = None if class_names is None else [str(name) for name in class_names]
-    return {MODEL_CONFIG_KEY: config_to_data(model), CLASS_NAMES_KEY: names}
+    return {MODEL_CONFIG_KEY: _without_init_weights(config_to_data(model)), CLASS_NAMES_KEY: names}
+
+
+def _without_init_weights(data: Any) -> Any:
+    """The data with every call's :data:`INIT_WEIGHTS_KEYS` set to None.
+
+    A part built from a local file (``ResNet(weights="resnet50.pth")``) reads it only to start from;
+    the checkpoint's state dict holds those weights since, and the file may not exist where the
+    checkpoint is loaded.
+    """
+    if isinstance(data, dict):
+        out = {k: _without_init_weights(v) for k, v in data.items()}
+        if TARGET in out:
+            out.update({k: None for k in INIT_WEIGHTS_KEYS if isinstance(out.get(k), str)})
+        return out
+    if type(data) in (list, tuple):
+        return type(data)(_without_init_weights(v) for v in data)
+    return data
 
 
 # ---------------------------------------------------------------------------------------- from data

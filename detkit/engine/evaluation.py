@@ -28,7 +28,7 @@ from torch import nn
 from detkit.config import InstantiationError, LazyCall, instantiate
 from detkit.evaluation import CocoEvaluator, VOCEvaluator, evaluate, format_metrics
 from detkit.evaluation.evaluator import base_dataset, build_evaluator
-from detkit.models.weights import load_weights
+from detkit.utils.checkpoint import load_weights
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def evaluate_config(
     Raises:
         KeyError: the config has no ``dataloader.test`` (or no ``model`` when none is given).
         FileNotFoundError: a missing checkpoint.
-        detkit.models.weights.WeightsMismatchError: weights that do not fit (the path named).
+        detkit.utils.checkpoint.CheckpointError: weights that do not fit (the path named).
         ConfigError: a config problem (the key is named).
     """
     source = getattr(cfg, "__dict__", {}).get("_cfg_file", "the config")

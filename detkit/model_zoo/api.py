@@ -7,14 +7,13 @@
   its class names), or returns a zoo model with its pretrained weights (configs that set
   ``pretrained = True``: their ``model`` builds with the weights loaded).
 
-Checkpoints are read with ``torch.load(weights_only=True)`` and their config data import targets
-from detkit's model modules only; no code from a file ever runs.
+Checkpoints are read by :mod:`detkit.utils.checkpoint` (``torch.load(weights_only=True)``) and
+their config data import targets from detkit's model modules only; no code from a file ever runs.
 """
 
 from __future__ import annotations
 
 import copy
-import pickle
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,9 @@ from detkit.config import (
     ConfigError, LazyCall, apply_overrides, config_from_data, instantiate, load_config,
 )
 from detkit.model_zoo.registry import get_config, get_config_file
+from detkit.utils.checkpoint import CheckpointError, load_weights, read_checkpoint
 
 __all__ = ["CheckpointError", "build_model", "load", "read_checkpoint"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not describe a model; the message names the file."""
 
 
 def _looks_like_path(value: str | Path) -> bool:
@@ -81,26 +77,6 @@ def build_model(config: str | Path | Mapping[str, Any] | LazyCall,
     return instantiate(_model_node(config, overrides), "model")
 
 
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint dict read with ``torch.load(weights_only=True)`` on the CPU.
-
-    Raises:
-        FileNotFoundError: no such file (named).
-        CheckpointError: a truncated or foreign file, or one that does not hold a dict (named).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated, or not written by "
-                              f"torch.save): {type(exc).__name__}: {exc}") from exc
-    if not isinstance(checkpoint, dict):
-        raise CheckpointError(f"{path}: holds a {type(checkpoint).__name__}, not a checkpoint dict")
-    return checkpoint
-
-
 def _from_checkpoint(path: Path, allowed_modules: Sequence[str]) -> nn.Module:
     checkpoint = read_checkpoint(path)
     state = checkpoint.get("model")
@@ -114,8 +90,8 @@ def _from_checkpoint(path: Path, allowed_modules: Sequence[str]) -> nn.Module:
                             denied_modules=DEFAULT_DENIED_MODULES)
     model = instantiate(node, "model")
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
+        load_weights(model, state, strict=True, drop_ddp_prefix=True)
+    except CheckpointError as exc:
         raise CheckpointError(f"{path}: the weights do not fit the model its config describes: {exc}") from exc
     names = checkpoint.get(CLASS_NAMES_KEY)
     if names and getattr(model, "class_names", None) is None and len(names) == getattr(model, "num_classes", -1):
@@ -135,7 +111,7 @@ def load(path_or_name: str | Path, device: str | torch.device = "cpu", *,
             checkpoint's config may build (e.g. ``["my_project.models"]``).
 
     Raises:
-        FileNotFoundError: a path that does not exist.
+        FileNotFoundError: a path that does not exist (a ``CheckpointNotFoundError``).
         CheckpointError: a truncated or foreign file, one without a model config, or weights that
             do not fit (the message names the path).
         UnsafeConfigError: the checkpoint's config names a target outside the allowed modules.

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from detkit.models.layers import freeze_module
-from detkit.models.weights import LoadReport, load_weights
+from detkit.utils.checkpoint import LoadReport, load_weights
 from detkit.structures import ShapeSpec  # defined with the other exchange formats; re-exported here
 
 __all__ = ["Backbone", "ShapeSpec", "select_levels"]
@@ -60,7 +60,7 @@ class Backbone(nn.Module):
 
     Attributes:
         out_levels: Names of the returned levels, shallowest first.
-        load_report: What :func:`~detkit.models.weights.load_weights` found when ``weights`` was
+        load_report: What :func:`~detkit.utils.checkpoint.load_weights` found when ``weights`` was
             given, else None.
     """
 

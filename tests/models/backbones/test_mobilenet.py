@@ -13,7 +13,7 @@ from torchvision.models.detection.backbone_utils import mobilenet_backbone
 
 from detkit.models.backbones import MobileNetV2, MobileNetV3, ShapeSpec
 from detkit.models.necks import FPN, fpn_state_dict_from_torchvision
-from detkit.models.weights import load_weights
+from detkit.utils.checkpoint import load_weights
 from detkit.utils.pypi_files import PyPIDownloadError, fetch_pypi_file
 
 ALL_LEVELS = ("c2", "c3", "c4_expand", "c4", "c5_entry", "c5")

@@ -9,7 +9,7 @@ from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 from detkit.models.backbones import ResNet, ShapeSpec
 from detkit.models.layers import FrozenBatchNorm2d
-from detkit.models.weights import load_weights
+from detkit.utils.checkpoint import load_weights
 
 LEVELS = ("c2", "c3", "c4", "c5")
 TORCHVISION_STAGES = {"c2": "layer1", "c3": "layer2", "c4": "layer3", "c5": "layer4"}
