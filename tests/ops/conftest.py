@@ -8,7 +8,6 @@ import os
 from dataclasses import dataclass
 
 import pytest
-import torch
 
 from detkit.ops import _ext
 

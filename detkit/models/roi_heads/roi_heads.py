@@ -34,9 +34,9 @@ from torch import Tensor, nn
 from detkit.models.box_coder import BoxCoder
 from detkit.models.losses import smooth_l1_loss
 from detkit.models.matcher import Matcher
+from detkit.models.postprocess import select_detections
 from detkit.models.roi_heads.mask_head import mask_rcnn_loss, project_masks_on_boxes
 from detkit.models.sampler import BalancedPositiveNegativeSampler
-from detkit.models.postprocess import select_detections
 from detkit.ops import MultiScaleRoIAlign, box_iou, clip_boxes_to_image
 
 # Detections narrower or lower than this (pixels) are dropped (torchvision's constant).
