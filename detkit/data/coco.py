@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ from pycocotools import mask as mask_utils
 from .base import DetectionDataset, ImageRecord, Transforms
 from .validation import DatasetError, DatasetReport
 
-__all__ = ["CocoDetection", "coco_segmentation_to_mask"]
+__all__ = ["CocoDetection", "coco_segmentation_to_mask", "group_annotations_by_image"]
+
+_MAX_QUOTED = 5  # ids an error quotes
 
 
 def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
@@ -58,6 +61,37 @@ def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.
         return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
 
 
+def group_annotations_by_image(
+    images: Sequence[dict], annotations: Sequence[dict], source: str
+) -> dict[Any, list[dict]]:
+    """Group annotations by ``image_id``, refusing ids that would silently merge or vanish.
+
+    Raises:
+        DatasetError: two image records share an id (their annotations would be merged), or
+            annotations name image ids that are not in ``images`` (they would be dropped);
+            one line naming ``source``, the ids, the count and up to 5 annotation ids.
+    """
+    counts = Counter(image["id"] for image in images)
+    duplicated = sorted((image_id for image_id, count in counts.items() if count > 1), key=str)
+    if duplicated:
+        more = f" and {len(duplicated) - _MAX_QUOTED} more" if len(duplicated) > _MAX_QUOTED else ""
+        raise DatasetError(f"{source}: duplicate image ids {duplicated[:_MAX_QUOTED]}{more} in 'images' "
+                           "(each image record needs its own id; their annotations would be merged)")
+    by_image: dict[Any, list[dict]] = {image_id: [] for image_id in counts}
+    orphans = []
+    for annotation in annotations:
+        if annotation["image_id"] in by_image:
+            by_image[annotation["image_id"]].append(annotation)
+        else:
+            orphans.append(annotation)
+    if orphans:
+        quoted = ", ".join(f"annotation {a.get('id')} (image_id {a['image_id']})" for a in orphans[:_MAX_QUOTED])
+        more = ", ..." if len(orphans) > _MAX_QUOTED else ""
+        raise DatasetError(f"{source}: {len(orphans)} annotations name image ids not in 'images', e.g. "
+                           f"{quoted}{more} (a subset of a file must drop their annotations too)")
+    return by_image
+
+
 class CocoDetection(DetectionDataset):
     """A detection dataset from a COCO instances json and a folder of images.
 
@@ -83,7 +117,8 @@ class CocoDetection(DetectionDataset):
 
     Raises:
         DatasetError: an annotation names a category id the json does not define, or a
-            requested class name is not among its categories (message names the file and item).
+            requested class name is not among its categories, or two images share an id, or
+            annotations name image ids that no image has (message names the file and items).
         ImageReadError: an image file does not exist (``check_files``).
     """
 
@@ -121,12 +156,11 @@ class CocoDetection(DetectionDataset):
             chosen = [next(c for c in categories if c["name"] == name) for name in class_names]
         self.category_id_to_label = {category["id"]: label for label, category in enumerate(chosen)}
 
-        annotations_by_image: dict[Any, list[dict]] = {}
-        for annotation in data.get("annotations", []):
-            annotations_by_image.setdefault(annotation["image_id"], []).append(annotation)
+        images = data.get("images", [])
+        annotations_by_image = group_annotations_by_image(images, data.get("annotations", []), source)
 
         records: list[ImageRecord] = []
-        for image in data.get("images", []):
+        for image in images:
             where = f"{source}: image {image['id']} ({image['file_name']})"
             boxes, labels, crowd, segmentations = [], [], [], []
             for annotation in annotations_by_image.get(image["id"], []):

@@ -34,6 +34,8 @@ import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from detkit.data.coco import group_annotations_by_image
+
 __all__ = [
     "COCO_STAT_NAMES",
     "IOU_TYPES",
@@ -76,12 +78,16 @@ def load_coco(annotation_file: str | os.PathLike[str], verbose: bool = False) ->
 
     Raises:
         FileNotFoundError: the file does not exist (the message names the path).
+        DatasetError: two images share an id, or annotations name image ids no image has
+            (pycocotools would merge the first and keep the second out of every image).
     """
     path = Path(annotation_file)
     if not path.is_file():
         raise FileNotFoundError(f"COCO annotation file not found: {path}")
     with _quiet(verbose):
-        return COCO(str(path))
+        coco = COCO(str(path))
+    group_annotations_by_image(coco.dataset.get("images", []), coco.dataset.get("annotations", []), str(path))
+    return coco
 
 
 def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
