@@ -24,6 +24,7 @@ import copy
 import io
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -36,10 +37,13 @@ from pycocotools.cocoeval import COCOeval
 
 from detkit.data.coco import group_annotations_by_image
 
+from .loop import check_finite_prediction
+
 __all__ = [
     "COCO_STAT_NAMES",
     "IOU_TYPES",
     "CocoEvalResult",
+    "check_finite_results",
     "check_results",
     "coco_from_records",
     "coco_from_targets",
@@ -133,6 +137,9 @@ def predictions_to_coco_results(
     Returns:
         One dict per detection with ``image_id``, ``category_id``, ``score``, ``bbox`` (xywh)
         and, for ``"segm"``, ``segmentation`` (RLE, counts as str). Plain Python numbers only.
+
+    Raises:
+        ValueError: a NaN or inf score or box (names the image id), mismatched lengths.
     """
     if len(predictions) != len(image_ids):
         raise ValueError(f"{len(predictions)} predictions but {len(image_ids)} image ids")
@@ -146,6 +153,7 @@ def predictions_to_coco_results(
         scores = _numpy(pred["scores"]).astype(np.float64).reshape(-1)
         if not len(boxes) == len(labels) == len(scores):
             raise ValueError(f"image {image_id}: {len(boxes)} boxes, {len(labels)} labels, {len(scores)} scores")
+        check_finite_prediction({"boxes": boxes, "scores": scores}, image_id)
         xywh = boxes.copy()
         xywh[:, 2:] -= xywh[:, :2]  # xyxy -> top-left + size, continuous widths
         rles: list[dict[str, Any]] | None = None
@@ -192,7 +200,8 @@ def read_results_json(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
     Raises:
         FileNotFoundError: naming the path.
-        ValueError: the file does not hold a json list.
+        ValueError: the file does not hold a json list, or a result's score or box is not a
+            finite number (:func:`check_finite_results`).
     """
     path = Path(path)
     if not path.is_file():
@@ -201,7 +210,44 @@ def read_results_json(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         results = json.load(f)
     if not isinstance(results, list):
         raise ValueError(f"{path}: a COCO results file must hold a json list of detections")
+    check_finite_results(results, str(path))
     return results
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_finite_results(results: Sequence[Mapping[str, Any]], source: str = "results") -> None:
+    """Refuse results whose ``score`` or ``bbox`` is not a finite number.
+
+    pycocotools scores NaN without complaint (all-NaN scores sort as a perfect ranking: AP 1.0),
+    so a NaN, an inf, a string or a missing score is an error here, not a detection.
+
+    Args:
+        results: COCO result dicts.
+        source: names them in the message (the results file).
+
+    Raises:
+        ValueError: one line naming ``source``, the first offending result (its index, image and
+            category id) and the value, and how many results are bad.
+    """
+    bad = []
+    for index, result in enumerate(results):
+        score, bbox = result.get("score"), result.get("bbox")
+        if not _is_finite_number(score):
+            bad.append((index, f"score {score!r}"))
+        elif bbox is not None and not (isinstance(bbox, (list, tuple)) and len(bbox) == 4
+                                       and all(_is_finite_number(v) for v in bbox)):
+            bad.append((index, f"bbox {bbox!r}"))
+    if bad:
+        index, what = bad[0]
+        result = results[index]
+        raise ValueError(
+            f"{source}: result {index} (image_id {result.get('image_id')}, category_id "
+            f"{result.get('category_id')}) has {what}; scores and boxes must be finite numbers "
+            f"({len(bad)} of {len(results)} results are not)"
+        )
 
 
 def check_results(coco_gt: COCO, results: Sequence[Mapping[str, Any]]) -> None:
@@ -235,11 +281,13 @@ def load_results(
 
     Raises:
         FileNotFoundError: a results path that does not exist (named).
-        ValueError: results referencing image or category ids absent from the ground truth.
+        ValueError: results referencing image or category ids absent from the ground truth, or
+            with a score or box that is not a finite number.
     """
     if isinstance(results, (str, os.PathLike)):
         results = read_results_json(results)
     results = [dict(r) for r in results]
+    check_finite_results(results)
     check_results(coco_gt, results)
     if not results:
         coco_dt = COCO()

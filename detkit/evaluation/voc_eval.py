@@ -41,6 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .loop import check_finite_prediction
+
 __all__ = [
     "VOC_METRICS",
     "ClassPR",
@@ -279,6 +281,10 @@ def voc_evaluate(
 
     Returns:
         The per-class curves and APs.
+
+    Raises:
+        ValueError: a label outside the classes, a NaN or inf score or box (naming the image's
+            index), mismatched lengths.
     """
     if len(targets) != len(predictions):
         raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions")
@@ -300,11 +306,15 @@ def voc_evaluate(
             else np.zeros(len(g[1]), dtype=bool) for t, g in zip(targets, gts)]
     dets = [(arr(p, "boxes", (0, 4), np.float64), arr(p, "labels", (0,), np.int64),
              arr(p, "scores", (0,), np.float64)) for p in predictions]
-    for i, ((_, gl), (_, dl, _)) in enumerate(zip(gts, dets)):
+    for i, ((gb, gl), (db, dl, ds)) in enumerate(zip(gts, dets)):
         for what, labels in (("target", gl), ("prediction", dl)):
             bad = labels[(labels < 0) | (labels >= len(names))]
             if len(bad):
                 raise ValueError(f"image {i}: {what} label {int(bad[0])} outside [0, {len(names)})")
+        check_finite_prediction({"boxes": db, "scores": ds}, i)
+        if not np.isfinite(gb).all():
+            raise ValueError(f"image {i}: target box {int(np.flatnonzero(~np.isfinite(gb).all(axis=1))[0])} "
+                             "is not finite")
 
     curves = []
     for c in range(len(names)):
@@ -402,6 +412,10 @@ def read_txt_dirs(
             except (ValueError, IndexError):
                 fmt = "class confidence x y w h" if is_det else "class x y w h [difficult]"
                 raise ValueError(f"{path}:{n}: expected '{fmt}', got {line!r}") from None
+            if not math.isfinite(conf):
+                raise ValueError(f"{path}:{n}: non-finite confidence {conf} in {line!r} (NaN or inf cannot be ranked)")
+            if not all(math.isfinite(v) for v in (x, y, w, h)):
+                raise ValueError(f"{path}:{n}: non-finite coordinate in {line!r}")
             rows.append((cls, conf, [x, y, x + w, y + h], difficult))
         return rows
 

@@ -92,3 +92,27 @@ def test_runs_as_a_script_from_elsewhere(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "24.57 %" in proc.stdout and "26.84 %" in proc.stdout
+
+
+def test_non_finite_scores_are_refused_naming_file_and_entry(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """NaN / inf scores used to be scored (all-NaN scores gave AP 1.000): now one line, status 2."""
+    results = json.loads((COCO / "instances_val2014_fakebbox100_results.json").read_text())
+    for bad_value in (float("nan"), float("inf")):
+        bad = tmp_path / "nan_results.json"
+        bad.write_text(json.dumps([dict(r) for r in results[:3]] + [dict(results[3], score=bad_value)]))
+        assert tool.main(["--coco", str(COCO / "instances_val2014_100.json"), str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert "nan_results.json: result 3 (image_id" in err and f"score {bad_value}" in err
+    gt_dir, det_dir = tmp_path / "gt", tmp_path / "det"
+    gt_dir.mkdir(), det_dir.mkdir()
+    for path in (PADILLA / "groundtruths").iterdir():
+        (gt_dir / path.name).write_text(path.read_text())
+    for path in (PADILLA / "detections").iterdir():
+        (det_dir / path.name).write_text(path.read_text())
+    first = sorted(det_dir.iterdir())[0]
+    lines = first.read_text().splitlines()
+    lines[1] = " ".join([lines[1].split()[0], "nan", *lines[1].split()[2:]])
+    first.write_text("\n".join(lines) + "\n")
+    assert tool.main(["--voc", str(gt_dir), str(det_dir)]) == 2
+    assert f"{first.name}:2: non-finite confidence" in capsys.readouterr().err

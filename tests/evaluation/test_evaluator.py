@@ -202,3 +202,16 @@ def test_distributed_ranks_gather_the_whole_set(tmp_path: Path) -> None:
         assert got.keys() == expected.keys()
         for key, value in expected.items():
             assert got[key] == pytest.approx(value, abs=1e-12, nan_ok=True), key
+
+
+@pytest.mark.parametrize("bad", ["scores", "boxes"])
+def test_evaluators_refuse_non_finite_predictions_naming_the_image(bad: str) -> None:
+    """A model that outputs NaN must not be scored (NaN scores sorted anywhere gave AP 1.0)."""
+    dataset = ToyShapes(n=2)
+    image, target = dataset[1]
+    pred = OracleDetector(masks=False)([image])[0][0]
+    pred = dict(pred, **{bad: torch.full_like(pred[bad], float("nan"))})
+    for evaluator in (CocoEvaluator(class_names=dataset.class_names), VOCEvaluator(dataset.class_names)):
+        what = "box" if bad == "boxes" else "score"
+        with pytest.raises(ValueError, match=rf"image {target['image_id']}: detection 0 has a non-finite {what}"):
+            evaluator.process([target], [pred])
