@@ -250,7 +250,8 @@ def _check_finite(prediction: Mapping[str, torch.Tensor], source: str) -> None:
         value = prediction.get(key)
         if value is None:
             continue
-        value = torch.as_tensor(value).reshape(-1) if torch.as_tensor(value).dim() == 0 else torch.as_tensor(value)
+        value = torch.as_tensor(value)
+        value = value.reshape(1) if value.dim() == 0 else value
         if value.numel() == 0 or not value.is_floating_point():
             continue
         finite = torch.isfinite(value.reshape(value.shape[0], -1)).all(dim=1)
