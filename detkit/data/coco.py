@@ -12,6 +12,12 @@ Conventions at this edge:
   fall on a crowd region are ignored, not counted false). Training must not use them as objects:
   detkit's training pipelines drop them (``drop_crowd=True`` in
   :func:`detkit.data.transforms.rcnn_train_transforms` and the others). Nothing is dropped here.
+* ``area [N]`` float32 in the target is each annotation's ``area`` field (where absent, the area
+  of its segmentation, else of its box): for instance annotations the *segment* area, which COCO
+  evaluation's small / medium / large ranges measure (not the box area), so a ground truth built
+  from the targets (:func:`detkit.evaluation.coco_eval.target_to_coco`) scores as the json does
+  (float32, not float64, so that targets can move to any device; only an area within 1e-7
+  relative of a range border could round across it).
 * Masks (``with_masks=True``) are decoded with ``pycocotools.mask`` from polygons, uncompressed
   RLE (crowd) or compressed RLE, exactly as ``COCO.annToMask`` does: ``masks [N, H, W]`` uint8.
 """
@@ -59,6 +65,25 @@ def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.
         # pycocotools' Cython decoder trips NumPy 2's `copy=` deprecation; the result is correct.
         warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
         return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
+
+
+def _area_of(annotation: dict, height: int, width: int, where: str) -> float:
+    """An annotation's ``area`` field; where absent, its segmentation's area (else its box's)."""
+    area = annotation.get("area")
+    if area is None:
+        segmentation = annotation.get("segmentation")
+        if segmentation:
+            return float(coco_segmentation_to_mask(segmentation, height, width).sum())
+        _, _, w, h = annotation["bbox"]
+        return float(w) * float(h)
+    try:
+        value = float(area)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{where}: annotation {annotation.get('id')} has area {area!r}, not a number") from None
+    if not np.isfinite(value) or value < 0:
+        raise DatasetError(f"{where}: annotation {annotation.get('id')} has area {area!r}; an area is a finite "
+                           "number >= 0")
+    return value
 
 
 def group_annotations_by_image(
@@ -162,7 +187,7 @@ class CocoDetection(DetectionDataset):
         records: list[ImageRecord] = []
         for image in images:
             where = f"{source}: image {image['id']} ({image['file_name']})"
-            boxes, labels, crowd, segmentations = [], [], [], []
+            boxes, labels, crowd, areas, segmentations = [], [], [], [], []
             for annotation in annotations_by_image.get(image["id"], []):
                 category_id = annotation["category_id"]
                 if category_id not in known_ids:
@@ -180,6 +205,7 @@ class CocoDetection(DetectionDataset):
                 boxes.append([x, y, x + w, y + h])
                 labels.append(self.category_id_to_label[category_id])
                 crowd.append(int(annotation.get("iscrowd", 0)))
+                areas.append(_area_of(annotation, int(image["height"]), int(image["width"]), where))
                 segmentations.append(annotation.get("segmentation"))
             records.append(
                 ImageRecord(
@@ -188,7 +214,8 @@ class CocoDetection(DetectionDataset):
                     size=(int(image["height"]), int(image["width"])),
                     boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
                     labels=np.asarray(labels, dtype=np.int64),
-                    box_fields={"iscrowd": np.asarray(crowd, dtype=np.int64)},
+                    box_fields={"iscrowd": np.asarray(crowd, dtype=np.int64),
+                                "area": np.asarray(areas, dtype=np.float32)},
                     segmentations=segmentations if with_masks else None,
                     where=where,
                 )

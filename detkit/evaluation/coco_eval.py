@@ -311,21 +311,27 @@ def target_to_coco(
 
     Args:
         target: ``boxes [G, 4]`` xyxy pixels, ``labels [G]`` 0-based, optionally
-            ``masks [G, H, W]`` {0, 1}, ``iscrowd [G]`` and ``orig_size (H, W)``.
+            ``area [G]`` (the annotation file's areas, NaN where unknown), ``masks [G, H, W]``
+            {0, 1}, ``iscrowd [G]`` and ``orig_size (H, W)``.
         image_id: the COCO image id.
         label_to_category_id: label -> category id; ``None`` maps a label to itself.
         image_size: ``(H, W)``; when ``None`` it is taken from ``masks``, else ``orig_size``, else
             the extent of the boxes (enough for bbox evaluation, which ignores image size).
 
     Returns:
-        ``(image, annotations)``. An annotation's ``area`` is its mask area where masks are
-        given (as in COCO files, and what the small/medium/large ranges measure), else its box
-        area. Masks are stored as compressed RLE.
+        ``(image, annotations)``. An annotation's ``area`` (what the small / medium / large
+        ranges measure) is, in this order: the target's ``area`` where finite (a COCO reader's
+        copy of the file's field, the segment area, so the stats equal the file's exactly), its
+        mask area where masks are given, else its box area. Masks are stored as compressed RLE.
     """
     boxes = _numpy(target["boxes"]).astype(np.float64).reshape(-1, 4)
     labels = _numpy(target["labels"]).astype(np.int64).reshape(-1)
     crowd = _numpy(target["iscrowd"]).reshape(-1) if target.get("iscrowd") is not None else np.zeros(len(boxes))
     masks = _numpy(target["masks"]) if target.get("masks") is not None else None
+    areas = (_numpy(target["area"]).astype(np.float64).reshape(-1) if target.get("area") is not None
+             else np.full(len(boxes), np.nan))
+    if len(areas) != len(boxes):
+        raise ValueError(f"image {image_id}: {len(areas)} areas for {len(boxes)} boxes")
     size = image_size
     if size is None and masks is not None:
         size = tuple(masks.shape[-2:])
@@ -350,6 +356,9 @@ def target_to_coco(
         }
         if rles is not None:
             ann["segmentation"] = rles[k]
+        if np.isfinite(areas[k]):
+            ann["area"] = float(areas[k])
+        elif rles is not None:
             ann["area"] = float(mask_util.area(rles[k]))
         else:
             ann["area"] = (x2 - x1) * (y2 - y1)

@@ -201,3 +201,20 @@ def test_annotations_of_missing_images_are_an_error_with_count_and_ids(tmp_path:
     message = str(raised.value)
     assert "annotation 1 (image_id 10)" in message and "annotation 3 (image_id 11)" in message
     assert "annotation 2 " not in message and "\n" not in message
+
+
+def test_targets_carry_the_files_area_and_bad_areas_are_named(tmp_path: Path) -> None:
+    """``area`` is the annotation's (segment) area, what COCO's small / medium / large measure."""
+    path = _write_small_coco(tmp_path)
+    dataset = CocoDetection(tmp_path, path)
+    assert dataset.get_target(0)["area"].tolist() == [200.0, 300.0]  # in annotation order
+    assert dataset.get_target(0)["area"].dtype == torch.float32
+
+    def without_area(data: dict) -> None:
+        del data["annotations"][0]["area"]  # a 20x10 polygon: its segment area, as pycocotools gives
+
+    dataset = CocoDetection(tmp_path, _rewrite(path, without_area))
+    assert dataset.get_target(0)["area"].tolist() == [200.0, 300.0]
+    _rewrite(path, lambda d: d["annotations"][2].update(area="big"))
+    with pytest.raises(DatasetError, match=r"ann\.json: image 11 \(b\.png\): annotation 3 has area 'big'"):
+        CocoDetection(tmp_path, path)
