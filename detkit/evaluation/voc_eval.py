@@ -408,16 +408,16 @@ def _check_layouts(gt_rows: list, det_rows: list, gt_dir: Path, det_dir: Path, l
             ((gt_dir, gt_rows, gt_layout, "ground-truth"), (det_dir, det_rows, det_layout, "detection"))):
         boxes = [r[2] for file_rows in rows for r in file_rows]
         if box_layout == "xywh" and _looks_xyxy(boxes):
-            problems.append((which, f"{folder}: all {len(boxes)} {what} boxes have width > left and height > top, "
-                                    "as 'left top right bottom' rows always do: is their layout xyxy?"))
+            problems.append((which, (f"{folder}: all {len(boxes)} {what} boxes have width > left and height > top, "
+                                     "as 'left top right bottom' rows always do: is their layout xyxy?")))
     if sum(len(rows) for rows in det_rows) >= _SUSPICION_MIN_BOXES:
         other = "xyxy" if det_layout == "xywh" else "xywh"
         as_read = _mean_best_iou(gt_rows, det_rows, gt_layout, det_layout)
         as_other = _mean_best_iou(gt_rows, det_rows, gt_layout, other)
         if as_other >= 0.3 and as_read <= as_other / 2:
-            problems.append((1, f"{det_dir}: read as {det_layout} ({VOC_TXT_LAYOUTS[det_layout]}), the detections' "
-                                f"mean best IoU with the ground truth is {as_read:.2f}; read as {other} "
-                                f"({VOC_TXT_LAYOUTS[other]}), {as_other:.2f}: is their layout {other}?"))
+            problems.append((1, (f"{det_dir}: read as {det_layout} ({VOC_TXT_LAYOUTS[det_layout]}), the detections' "
+                                 f"mean best IoU with the ground truth is {as_read:.2f}; read as {other} "
+                                 f"({VOC_TXT_LAYOUTS[other]}), {as_other:.2f}: is their layout {other}?")))
     for which, message in problems:
         if not named[which]:
             raise ValueError(message + " Name the layout to go on (detkit eval --voc-layout / --voc-det-layout).")

@@ -110,7 +110,7 @@ def test_non_finite_scores_are_refused_naming_file_and_entry(tmp_path: Path,
         (gt_dir / path.name).write_text(path.read_text())
     for path in (PADILLA / "detections").iterdir():
         (det_dir / path.name).write_text(path.read_text())
-    first = sorted(det_dir.iterdir())[0]
+    first = min(det_dir.iterdir())
     lines = first.read_text().splitlines()
     lines[1] = " ".join([lines[1].split()[0], "nan", *lines[1].split()[2:]])
     first.write_text("\n".join(lines) + "\n")

@@ -7,10 +7,12 @@ import math
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from eval_toys import OracleDetector, ToyShapes, toy_loader
 
+from detkit.data import CocoDetection, generate_shapes_dataset
 from detkit.evaluation import CocoEvaluator, Evaluator, VOCEvaluator, build_evaluator, evaluate
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -224,10 +226,6 @@ def test_ground_truth_from_targets_gives_the_json_stats_on_the_same_detections(t
     the ground truth built from box-only targets used the box area, so circles and triangles whose
     box is larger than their mask moved to a larger range.
     """
-    import numpy as np
-
-    from detkit.data import CocoDetection, generate_shapes_dataset
-
     paths = generate_shapes_dataset(tmp_path / "shapes", 0, 12, (256, 320), seed=3, size_range=(0.08, 0.3))
     dataset = CocoDetection(paths.image_dir, paths.coco_json("val"), check_files=False)
     rng = np.random.default_rng(0)
