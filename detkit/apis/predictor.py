@@ -165,8 +165,13 @@ class Predictor:
 
     def to_result(self, prediction: Mapping[str, torch.Tensor], image_size: tuple[int, int],
                   source: str = "") -> Result:
-        """Filter one prediction dict (score, classes, count) and make it a :class:`Result`."""
+        """Filter one prediction dict (score, classes, count) and make it a :class:`Result`.
+
+        Raises:
+            ValueError: the model's ``scores`` or ``boxes`` hold NaN or inf (names ``source``).
+        """
         scores = torch.as_tensor(prediction["scores"])
+        _check_finite(prediction, source)
         keep = torch.ones_like(scores, dtype=torch.bool)
         if self.score_thresh is not None:
             keep &= scores >= self.score_thresh
@@ -207,7 +212,8 @@ class Predictor:
 
         Raises:
             detkit.apis.images.ImageReadError: A file that is missing or cannot be decoded.
-            ValueError: An input of an unsupported type or shape.
+            ValueError: An input of an unsupported type or shape, or a model output with NaN
+                or inf scores or boxes (the message names the input).
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -232,6 +238,31 @@ class Predictor:
         return (f"Predictor({type(self.model).__name__}, device={self.device}, "
                 f"score_thresh={self.score_thresh}, classes={self.class_ids}, "
                 f"detections_per_img={self.detections_per_img})")
+
+
+def _check_finite(prediction: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise when the raw ``scores [N]`` or ``boxes [N, 4]`` of one image hold NaN or inf.
+
+    Checked before any filtering: a NaN score passes no threshold, so it would otherwise vanish
+    silently along with the fault that produced it.
+    """
+    for key, what in (("scores", "score"), ("boxes", "box")):
+        value = prediction.get(key)
+        if value is None:
+            continue
+        value = torch.as_tensor(value)
+        value = value.reshape(1) if value.dim() == 0 else value
+        if value.numel() == 0 or not value.is_floating_point():
+            continue
+        finite = torch.isfinite(value.reshape(value.shape[0], -1)).all(dim=1)
+        if not bool(finite.all()):
+            bad = torch.nonzero(~finite).flatten()
+            first = value[bad[0]].tolist()
+            raise ValueError(
+                f"{source or 'input'}: the model returned a non-finite {what} {first} for detection "
+                f"{int(bad[0])} ({len(bad)} of {len(finite)} detections); a numerical fault of the model "
+                "or its weights (no weights loaded? fp16 overflow? a corrupt checkpoint?)"
+            )
 
 
 def _as_list(inputs: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:

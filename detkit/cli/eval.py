@@ -11,6 +11,12 @@ ground truth ``class x y w h``, detections ``class confidence x y w h`` (absolut
 corner and size)::
 
     detkit eval --voc GT_DIR DET_DIR --iou 0.3 [--metric voc07|voc12|both] [--no-plus-one]
+                [--voc-layout xywh|xyxy] [--voc-det-layout xywh|xyxy]
+
+``--voc-layout`` names the four box columns of both folders (``xywh``: left top width height, the
+default; ``xyxy``: left top right bottom), ``--voc-det-layout`` those of the detections only. The
+layout is never guessed: a row it cannot describe is an error naming ``file:line``, and evidence of
+the other layout is an error until the layout is named (then a warning).
 
 ``--plot DIR`` writes per-class precision-recall curves (PNG); ``--json FILE`` the metrics.
 """
@@ -41,14 +47,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="VOC: 11-point (voc07), all-point (voc12) or both")
     parser.add_argument("--no-plus-one", action="store_true",
                         help="VOC: continuous widths x2-x1 instead of VOC's x2-x1+1 pixel convention")
+    parser.add_argument("--voc-layout", choices=("xywh", "xyxy"), default=None,
+                        help="VOC: box columns of the gt and detection files: xywh (left top width height, "
+                             "the default) or xyxy (left top right bottom)")
+    parser.add_argument("--voc-det-layout", choices=("xywh", "xyxy"), default=None,
+                        help="VOC: box columns of the detection files only (default: as --voc-layout)")
     parser.add_argument("--plot", metavar="DIR", help="write precision-recall curves (PNG) into DIR")
     parser.add_argument("--json", metavar="FILE", help="write the metrics as json")
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Options that apply to one mode only are refused in the other."""
-    if args.voc is None and (args.no_plus_one or args.metric != "both" or args.iou != 0.5):
-        parser.error("--iou, --metric and --no-plus-one apply to --voc only")
+    if args.voc is None and (args.no_plus_one or args.metric != "both" or args.iou != 0.5
+                             or args.voc_layout is not None or args.voc_det_layout is not None):
+        parser.error("--iou, --metric, --no-plus-one, --voc-layout and --voc-det-layout apply to --voc only")
     if args.coco is None and args.iou_type != "bbox":
         parser.error("--iou-type applies to --coco only")
     if not 0.0 < args.iou <= 1.0:
@@ -87,7 +99,7 @@ def run_voc(args: argparse.Namespace) -> dict[str, float]:
     from detkit.evaluation.voc_eval import format_voc_table, read_txt_dirs, voc_evaluate
 
     gt_dir, det_dir = args.voc
-    targets, predictions, class_names, _ = read_txt_dirs(gt_dir, det_dir)
+    targets, predictions, class_names, _ = read_txt_dirs(gt_dir, det_dir, args.voc_layout, args.voc_det_layout)
     metrics = ("voc07", "voc12") if args.metric == "both" else (args.metric,)
     result = voc_evaluate(targets, predictions, class_names, iou_threshold=args.iou,
                           plus_one=not args.no_plus_one, metrics=metrics)

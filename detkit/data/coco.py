@@ -12,6 +12,12 @@ Conventions at this edge:
   fall on a crowd region are ignored, not counted false). Training must not use them as objects:
   detkit's training pipelines drop them (``drop_crowd=True`` in
   :func:`detkit.data.transforms.rcnn_train_transforms` and the others). Nothing is dropped here.
+* ``area [N]`` float32 in the target is each annotation's ``area`` field (where absent, the area
+  of its segmentation, else of its box): for instance annotations the *segment* area, which COCO
+  evaluation's small / medium / large ranges measure (not the box area), so a ground truth built
+  from the targets (:func:`detkit.evaluation.coco_eval.target_to_coco`) scores as the json does
+  (float32, not float64, so that targets can move to any device; only an area within 1e-7
+  relative of a range border could round across it).
 * Masks (``with_masks=True``) are decoded with ``pycocotools.mask`` from polygons, uncompressed
   RLE (crowd) or compressed RLE, exactly as ``COCO.annToMask`` does: ``masks [N, H, W]`` uint8.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +37,9 @@ from pycocotools import mask as mask_utils
 from .base import DetectionDataset, ImageRecord, Transforms
 from .validation import DatasetError, DatasetReport
 
-__all__ = ["CocoDetection", "coco_segmentation_to_mask"]
+__all__ = ["CocoDetection", "coco_segmentation_to_mask", "group_annotations_by_image"]
+
+_MAX_QUOTED = 5  # ids an error quotes
 
 
 def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
@@ -58,6 +67,56 @@ def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.
         return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
 
 
+def _area_of(annotation: dict, height: int, width: int, where: str) -> float:
+    """An annotation's ``area`` field; where absent, its segmentation's area (else its box's)."""
+    area = annotation.get("area")
+    if area is None:
+        segmentation = annotation.get("segmentation")
+        if segmentation:
+            return float(coco_segmentation_to_mask(segmentation, height, width).sum())
+        _, _, w, h = annotation["bbox"]
+        return float(w) * float(h)
+    try:
+        value = float(area)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{where}: annotation {annotation.get('id')} has area {area!r}, not a number") from None
+    if not np.isfinite(value) or value < 0:
+        raise DatasetError(f"{where}: annotation {annotation.get('id')} has area {area!r}; an area is a finite "
+                           "number >= 0")
+    return value
+
+
+def group_annotations_by_image(
+    images: Sequence[dict], annotations: Sequence[dict], source: str
+) -> dict[Any, list[dict]]:
+    """Group annotations by ``image_id``, refusing ids that would silently merge or vanish.
+
+    Raises:
+        DatasetError: two image records share an id (their annotations would be merged), or
+            annotations name image ids that are not in ``images`` (they would be dropped);
+            one line naming ``source``, the ids, the count and up to 5 annotation ids.
+    """
+    counts = Counter(image["id"] for image in images)
+    duplicated = sorted((image_id for image_id, count in counts.items() if count > 1), key=str)
+    if duplicated:
+        more = f" and {len(duplicated) - _MAX_QUOTED} more" if len(duplicated) > _MAX_QUOTED else ""
+        raise DatasetError(f"{source}: duplicate image ids {duplicated[:_MAX_QUOTED]}{more} in 'images' "
+                           "(each image record needs its own id; their annotations would be merged)")
+    by_image: dict[Any, list[dict]] = {image_id: [] for image_id in counts}
+    orphans = []
+    for annotation in annotations:
+        if annotation["image_id"] in by_image:
+            by_image[annotation["image_id"]].append(annotation)
+        else:
+            orphans.append(annotation)
+    if orphans:
+        quoted = ", ".join(f"annotation {a.get('id')} (image_id {a['image_id']})" for a in orphans[:_MAX_QUOTED])
+        more = ", ..." if len(orphans) > _MAX_QUOTED else ""
+        raise DatasetError(f"{source}: {len(orphans)} annotations name image ids not in 'images', e.g. "
+                           f"{quoted}{more} (a subset of a file must drop their annotations too)")
+    return by_image
+
+
 class CocoDetection(DetectionDataset):
     """A detection dataset from a COCO instances json and a folder of images.
 
@@ -83,7 +142,8 @@ class CocoDetection(DetectionDataset):
 
     Raises:
         DatasetError: an annotation names a category id the json does not define, or a
-            requested class name is not among its categories (message names the file and item).
+            requested class name is not among its categories, or two images share an id, or
+            annotations name image ids that no image has (message names the file and items).
         ImageReadError: an image file does not exist (``check_files``).
     """
 
@@ -121,14 +181,13 @@ class CocoDetection(DetectionDataset):
             chosen = [next(c for c in categories if c["name"] == name) for name in class_names]
         self.category_id_to_label = {category["id"]: label for label, category in enumerate(chosen)}
 
-        annotations_by_image: dict[Any, list[dict]] = {}
-        for annotation in data.get("annotations", []):
-            annotations_by_image.setdefault(annotation["image_id"], []).append(annotation)
+        images = data.get("images", [])
+        annotations_by_image = group_annotations_by_image(images, data.get("annotations", []), source)
 
         records: list[ImageRecord] = []
-        for image in data.get("images", []):
+        for image in images:
             where = f"{source}: image {image['id']} ({image['file_name']})"
-            boxes, labels, crowd, segmentations = [], [], [], []
+            boxes, labels, crowd, areas, segmentations = [], [], [], [], []
             for annotation in annotations_by_image.get(image["id"], []):
                 category_id = annotation["category_id"]
                 if category_id not in known_ids:
@@ -146,6 +205,7 @@ class CocoDetection(DetectionDataset):
                 boxes.append([x, y, x + w, y + h])
                 labels.append(self.category_id_to_label[category_id])
                 crowd.append(int(annotation.get("iscrowd", 0)))
+                areas.append(_area_of(annotation, int(image["height"]), int(image["width"]), where))
                 segmentations.append(annotation.get("segmentation"))
             records.append(
                 ImageRecord(
@@ -154,7 +214,8 @@ class CocoDetection(DetectionDataset):
                     size=(int(image["height"]), int(image["width"])),
                     boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
                     labels=np.asarray(labels, dtype=np.int64),
-                    box_fields={"iscrowd": np.asarray(crowd, dtype=np.int64)},
+                    box_fields={"iscrowd": np.asarray(crowd, dtype=np.int64),
+                                "area": np.asarray(areas, dtype=np.float32)},
                     segmentations=segmentations if with_masks else None,
                     where=where,
                 )

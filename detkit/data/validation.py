@@ -11,6 +11,9 @@ What is checked, and when (each message names the annotation file or image and t
 * **degenerate box** (zero or negative width or height after clipping): dropped and counted;
 * **unknown category** (a VOC class name or COCO category id not in the class list): a
   :class:`DatasetError` naming the file and the name;
+* **duplicate COCO image ids** (two records would be merged) and **annotations of absent images**
+  (they would vanish): a :class:`DatasetError` naming the file, the ids and the count
+  (:func:`detkit.data.coco.group_annotations_by_image`, also run by ``detkit eval``'s reader);
 * **class list that does not match the model**: :func:`check_class_names` with a diff.
 
 Counts are gathered in a :class:`DatasetReport`, which a dataset logs once when it has loaded.

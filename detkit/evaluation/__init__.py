@@ -32,6 +32,7 @@ from .loop import Evaluator, evaluate, format_metrics
 from .pr_curves import draw_pr_curves, save_pr_curves
 from .voc_eval import (
     VOC_METRICS,
+    VOC_TXT_LAYOUTS,
     ClassPR,
     VOCResult,
     average_precision,
@@ -55,6 +56,7 @@ __all__ = [
     "VOCEvaluator",
     "VOCResult",
     "VOC_METRICS",
+    "VOC_TXT_LAYOUTS",
     "average_precision",
     "box_iou_voc",
     "build_evaluator",

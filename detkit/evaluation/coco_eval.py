@@ -24,6 +24,7 @@ import copy
 import io
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -34,10 +35,15 @@ import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from detkit.data.coco import group_annotations_by_image
+
+from .loop import check_finite_prediction
+
 __all__ = [
     "COCO_STAT_NAMES",
     "IOU_TYPES",
     "CocoEvalResult",
+    "check_finite_results",
     "check_results",
     "coco_from_records",
     "coco_from_targets",
@@ -76,12 +82,16 @@ def load_coco(annotation_file: str | os.PathLike[str], verbose: bool = False) ->
 
     Raises:
         FileNotFoundError: the file does not exist (the message names the path).
+        DatasetError: two images share an id, or annotations name image ids no image has
+            (pycocotools would merge the first and keep the second out of every image).
     """
     path = Path(annotation_file)
     if not path.is_file():
         raise FileNotFoundError(f"COCO annotation file not found: {path}")
     with _quiet(verbose):
-        return COCO(str(path))
+        coco = COCO(str(path))
+    group_annotations_by_image(coco.dataset.get("images", []), coco.dataset.get("annotations", []), str(path))
+    return coco
 
 
 def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
@@ -127,6 +137,9 @@ def predictions_to_coco_results(
     Returns:
         One dict per detection with ``image_id``, ``category_id``, ``score``, ``bbox`` (xywh)
         and, for ``"segm"``, ``segmentation`` (RLE, counts as str). Plain Python numbers only.
+
+    Raises:
+        ValueError: a NaN or inf score or box (names the image id), mismatched lengths.
     """
     if len(predictions) != len(image_ids):
         raise ValueError(f"{len(predictions)} predictions but {len(image_ids)} image ids")
@@ -140,6 +153,7 @@ def predictions_to_coco_results(
         scores = _numpy(pred["scores"]).astype(np.float64).reshape(-1)
         if not len(boxes) == len(labels) == len(scores):
             raise ValueError(f"image {image_id}: {len(boxes)} boxes, {len(labels)} labels, {len(scores)} scores")
+        check_finite_prediction({"boxes": boxes, "scores": scores}, image_id)
         xywh = boxes.copy()
         xywh[:, 2:] -= xywh[:, :2]  # xyxy -> top-left + size, continuous widths
         rles: list[dict[str, Any]] | None = None
@@ -186,7 +200,8 @@ def read_results_json(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
     Raises:
         FileNotFoundError: naming the path.
-        ValueError: the file does not hold a json list.
+        ValueError: the file does not hold a json list, or a result's score or box is not a
+            finite number (:func:`check_finite_results`).
     """
     path = Path(path)
     if not path.is_file():
@@ -195,7 +210,44 @@ def read_results_json(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         results = json.load(f)
     if not isinstance(results, list):
         raise ValueError(f"{path}: a COCO results file must hold a json list of detections")
+    check_finite_results(results, str(path))
     return results
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_finite_results(results: Sequence[Mapping[str, Any]], source: str = "results") -> None:
+    """Refuse results whose ``score`` or ``bbox`` is not a finite number.
+
+    pycocotools scores NaN without complaint (all-NaN scores sort as a perfect ranking: AP 1.0),
+    so a NaN, an inf, a string or a missing score is an error here, not a detection.
+
+    Args:
+        results: COCO result dicts.
+        source: names them in the message (the results file).
+
+    Raises:
+        ValueError: one line naming ``source``, the first offending result (its index, image and
+            category id) and the value, and how many results are bad.
+    """
+    bad = []
+    for index, result in enumerate(results):
+        score, bbox = result.get("score"), result.get("bbox")
+        if not _is_finite_number(score):
+            bad.append((index, f"score {score!r}"))
+        elif bbox is not None and not (isinstance(bbox, (list, tuple)) and len(bbox) == 4
+                                       and all(_is_finite_number(v) for v in bbox)):
+            bad.append((index, f"bbox {bbox!r}"))
+    if bad:
+        index, what = bad[0]
+        result = results[index]
+        raise ValueError(
+            f"{source}: result {index} (image_id {result.get('image_id')}, category_id "
+            f"{result.get('category_id')}) has {what}; scores and boxes must be finite numbers "
+            f"({len(bad)} of {len(results)} results are not)"
+        )
 
 
 def check_results(coco_gt: COCO, results: Sequence[Mapping[str, Any]]) -> None:
@@ -229,11 +281,13 @@ def load_results(
 
     Raises:
         FileNotFoundError: a results path that does not exist (named).
-        ValueError: results referencing image or category ids absent from the ground truth.
+        ValueError: results referencing image or category ids absent from the ground truth, or
+            with a score or box that is not a finite number.
     """
     if isinstance(results, (str, os.PathLike)):
         results = read_results_json(results)
     results = [dict(r) for r in results]
+    check_finite_results(results)
     check_results(coco_gt, results)
     if not results:
         coco_dt = COCO()
@@ -257,21 +311,27 @@ def target_to_coco(
 
     Args:
         target: ``boxes [G, 4]`` xyxy pixels, ``labels [G]`` 0-based, optionally
-            ``masks [G, H, W]`` {0, 1}, ``iscrowd [G]`` and ``orig_size (H, W)``.
+            ``area [G]`` (the annotation file's areas, NaN where unknown), ``masks [G, H, W]``
+            {0, 1}, ``iscrowd [G]`` and ``orig_size (H, W)``.
         image_id: the COCO image id.
         label_to_category_id: label -> category id; ``None`` maps a label to itself.
         image_size: ``(H, W)``; when ``None`` it is taken from ``masks``, else ``orig_size``, else
             the extent of the boxes (enough for bbox evaluation, which ignores image size).
 
     Returns:
-        ``(image, annotations)``. An annotation's ``area`` is its mask area where masks are
-        given (as in COCO files, and what the small/medium/large ranges measure), else its box
-        area. Masks are stored as compressed RLE.
+        ``(image, annotations)``. An annotation's ``area`` (what the small / medium / large
+        ranges measure) is, in this order: the target's ``area`` where finite (a COCO reader's
+        copy of the file's field, the segment area, so the stats equal the file's exactly), its
+        mask area where masks are given, else its box area. Masks are stored as compressed RLE.
     """
     boxes = _numpy(target["boxes"]).astype(np.float64).reshape(-1, 4)
     labels = _numpy(target["labels"]).astype(np.int64).reshape(-1)
     crowd = _numpy(target["iscrowd"]).reshape(-1) if target.get("iscrowd") is not None else np.zeros(len(boxes))
     masks = _numpy(target["masks"]) if target.get("masks") is not None else None
+    areas = (_numpy(target["area"]).astype(np.float64).reshape(-1) if target.get("area") is not None
+             else np.full(len(boxes), np.nan))
+    if len(areas) != len(boxes):
+        raise ValueError(f"image {image_id}: {len(areas)} areas for {len(boxes)} boxes")
     size = image_size
     if size is None and masks is not None:
         size = tuple(masks.shape[-2:])
@@ -296,6 +356,9 @@ def target_to_coco(
         }
         if rles is not None:
             ann["segmentation"] = rles[k]
+        if np.isfinite(areas[k]):
+            ann["area"] = float(areas[k])
+        elif rles is not None:
             ann["area"] = float(mask_util.area(rles[k]))
         else:
             ann["area"] = (x2 - x1) * (y2 - y1)

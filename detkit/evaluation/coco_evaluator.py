@@ -28,7 +28,7 @@ from .coco_eval import (
     target_to_coco,
     write_results_json,
 )
-from .loop import as_numpy, evaluate_if_given, image_id_of
+from .loop import as_numpy, check_finite_prediction, evaluate_if_given, image_id_of
 from .pr_curves import save_pr_curves
 
 __all__ = ["CocoEvaluator", "annotation_file_of"]
@@ -127,7 +127,12 @@ class CocoEvaluator:
         return {label: label + 1 for label in self._labels_seen}
 
     def process(self, targets: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]) -> None:
-        """Convert one batch of predictions to COCO results (and targets to gt records)."""
+        """Convert one batch of predictions to COCO results (and targets to gt records).
+
+        Raises:
+            ValueError: a prediction with a NaN or inf score or box (names the image id), an
+                image id absent from the annotation file.
+        """
         if len(targets) != len(predictions):
             raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions")
         if self.iou_types is None:
@@ -144,6 +149,8 @@ class CocoEvaluator:
                 # by rank so that ranks never collide.
                 image_id = get_rank() * 1_000_000_000 + len(self.image_ids) + len(ids) + 1
             ids.append(image_id)
+        for prediction, image_id in zip(predictions, ids):
+            check_finite_prediction(prediction, image_id)
         if self.coco_gt is not None:
             unknown = sorted(set(ids) - set(self.coco_gt.getImgIds()))
             if unknown:

@@ -30,7 +30,10 @@ from tqdm import tqdm
 
 from detkit.utils.distributed import is_main_process
 
-__all__ = ["Evaluator", "as_numpy", "evaluate", "evaluate_if_given", "format_metrics", "image_id_of"]
+__all__ = [
+    "Evaluator", "as_numpy", "check_finite_prediction", "evaluate", "evaluate_if_given", "format_metrics",
+    "image_id_of",
+]
 
 
 @runtime_checkable
@@ -134,6 +137,32 @@ def as_numpy(value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy()
     return np.asarray(value)
+
+
+def check_finite_prediction(prediction: Mapping[str, Any], image_id: Any) -> None:
+    """Refuse a prediction whose ``scores [N]`` or ``boxes [N, 4]`` hold NaN or inf.
+
+    NaN scores sort anywhere, so they can be scored as a perfect ranking (AP 1.0 with every score
+    NaN); a non-finite score or box is a numerical fault of the model, never a detection.
+
+    Raises:
+        ValueError: one line naming the image id, the first offending detection and its value.
+    """
+    for key, what in (("scores", "score"), ("boxes", "box")):
+        if prediction.get(key) is None:
+            continue
+        values = as_numpy(prediction[key]).astype(np.float64)
+        if values.size == 0:
+            continue
+        rows = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
+        bad = np.flatnonzero(~np.isfinite(rows).all(axis=1))
+        if len(bad):
+            value = rows[bad[0]].tolist()
+            raise ValueError(
+                f"image {image_id}: detection {int(bad[0])} has a non-finite {what} "
+                f"{value[0] if key == 'scores' else value} ({len(bad)} of {len(rows)} detections non-finite); "
+                "NaN or inf predictions cannot be scored (a numerical fault of the model)"
+            )
 
 
 def format_metrics(metrics: Mapping[str, float]) -> str:

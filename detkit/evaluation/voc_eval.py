@@ -35,14 +35,18 @@ Conventions pinned here (each one changes the number, so each is a parameter or 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from .loop import check_finite_prediction
+
 __all__ = [
     "VOC_METRICS",
+    "VOC_TXT_LAYOUTS",
     "ClassPR",
     "VOCResult",
     "average_precision",
@@ -279,6 +283,10 @@ def voc_evaluate(
 
     Returns:
         The per-class curves and APs.
+
+    Raises:
+        ValueError: a label outside the classes, a NaN or inf score or box (naming the image's
+            index), mismatched lengths.
     """
     if len(targets) != len(predictions):
         raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions")
@@ -300,11 +308,15 @@ def voc_evaluate(
             else np.zeros(len(g[1]), dtype=bool) for t, g in zip(targets, gts)]
     dets = [(arr(p, "boxes", (0, 4), np.float64), arr(p, "labels", (0,), np.int64),
              arr(p, "scores", (0,), np.float64)) for p in predictions]
-    for i, ((_, gl), (_, dl, _)) in enumerate(zip(gts, dets)):
+    for i, ((gb, gl), (db, dl, ds)) in enumerate(zip(gts, dets)):
         for what, labels in (("target", gl), ("prediction", dl)):
             bad = labels[(labels < 0) | (labels >= len(names))]
             if len(bad):
                 raise ValueError(f"image {i}: {what} label {int(bad[0])} outside [0, {len(names)})")
+        check_finite_prediction({"boxes": db, "scores": ds}, i)
+        if not np.isfinite(gb).all():
+            raise ValueError(f"image {i}: target box {int(np.flatnonzero(~np.isfinite(gb).all(axis=1))[0])} "
+                             "is not finite")
 
     curves = []
     for c in range(len(names)):
@@ -354,26 +366,107 @@ def format_voc_table(result: VOCResult) -> str:
     return "\n".join(lines)
 
 
+VOC_TXT_LAYOUTS = {"xywh": "left top width height", "xyxy": "left top right bottom"}
+"""Box columns of the text format :func:`read_txt_dirs` reads, after ``class`` (and ``confidence``
+in detection files): Object-Detection-Metrics' ``xywh`` (its default) or ``xyxy`` (as the common
+``class confidence left top right bottom`` files write)."""
+
+_SUSPICION_MIN_BOXES = 10  # fewer boxes prove nothing about a layout
+
+
+def _box(raw: Sequence[float], layout: str) -> list[float]:
+    x, y, a, b = raw
+    return [x, y, x + a, y + b] if layout == "xywh" else [x, y, a, b]
+
+
+def _mean_best_iou(gt_rows: list, det_rows: list, gt_layout: str, det_layout: str) -> float:
+    """Mean over detections of the best IoU with a same-class gt of their image (0 without one)."""
+    total, count = 0.0, 0
+    for gts, dets in zip(gt_rows, det_rows):
+        for cls in {r[0] for r in dets}:
+            d = np.array([_box(r[2], det_layout) for r in dets if r[0] == cls], dtype=np.float64)
+            g = np.array([_box(r[2], gt_layout) for r in gts if r[0] == cls], dtype=np.float64).reshape(-1, 4)
+            count += len(d)
+            if len(g):
+                total += float(box_iou_voc(d, g, plus_one=False).max(axis=1).sum())
+    return total / count if count else 0.0
+
+
+def _looks_xyxy(boxes: list[list[float]]) -> bool:
+    """Every box has ``width > left`` and ``height > top``, as ``left top right bottom`` rows always
+    do and ``left top width height`` rows of objects spread over an image rarely all do."""
+    return len(boxes) >= _SUSPICION_MIN_BOXES and all(a > x and b > y for x, y, a, b in boxes)
+
+
+def _check_layouts(gt_rows: list, det_rows: list, gt_dir: Path, det_dir: Path, layouts: tuple[str, str],
+                   named: tuple[bool, bool]) -> None:
+    """Evidence that the files are in another layout than the one read: an error when the layout
+    was left to its default (name it to go on), a warning when it was named."""
+    problems = []
+    gt_layout, det_layout = layouts
+    for which, (folder, rows, box_layout, what) in enumerate(
+            ((gt_dir, gt_rows, gt_layout, "ground-truth"), (det_dir, det_rows, det_layout, "detection"))):
+        boxes = [r[2] for file_rows in rows for r in file_rows]
+        if box_layout == "xywh" and _looks_xyxy(boxes):
+            problems.append((which, (f"{folder}: all {len(boxes)} {what} boxes have width > left and height > top, "
+                                     "as 'left top right bottom' rows always do: is their layout xyxy?")))
+    if sum(len(rows) for rows in det_rows) >= _SUSPICION_MIN_BOXES:
+        other = "xyxy" if det_layout == "xywh" else "xywh"
+        as_read = _mean_best_iou(gt_rows, det_rows, gt_layout, det_layout)
+        as_other = _mean_best_iou(gt_rows, det_rows, gt_layout, other)
+        if as_other >= 0.3 and as_read <= as_other / 2:
+            problems.append((1, (f"{det_dir}: read as {det_layout} ({VOC_TXT_LAYOUTS[det_layout]}), the detections' "
+                                 f"mean best IoU with the ground truth is {as_read:.2f}; read as {other} "
+                                 f"({VOC_TXT_LAYOUTS[other]}), {as_other:.2f}: is their layout {other}?")))
+    for which, message in problems:
+        if not named[which]:
+            raise ValueError(message + " Name the layout to go on (detkit eval --voc-layout / --voc-det-layout).")
+        warnings.warn(message + " (evaluated as named)", UserWarning, stacklevel=3)
+
+
 def read_txt_dirs(
-    gt_dir: str | Path, det_dir: str | Path
+    gt_dir: str | Path,
+    det_dir: str | Path,
+    layout: str | None = None,
+    det_layout: str | None = None,
 ) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]], list[str], list[str]]:
     """Read the Object-Detection-Metrics text format (one ``.txt`` per image).
 
-    Ground truth lines are ``class x y w h`` (optionally followed by ``difficult``), detection
-    lines ``class confidence x y w h``; absolute pixels, top-left corner and size. A box becomes
-    xyxy as ``(x, y, x + w, y + h)``, as that project does (its published APs come from this
-    with the +1 pixel convention in the IoU). Images are the gt file names, sorted; a detection
-    file without a gt file is an error, a missing detection file means no detections.
+    Ground truth lines are ``class <box> [difficult]``, detection lines ``class confidence <box>``,
+    with ``<box>`` four absolute pixel values in ``layout`` (:data:`VOC_TXT_LAYOUTS`): ``xywh``
+    (top-left corner and size, becoming xyxy as ``(x, y, x + w, y + h)``, as that project does;
+    its published APs come from this with the +1 pixel convention in the IoU) or ``xyxy``. Images
+    are the gt file names, sorted; a detection file without a gt file is an error, a missing
+    detection file means no detections.
+
+    The layout is never guessed. A row the layout cannot describe (a negative width, or
+    ``right < left``) is an error naming ``file:line``. Evidence of the other layout (every gt or
+    every detection box, 10 or more, with ``width > left`` and ``height > top``; detections whose
+    mean best IoU with the ground truth is at least 0.3 and twice as high when read in the other
+    layout) is an error while the layout is left to its default, and a warning once it is named.
 
     Args:
         gt_dir: folder of ground-truth files.
         det_dir: folder of detection files (same file names).
+        layout: the box columns of the ground truth (and of the detections unless ``det_layout``
+            is given); ``None``: ``"xywh"``, not named (evidence against it is an error).
+        det_layout: the box columns of the detections; ``None``: as ``layout``.
 
     Returns:
         ``(targets, predictions, class_names, image_names)``: per-image dicts of numpy arrays
         (``boxes``, ``labels``, ``difficult`` / ``boxes``, ``labels``, ``scores``), class names
         sorted, labels indexing them.
+
+    Raises:
+        ValueError: an unknown layout, a malformed or non-finite row, a row the layout cannot
+            describe, evidence of another layout (see above), orphan detection files.
     """
+    gt_layout = layout if layout is not None else "xywh"
+    dt_layout = det_layout if det_layout is not None else gt_layout
+    for name in (gt_layout, dt_layout):
+        if name not in VOC_TXT_LAYOUTS:
+            raise ValueError(f"unknown box layout {name!r}; expected one of {sorted(VOC_TXT_LAYOUTS)}")
+    named = (layout is not None, det_layout is not None or layout is not None)
     gt_dir, det_dir = Path(gt_dir), Path(det_dir)
     for d in (gt_dir, det_dir):
         if not d.is_dir():
@@ -387,6 +480,8 @@ def read_txt_dirs(
         raise ValueError(f"detection files without ground truth in {gt_dir}: {', '.join(orphans)}")
 
     def parse(path: Path, is_det: bool) -> list[tuple[str, float, list[float], bool]]:
+        box_layout = dt_layout if is_det else gt_layout
+        columns = VOC_TXT_LAYOUTS[box_layout]
         rows = []
         for n, line in enumerate(path.read_text().splitlines(), 1):
             parts = line.split()
@@ -398,23 +493,36 @@ def read_txt_dirs(
                 else:
                     cls, conf, box = parts[0], 1.0, parts[1:5]
                     difficult = len(parts) > 5 and parts[5].lower() in ("1", "difficult", "true")
-                x, y, w, h = (float(v) for v in box)
+                x, y, a, b = (float(v) for v in box)
             except (ValueError, IndexError):
-                fmt = "class confidence x y w h" if is_det else "class x y w h [difficult]"
+                fmt = f"class confidence {columns}" if is_det else f"class {columns} [difficult]"
                 raise ValueError(f"{path}:{n}: expected '{fmt}', got {line!r}") from None
-            rows.append((cls, conf, [x, y, x + w, y + h], difficult))
+            if not math.isfinite(conf):
+                raise ValueError(f"{path}:{n}: non-finite confidence {conf} in {line!r} (NaN or inf cannot be ranked)")
+            if not all(math.isfinite(v) for v in (x, y, a, b)):
+                raise ValueError(f"{path}:{n}: non-finite coordinate in {line!r}")
+            if box_layout == "xywh" and (a < 0 or b < 0):
+                raise ValueError(f"{path}:{n}: negative width or height in {line!r} read as '{columns}'; "
+                                 "is the layout xyxy (left top right bottom)?")
+            if box_layout == "xyxy" and (a < x or b < y):
+                raise ValueError(f"{path}:{n}: right < left or bottom < top in {line!r} read as '{columns}'; "
+                                 "is the layout xywh (left top width height)?")
+            rows.append((cls, conf, [x, y, a, b], difficult))
         return rows
 
     gt_rows = [parse(f, False) for f in gt_files]
     det_rows = [parse(det_dir / n, True) if (det_dir / n).exists() else [] for n in names]
+    _check_layouts(gt_rows, det_rows, gt_dir, det_dir, (gt_layout, dt_layout), named)
     class_names = sorted({r[0] for rows in gt_rows + det_rows for r in rows})
     index = {c: i for i, c in enumerate(class_names)}
 
-    def boxes(rows: list) -> np.ndarray:
-        return np.array([r[2] for r in rows], dtype=np.float64).reshape(-1, 4)
+    def boxes(rows: list, box_layout: str) -> np.ndarray:
+        return np.array([_box(r[2], box_layout) for r in rows], dtype=np.float64).reshape(-1, 4)
 
-    targets = [{"boxes": boxes(rows), "labels": np.array([index[r[0]] for r in rows], dtype=np.int64),
+    targets = [{"boxes": boxes(rows, gt_layout),
+                "labels": np.array([index[r[0]] for r in rows], dtype=np.int64),
                 "difficult": np.array([r[3] for r in rows], dtype=bool)} for rows in gt_rows]
-    predictions = [{"boxes": boxes(rows), "labels": np.array([index[r[0]] for r in rows], dtype=np.int64),
+    predictions = [{"boxes": boxes(rows, dt_layout),
+                    "labels": np.array([index[r[0]] for r in rows], dtype=np.int64),
                     "scores": np.array([r[1] for r in rows], dtype=np.float64)} for rows in det_rows]
     return targets, predictions, class_names, [Path(n).stem for n in names]

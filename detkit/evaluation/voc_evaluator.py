@@ -17,7 +17,7 @@ from torch import nn
 
 from detkit.utils.distributed import all_gather_object
 
-from .loop import as_numpy, evaluate_if_given, image_id_of
+from .loop import as_numpy, check_finite_prediction, evaluate_if_given, image_id_of
 from .pr_curves import save_pr_curves
 from .voc_eval import VOC_METRICS, VOCResult, format_voc_table, voc_evaluate
 
@@ -83,10 +83,15 @@ class VOCEvaluator:
         self.image_ids: list[int | str | None] = []
 
     def process(self, targets: Sequence[Mapping[str, Any]], predictions: Sequence[Mapping[str, Any]]) -> None:
-        """Keep numpy copies of boxes, labels, difficult flags and scores."""
+        """Keep numpy copies of boxes, labels, difficult flags and scores.
+
+        Raises:
+            ValueError: a prediction with a NaN or inf score or box (names the image id).
+        """
         if len(targets) != len(predictions):
             raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions")
         for target, pred in zip(targets, predictions):
+            check_finite_prediction(pred, image_id_of(target))
             t = {k: as_numpy(target[k]) for k in ("boxes", "labels")}
             if target.get("difficult") is not None:
                 t["difficult"] = as_numpy(target["difficult"]).astype(bool)

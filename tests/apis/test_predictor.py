@@ -213,3 +213,33 @@ def test_old_threshold_names_still_work_with_a_warning(toy: ToyDetector) -> None
     with pytest.warns(DeprecationWarning, match="max_detections= is deprecated, use detections_per_img="):
         capped = Predictor(toy, device="cpu", max_detections=1)
     assert predictor.score_thresh == 0.5 and capped.detections_per_img == 1
+
+
+class _NaNOnBrightImages(torch.nn.Module):
+    """The toy detector, except that its ``key`` is NaN (or inf) on images brighter than 0.5."""
+
+    def __init__(self, key: str, value: float) -> None:
+        super().__init__()
+        self.toy, self.key, self.value = ToyDetector(), key, value
+        self.class_names = self.toy.class_names
+
+    def forward(self, images: list[torch.Tensor]) -> tuple[list[dict[str, torch.Tensor]], dict]:
+        predictions, losses = self.toy(images)
+        for image, prediction in zip(images, predictions):
+            if image.mean() > 0.5:
+                prediction[self.key] = prediction[self.key].clone()
+                prediction[self.key].view(-1)[-1] = self.value
+        return predictions, losses
+
+
+@pytest.mark.parametrize(("key", "value"), [("scores", float("nan")), ("boxes", float("inf"))])
+def test_non_finite_model_output_is_an_error_naming_the_input(tmp_path: Path, key: str, value: float) -> None:
+    # Used to come back silently (a NaN score even passes no threshold, so it just vanished).
+    bright = tmp_path / "bright.png"
+    cv2.imwrite(str(bright), np.full((20, 30, 3), 250, np.uint8))
+    predictor = Predictor(_NaNOnBrightImages(key, value), device="cpu", score_thresh=0.1)
+    assert len(predictor([np.zeros((10, 10, 3), np.uint8)])[0].boxes) == 3  # finite: fine
+    what = "score" if key == "scores" else "box"
+    with pytest.raises(ValueError, match=rf"^{bright}: the model returned a non-finite {what}") as raised:
+        predictor([np.zeros((10, 10, 3), np.uint8), bright])
+    assert "\n" not in str(raised.value)

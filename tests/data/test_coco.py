@@ -171,3 +171,50 @@ def test_segmentation_decoder_matches_uncompressed_rle() -> None:
     counts.append(run)
     assert np.array_equal(coco_segmentation_to_mask({"size": [7, 9], "counts": counts}, 7, 9), mask)
     assert np.array_equal(coco_segmentation_to_mask(rle, 7, 9), mask)
+
+
+def _rewrite(path: Path, edit) -> Path:
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_duplicate_image_ids_are_an_error_naming_file_and_ids(tmp_path: Path) -> None:
+    # Two image records with id 10: they used to be merged (both got the union of the annotations).
+    path = _rewrite(_write_small_coco(tmp_path),
+                    lambda d: d["images"].append({"id": 10, "file_name": "b.png", "height": 30, "width": 20}))
+    with pytest.raises(DatasetError, match=r"ann\.json: duplicate image ids \[10\]") as raised:
+        CocoDetection(tmp_path, path)
+    assert "\n" not in str(raised.value)
+
+
+def test_annotations_of_missing_images_are_an_error_with_count_and_ids(tmp_path: Path) -> None:
+    # Annotations 1 and 3 name images that are not in "images": they used to vanish uncounted.
+    def drop_images(data: dict) -> None:
+        data["images"] = [image for image in data["images"] if image["id"] == 12]
+        data["annotations"][1]["image_id"] = 12
+
+    path = _rewrite(_write_small_coco(tmp_path), drop_images)
+    with pytest.raises(DatasetError, match=r"ann\.json: 2 annotations name image ids not in 'images'") as raised:
+        CocoDetection(tmp_path, path)
+    message = str(raised.value)
+    assert "annotation 1 (image_id 10)" in message and "annotation 3 (image_id 11)" in message
+    assert "annotation 2 " not in message and "\n" not in message
+
+
+def test_targets_carry_the_files_area_and_bad_areas_are_named(tmp_path: Path) -> None:
+    """``area`` is the annotation's (segment) area, what COCO's small / medium / large measure."""
+    path = _write_small_coco(tmp_path)
+    dataset = CocoDetection(tmp_path, path)
+    assert dataset.get_target(0)["area"].tolist() == [200.0, 300.0]  # in annotation order
+    assert dataset.get_target(0)["area"].dtype == torch.float32
+
+    def without_area(data: dict) -> None:
+        del data["annotations"][0]["area"]  # a 20x10 polygon: its segment area, as pycocotools gives
+
+    dataset = CocoDetection(tmp_path, _rewrite(path, without_area))
+    assert dataset.get_target(0)["area"].tolist() == [200.0, 300.0]
+    _rewrite(path, lambda d: d["annotations"][2].update(area="big"))
+    with pytest.raises(DatasetError, match=r"ann\.json: image 11 \(b\.png\): annotation 3 has area 'big'"):
+        CocoDetection(tmp_path, path)

@@ -93,6 +93,22 @@ def test_unknown_ids_are_named(coco_gt) -> None:
         load_results(coco_gt, [good, dict(good, category_id=999), dict(good, category_id=12)])
 
 
+def test_annotation_file_with_duplicate_or_missing_image_ids_is_refused(tmp_path: Path) -> None:
+    # pycocotools merges duplicate image records and keeps annotations of absent images out of
+    # every image: `detkit eval` and CocoEvaluator(file) would score a different ground truth.
+    data = json.loads(ANNOTATIONS.read_text())
+    duplicated = dict(data, images=data["images"] + [dict(data["images"][3], file_name="copy.jpg")])
+    (tmp_path / "dup.json").write_text(json.dumps(duplicated))
+    with pytest.raises(ValueError, match=rf"dup\.json: duplicate image ids \[{data['images'][3]['id']}\]"):
+        load_coco(tmp_path / "dup.json")
+    missing_id = data["images"][0]["id"]
+    subset = dict(data, images=data["images"][1:])
+    count = sum(a["image_id"] == missing_id for a in data["annotations"])
+    (tmp_path / "subset.json").write_text(json.dumps(subset))
+    with pytest.raises(ValueError, match=rf"subset\.json: {count} annotations name image ids not in 'images'"):
+        load_coco(tmp_path / "subset.json")
+
+
 def test_empty_results_score_zero(coco_gt) -> None:
     result = evaluate_coco(coco_gt, [], "bbox")
     assert result.stats["AP"] == 0.0 and result.stats["AR100"] == 0.0

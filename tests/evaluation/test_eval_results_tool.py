@@ -92,3 +92,69 @@ def test_runs_as_a_script_from_elsewhere(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "24.57 %" in proc.stdout and "26.84 %" in proc.stdout
+
+
+def test_non_finite_scores_are_refused_naming_file_and_entry(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """NaN / inf scores used to be scored (all-NaN scores gave AP 1.000): now one line, status 2."""
+    results = json.loads((COCO / "instances_val2014_fakebbox100_results.json").read_text())
+    for bad_value in (float("nan"), float("inf")):
+        bad = tmp_path / "nan_results.json"
+        bad.write_text(json.dumps([dict(r) for r in results[:3]] + [dict(results[3], score=bad_value)]))
+        assert tool.main(["--coco", str(COCO / "instances_val2014_100.json"), str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert "nan_results.json: result 3 (image_id" in err and f"score {bad_value}" in err
+    gt_dir, det_dir = tmp_path / "gt", tmp_path / "det"
+    gt_dir.mkdir(), det_dir.mkdir()
+    for path in (PADILLA / "groundtruths").iterdir():
+        (gt_dir / path.name).write_text(path.read_text())
+    for path in (PADILLA / "detections").iterdir():
+        (det_dir / path.name).write_text(path.read_text())
+    first = min(det_dir.iterdir())
+    lines = first.read_text().splitlines()
+    lines[1] = " ".join([lines[1].split()[0], "nan", *lines[1].split()[2:]])
+    first.write_text("\n".join(lines) + "\n")
+    assert tool.main(["--voc", str(gt_dir), str(det_dir)]) == 2
+    assert f"{first.name}:2: non-finite confidence" in capsys.readouterr().err
+
+
+def _padilla_as_xyxy(folder: Path, which: tuple[str, ...]) -> tuple[Path, Path]:
+    """A copy of the Padilla files with the boxes of ``which`` ("gt", "det") as left top right bottom."""
+    dirs = {"gt": (PADILLA / "groundtruths", folder / "gt", 1), "det": (PADILLA / "detections", folder / "det", 2)}
+    for name, (source, target, first) in dirs.items():
+        target.mkdir(parents=True)
+        for path in source.glob("*.txt"):
+            lines = []
+            for line in path.read_text().splitlines():
+                parts = line.split()
+                if parts and name in which:
+                    x, y, w, h = (float(v) for v in parts[first:first + 4])
+                    parts[first:first + 4] = [f"{v:g}" for v in (x, y, x + w, y + h)]
+                lines.append(" ".join(parts))
+            (target / path.name).write_text("\n".join(lines) + "\n")
+    return folder / "gt", folder / "det"
+
+
+def test_voc_layout_is_named_never_guessed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`class conf left top right bottom` files used to be read as xywh and give a wrong mAP."""
+    expected = {"voc12/mAP@0.3": 0.245687, "voc07/mAP@0.3": 0.268398}
+    gt, det = _padilla_as_xyxy(tmp_path / "det_xyxy", ("det",))
+    assert tool.main(["--voc", str(gt), str(det), "--iou", "0.3"]) == 2
+    err = capsys.readouterr().err
+    assert f"{det}: all 24 detection boxes have width > left" in err and "--voc-det-layout" in err
+    out = tmp_path / "m.json"
+    for extra, folders in ((["--voc-det-layout", "xyxy"], (gt, det)),
+                           (["--voc-layout", "xyxy"], _padilla_as_xyxy(tmp_path / "both_xyxy", ("gt", "det"))),
+                           (["--voc-layout", "xywh"], (PADILLA / "groundtruths", PADILLA / "detections"))):
+        assert tool.main(["--voc", *map(str, folders), "--iou", "0.3", "--json", str(out), *extra]) == 0
+        metrics = json.loads(out.read_text())
+        for key, value in expected.items():
+            assert metrics[key] == pytest.approx(value, abs=1e-6), extra
+    # xywh rows read as xyxy: right < left, named with file and line.
+    assert tool.main(["--voc", str(PADILLA / "groundtruths"), str(PADILLA / "detections"), "--voc-layout", "xyxy"]) == 2
+    assert "00001.txt:2: right < left or bottom < top in 'person 129 123 41 62'" in capsys.readouterr().err
+    # Named explicitly, the evidence is a warning and the files are evaluated as named.
+    with pytest.warns(UserWarning, match="is their layout xyxy"):
+        assert tool.main(["--voc", str(gt), str(det), "--iou", "0.3", "--voc-layout", "xywh"]) == 0
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--coco", "a", "b", "--voc-layout", "xyxy"])

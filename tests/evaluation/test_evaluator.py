@@ -7,10 +7,12 @@ import math
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from eval_toys import OracleDetector, ToyShapes, toy_loader
 
+from detkit.data import CocoDetection, generate_shapes_dataset
 from detkit.evaluation import CocoEvaluator, Evaluator, VOCEvaluator, build_evaluator, evaluate
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
@@ -202,3 +204,47 @@ def test_distributed_ranks_gather_the_whole_set(tmp_path: Path) -> None:
         assert got.keys() == expected.keys()
         for key, value in expected.items():
             assert got[key] == pytest.approx(value, abs=1e-12, nan_ok=True), key
+
+
+@pytest.mark.parametrize("bad", ["scores", "boxes"])
+def test_evaluators_refuse_non_finite_predictions_naming_the_image(bad: str) -> None:
+    """A model that outputs NaN must not be scored (NaN scores sorted anywhere gave AP 1.0)."""
+    dataset = ToyShapes(n=2)
+    image, target = dataset[1]
+    pred = OracleDetector(masks=False)([image])[0][0]
+    pred = dict(pred, **{bad: torch.full_like(pred[bad], float("nan"))})
+    for evaluator in (CocoEvaluator(class_names=dataset.class_names), VOCEvaluator(dataset.class_names)):
+        what = "box" if bad == "boxes" else "score"
+        with pytest.raises(ValueError, match=rf"image {target['image_id']}: detection 0 has a non-finite {what}"):
+            evaluator.process([target], [pred])
+
+
+def test_ground_truth_from_targets_gives_the_json_stats_on_the_same_detections(tmp_path: Path) -> None:
+    """`detkit test` (ground truth from targets) and `detkit eval` (the json) must agree, APs/m/l too.
+
+    A COCO instance annotation's ``area`` is its segment area, which decides small / medium / large;
+    the ground truth built from box-only targets used the box area, so circles and triangles whose
+    box is larger than their mask moved to a larger range.
+    """
+    paths = generate_shapes_dataset(tmp_path / "shapes", 0, 12, (256, 320), seed=3, size_range=(0.08, 0.3))
+    dataset = CocoDetection(paths.image_dir, paths.coco_json("val"), check_files=False)
+    rng = np.random.default_rng(0)
+    targets, predictions = [], []
+    for index in range(len(dataset)):
+        target = dataset.get_target(index)
+        boxes = target["boxes"] + torch.from_numpy(rng.normal(0, 3, target["boxes"].shape)).float()
+        keep = torch.from_numpy(rng.random(len(boxes)) < 0.85)  # some misses
+        predictions.append({"boxes": boxes[keep], "labels": target["labels"][keep],
+                            "scores": torch.from_numpy(rng.random(int(keep.sum()))).float()})
+        targets.append(target)
+    stats = []
+    for annotation_file in (paths.coco_json("val"), None):
+        evaluator = CocoEvaluator(annotation_file, class_names=dataset.class_names, iou_types=["bbox"],
+                                  label_to_category_id=dataset.label_to_category_id)
+        evaluator.process(targets, predictions)
+        stats.append(evaluator.evaluate())
+    from_json, from_targets = stats
+    areas = [a["area"] for a in json.loads(paths.coco_json("val").read_text())["annotations"]]
+    assert min(areas) < 32 ** 2 < max(areas)  # objects on both sides of the small / medium border
+    assert from_json["bbox/APs"] >= 0 and from_json["bbox/APm"] >= 0
+    assert from_targets == pytest.approx(from_json, abs=0, nan_ok=True)

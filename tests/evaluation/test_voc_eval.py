@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -250,3 +251,21 @@ def test_continuous_boxes_without_plus_one_equal_inclusive_indices_with_it() -> 
     for metric in ("voc07", "voc12"):
         np.testing.assert_allclose(continuous.ap[metric], inclusive.ap[metric], rtol=0, atol=1e-12)
     assert 0 < inclusive.mean_ap("voc12") < 1
+
+
+def test_txt_layout_evidence_from_the_ground_truth(tmp_path: Path) -> None:
+    """Detections named xyxy that overlap the gt far better as xywh: a warning (named), never silent."""
+    (tmp_path / "gt").mkdir(), (tmp_path / "det").mkdir()
+    for i in range(12):
+        x, y = 20 + i, 25 + i
+        (tmp_path / "gt" / f"{i}.txt").write_text(f"cat {x} {y} 60 70\n")
+        (tmp_path / "det" / f"{i}.txt").write_text(f"cat 0.9 {x + 1} {y} 60 70\n")  # xywh, as the gt
+    with pytest.warns(UserWarning) as caught:
+        read_txt_dirs(tmp_path / "gt", tmp_path / "det", layout="xywh", det_layout="xyxy")
+    messages = [str(w.message) for w in caught]
+    assert any(re.search(r"det: read as xyxy .* mean best IoU .* is their layout xywh\?", m) for m in messages)
+    assert any("gt: all 12 ground-truth boxes have width > left" in m for m in messages)  # named: a warning
+    with pytest.raises(ValueError, match=r"gt: all 12 ground-truth boxes have width > left .* Name the layout"):
+        read_txt_dirs(tmp_path / "gt", tmp_path / "det")
+    with pytest.raises(ValueError, match="unknown box layout 'ltrb'"):
+        read_txt_dirs(tmp_path / "gt", tmp_path / "det", layout="ltrb")
