@@ -5,6 +5,9 @@ Keys (defaults in brackets); exactly one of ``max_iter`` / ``max_epochs`` is req
 - ``max_iter`` / ``max_epochs``: length of training, in optimiser steps or epochs.
 - ``output_dir`` ["runs/default"]: where checkpoints, ``metrics.jsonl``, ``log.txt`` and the
   resolved ``config.py`` go (``--output-dir`` overrides it).
+- ``overwrite`` [False]: a fresh run (no resume) into a folder that holds another run's
+  checkpoints or metrics deletes them first; without it the run stops before any work
+  (``detkit train --overwrite`` sets it).
 - ``seed`` [0]: seeds the generators, the data order and the augmentation.
 - ``device`` ["auto"]: ``"auto"``, ``"cpu"``, ``"cuda"`` (the LOCAL_RANK GPU) or ``"cuda:K"``.
 - ``checkpoint_period`` [1000]: iterations between checkpoints (0: only the final one).
@@ -59,6 +62,7 @@ class TrainSettings:
     max_iter: int | None = None
     max_epochs: int | None = None
     output_dir: str = "runs/default"
+    overwrite: bool = False
     seed: int = 0
     device: str = "auto"
     checkpoint_period: int = 1000
