@@ -12,7 +12,10 @@ Keys (defaults in brackets); exactly one of ``max_iter`` / ``max_epochs`` is req
 - ``device`` ["auto"]: ``"auto"``, ``"cpu"``, ``"cuda"`` (the LOCAL_RANK GPU) or ``"cuda:K"``.
 - ``checkpoint_period`` [1000]: iterations between checkpoints (0: only the final one).
 - ``keep_last`` [3]: periodic checkpoints kept (0: all).
-- ``eval_period`` [0]: iterations between evaluations (0: only at the end); needs an evaluator.
+- ``eval_period`` [None]: iterations between evaluations (0 or None: only at the end); needs an
+  evaluator. Wins over ``eval_fraction``.
+- ``eval_fraction`` [None]: evaluate every this fraction of the run, in (0, 1] (0.5: half-way and
+  at the end), when ``eval_period`` is not set; follows a ``max_iter`` override.
 - ``best_metric`` [None], ``best_mode`` ["max"]: metric that selects ``model_best.pth``.
 - ``log_period`` [20]: iterations between lines of ``metrics.jsonl`` and log lines.
 - ``amp`` [False]: False, True / "fp16" (CUDA autocast + GradScaler; disabled on the CPU with a
@@ -67,7 +70,8 @@ class TrainSettings:
     device: str = "auto"
     checkpoint_period: int = 1000
     keep_last: int = 3
-    eval_period: int = 0
+    eval_period: int | None = None
+    eval_fraction: float | None = None
     best_metric: str | None = None
     best_mode: str = "max"
     log_period: int = 20
@@ -119,6 +123,15 @@ class TrainSettings:
         settings._check(source)
         return settings
 
+    def resolved_eval_period(self, max_iter: int) -> int:
+        """Iterations between evaluations in a run of ``max_iter`` steps (0: only at the end):
+        ``eval_period`` when set, else ``eval_fraction`` of the run."""
+        if self.eval_period is not None:
+            return self.eval_period
+        if self.eval_fraction is not None:
+            return max(round(self.eval_fraction * max_iter), 1)
+        return 0
+
     def _check(self, source: str) -> None:
         def fail(message: str) -> None:
             raise ValueError(f"{source}: {message}")
@@ -131,11 +144,13 @@ class TrainSettings:
             if value is not None and (not isinstance(value, int) or value < 1):
                 fail(f"train.{key} must be a positive integer, got {value!r}")
         for key in ("checkpoint_period", "eval_period", "keep_last"):
-            if getattr(self, key) < 0:
+            if getattr(self, key) is not None and getattr(self, key) < 0:
                 fail(f"train.{key} must be >= 0, got {getattr(self, key)}")
         for key in ("log_period", "grad_accum_steps"):
             if getattr(self, key) < 1:
                 fail(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        if self.eval_fraction is not None and not 0 < self.eval_fraction <= 1:
+            fail(f"train.eval_fraction must be in (0, 1] or None, got {self.eval_fraction}")
         if self.amp not in (False, True, "fp16", "bf16"):
             fail(f"train.amp must be False, True, 'fp16' or 'bf16', got {self.amp!r}")
         if self.best_mode not in ("max", "min"):

@@ -179,6 +179,13 @@ class Trainer:
             if self.max_iter < 1:
                 raise ValueError(f"train.max_epochs={settings.max_epochs} is less than one "
                                  f"step of {accum} batches ({self.batches_per_epoch} per epoch)")
+        # Schedules and the evaluation period stated relative to the run follow its length.
+        epochs = settings.max_epochs or -(-self.max_iter * accum // self.batches_per_epoch)
+        for problem in lr_schedule.fit_to_run(self.max_iter, epochs):
+            logger.warning("%s", problem)
+        self.eval_period = settings.resolved_eval_period(self.max_iter)
+        logger.info("lr schedule for %d iterations: %s; evaluation every %s", self.max_iter,
+                    lr_schedule.state_dict(), self.eval_period or "run (at the end)")
         self.iteration = 0
         self.best: dict[str, Any] = {}
         self.metrics_log: MetricsLog | None = None
@@ -329,7 +336,7 @@ class Trainer:
         if self.iteration % s.log_period == 0 or last:
             self._write_train_record()
         if not last:  # the final evaluation and checkpoint are done by _finish
-            if s.eval_period and self.evaluate_fn and self.iteration % s.eval_period == 0:
+            if self.eval_period and self.evaluate_fn and self.iteration % self.eval_period == 0:
                 self.run_evaluation()
             if s.checkpoint_period and self.iteration % s.checkpoint_period == 0:
                 self.save_checkpoint(self.checkpointer.periodic_path(self.iteration))
