@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from detkit.cli import main
-from detkit.engine import run_training
+from detkit.engine import read_metrics, run_training
 from detkit.engine.run_folder import OutputDirError
 from engine_helpers import TOY_CONFIG
 
-SHORT = ["train.max_iter=2", "train.eval_period=0", "train.checkpoint_period=0", "evaluator=None",
+SHORT = ["train.max_iter=2", "train.eval_period=0", "train.checkpoint_period=0", "train.log_period=1", "evaluator=None",
          "train.best_metric=None", "model.width=4"]
 
 
@@ -42,7 +42,7 @@ def test_overwrite_deletes_the_earlier_run_and_starts_over(tmp_path: Path):
     trainer = run_training(TOY_CONFIG, output_dir=tmp_path, overrides=[*SHORT, "train.overwrite=True"])
     assert trainer.iteration == 2
     assert not (tmp_path / "model_0009999.pth").exists()  # --resume auto cannot pick it up later
-    assert "9999" not in (tmp_path / "metrics.jsonl").read_text()
+    assert [r["iter"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1, 2]  # the old record gone
 
 
 def test_resume_auto_continues_where_a_fresh_run_stops(tmp_path: Path):
