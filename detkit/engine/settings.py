@@ -22,7 +22,10 @@ Keys (defaults in brackets); exactly one of ``max_iter`` / ``max_epochs`` is req
   log line) or "bf16" (autocast to bfloat16 on CUDA or CPU, no scaler).
 - ``clip_grad_norm`` [None]: max total gradient norm.
 - ``grad_accum_steps`` [1]: micro-batches per optimiser step.
-- ``ema`` [None]: dict(decay=0.9999, tau=2000, use_for_eval=True) to keep a moving average.
+- ``ema`` [None]: dict(decay=0.9999, tau=2000, use_for_eval=True) to keep a moving average; with
+  ``use_for_eval`` the average is what training-time evaluation scores, what selects
+  ``model_best.pth`` and what every checkpoint holds under ``model`` (the trained weights under
+  ``model_raw``), so ``detkit test`` / ``infer`` / ``detkit.load`` score the same weights.
 - ``freeze`` [[]]: parameter-name prefixes to freeze (their norm layers kept in eval mode).
 - ``init_checkpoint`` [None]: weights to start from (matching keys and shapes; rest reported).
 - ``sync_bn`` [False]: convert BatchNorm to SyncBatchNorm under torch.distributed.
