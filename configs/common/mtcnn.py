@@ -91,7 +91,7 @@ def mtcnn_stage_training(
         ),
         optimizer=L(build_optimizer)(name="SGD", lr=lr, momentum=0.9, weight_decay=5e-4),
         lr_schedule=L(MultiStepLR)(  # fractions of the run: they follow a train.max_iter override
-            milestone_fractions=[0.55, 0.8], gamma=0.1, warmup_iters=None,
+            milestones=None, milestone_fractions=[0.55, 0.8], gamma=0.1, warmup_iters=None,
             warmup_fraction=min(500, max_iter // 10) / max_iter,
             warmup_factor=0.01,
         ),

@@ -227,18 +227,21 @@ def rcnn_1x_training(
     if dataset == "voc" and with_masks:
         length = dict(max_epochs=18)
         lr_schedule = L(MultiStepLR)(
-            milestone_fractions=[12 / 18, 16 / 18], by_epoch=True, warmup_iters=100, warmup_factor=0.001
+            milestones=None, milestone_fractions=[12 / 18, 16 / 18], by_epoch=True, warmup_iters=100,
+            warmup_factor=0.001,
         )
     elif dataset == "voc":  # steps at 12k and 16k of 18k, warm-up 1000 iterations
         length = dict(max_iter=18000)
         lr_schedule = L(MultiStepLR)(
-            milestone_fractions=[12000 / 18000, 16000 / 18000], warmup_iters=None, warmup_fraction=1000 / 18000,
+            milestones=None, milestone_fractions=[12000 / 18000, 16000 / 18000], warmup_iters=None,
+            warmup_fraction=1000 / 18000,
             warmup_factor=0.001,
         )
     else:  # steps at 60k and 80k of 90k, warm-up 1000 iterations
         length = dict(max_iter=90000)
         lr_schedule = L(MultiStepLR)(
-            milestone_fractions=[60000 / 90000, 80000 / 90000], warmup_iters=None, warmup_fraction=1000 / 90000,
+            milestones=None, milestone_fractions=[60000 / 90000, 80000 / 90000], warmup_iters=None,
+            warmup_fraction=1000 / 90000,
             warmup_factor=0.001,
         )
     return dict(

@@ -181,7 +181,8 @@ def ssd_120e_training(
         dataloader=data["dataloader"],
         optimizer=torchvision_sgd(lr=0.002, weight_decay=5e-4),
         lr_schedule=L(MultiStepLR)(  # after epochs 80 and 110 of 120, following train.max_epochs
-            milestone_fractions=[80 / 120, 110 / 120], by_epoch=True, warmup_iters=1000, warmup_factor=0.001
+            milestones=None, milestone_fractions=[80 / 120, 110 / 120], by_epoch=True, warmup_iters=1000,
+            warmup_factor=0.001,
         ),
         train=default_train(
             max_epochs=120, output_dir=f"runs/{name}", checkpoint_period=5000, best_metric=data["best_metric"]

@@ -79,6 +79,10 @@ def test_explicit_iterations_win_over_fractions(tmp_path: Path):
                             "lr_schedule.max_t=150", "lr_schedule.warmup_iters=40")
     trainer = make_trainer(tmp_path, schedule=schedule, max_iter=200, eval_period=30, eval_fraction=0.5)
     assert (schedule.max_t, schedule.warmup_iters, trainer.eval_period) == (150, 40, 30)
+    coco, _ = _schedule("faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py", "train.max_iter=200",
+                        "lr_schedule.milestones=[100]", "lr_schedule.warmup_iters=0")
+    make_trainer(tmp_path / "coco", schedule=coco, max_iter=200)
+    assert (coco.milestones, coco.warmup_iters) == ((100,), 0)
     steps = MultiStepLR(milestones=[7], milestone_fractions=[0.5])
     assert steps.fit_to_run(100, 1) == [] and steps.milestones == (7,)
 
