@@ -90,8 +90,9 @@ def mtcnn_stage_training(
             root=root, train=L(build_train_loader)(dataset=dataset, batch_size=batch_size, num_workers=num_workers)
         ),
         optimizer=L(build_optimizer)(name="SGD", lr=lr, momentum=0.9, weight_decay=5e-4),
-        lr_schedule=L(MultiStepLR)(
-            milestones=[int(max_iter * 0.55), int(max_iter * 0.8)], gamma=0.1, warmup_iters=min(500, max_iter // 10),
+        lr_schedule=L(MultiStepLR)(  # fractions of the run: they follow a train.max_iter override
+            milestones=None, milestone_fractions=[0.55, 0.8], gamma=0.1, warmup_iters=None,
+            warmup_fraction=min(500, max_iter // 10) / max_iter,
             warmup_factor=0.01,
         ),
         train=default_train(

@@ -206,10 +206,14 @@ def rcnn_1x_training(
     from random weights with frozen, meaningless statistics; to train from scratch instead, set
     ``model.backbone.norm=bn model.backbone.frozen_stages=0`` and expect a much longer schedule.
 
+    The steps and the warm-up are fractions of the run (``milestone_fractions``,
+    ``warmup_fraction``), so they follow a ``train.max_iter`` override; explicit
+    ``lr_schedule.milestones`` / ``lr_schedule.warmup_iters`` (in iterations) win over them.
+
     Other GPU counts, by the linear scaling rule (detectron2's ``REFERENCE_WORLD_SIZE``): with a
-    total batch ``B = gpus x images_per_gpu``, multiply lr by ``B / 16`` and the iterations, steps
-    and warm-up by ``16 / B``; e.g. one GPU with 2 images: ``optimizer.lr=0.0025
-    train.max_iter=720000 lr_schedule.milestones=[480000,640000] lr_schedule.warmup_iters=8000``.
+    total batch ``B = gpus x images_per_gpu``, multiply lr by ``B / 16`` and the iterations by
+    ``16 / B`` (steps and warm-up follow); e.g. one GPU with 2 images: ``optimizer.lr=0.0025
+    train.max_iter=720000``.
 
     Args:
         name: the config's name, for ``train.output_dir = runs/<name>``.
@@ -220,16 +224,26 @@ def rcnn_1x_training(
         num_workers: data-loading processes per process.
     """
     data = dataset_sections(dataset, root, batch_size=images_per_gpu, num_workers=num_workers, with_masks=with_masks)
-    warmup = dict(warmup_iters=1000, warmup_factor=0.001)
     if dataset == "voc" and with_masks:
         length = dict(max_epochs=18)
-        lr_schedule = L(MultiStepLR)(milestones=[12, 16], by_epoch=True, warmup_iters=100, warmup_factor=0.001)
-    elif dataset == "voc":
+        lr_schedule = L(MultiStepLR)(
+            milestones=None, milestone_fractions=[12 / 18, 16 / 18], by_epoch=True, warmup_iters=100,
+            warmup_factor=0.001,
+        )
+    elif dataset == "voc":  # steps at 12k and 16k of 18k, warm-up 1000 iterations
         length = dict(max_iter=18000)
-        lr_schedule = L(MultiStepLR)(milestones=[12000, 16000], **warmup)
-    else:
+        lr_schedule = L(MultiStepLR)(
+            milestones=None, milestone_fractions=[12000 / 18000, 16000 / 18000], warmup_iters=None,
+            warmup_fraction=1000 / 18000,
+            warmup_factor=0.001,
+        )
+    else:  # steps at 60k and 80k of 90k, warm-up 1000 iterations
         length = dict(max_iter=90000)
-        lr_schedule = L(MultiStepLR)(milestones=[60000, 80000], **warmup)
+        lr_schedule = L(MultiStepLR)(
+            milestones=None, milestone_fractions=[60000 / 90000, 80000 / 90000], warmup_iters=None,
+            warmup_fraction=1000 / 90000,
+            warmup_factor=0.001,
+        )
     return dict(
         dataloader=data["dataloader"],
         optimizer=L(build_optimizer)(

@@ -180,7 +180,10 @@ def ssd_120e_training(
     return dict(
         dataloader=data["dataloader"],
         optimizer=torchvision_sgd(lr=0.002, weight_decay=5e-4),
-        lr_schedule=L(MultiStepLR)(milestones=[80, 110], by_epoch=True, warmup_iters=1000, warmup_factor=0.001),
+        lr_schedule=L(MultiStepLR)(  # after epochs 80 and 110 of 120, following train.max_epochs
+            milestones=None, milestone_fractions=[80 / 120, 110 / 120], by_epoch=True, warmup_iters=1000,
+            warmup_factor=0.001,
+        ),
         train=default_train(
             max_epochs=120, output_dir=f"runs/{name}", checkpoint_period=5000, best_metric=data["best_metric"]
         ),
@@ -209,7 +212,7 @@ def ssdlite_600e_training(
       ``CosineAnnealingLR(T_max=epochs)``); linear warm-up over 600 iterations from 0.001 x lr
       (torchvision: ``min(1000, one epoch)``, one epoch being about 610 iterations at 192).
     - Length: 600 epochs, as this config's name says. The README's command line says
-      ``--epochs 660``; pass ``train.max_epochs=660 lr_schedule.max_t=660`` for that.
+      ``--epochs 660``; pass ``train.max_epochs=660`` for that (the cosine follows the run).
     - Augmentation: :func:`ssdlite_train_transforms`.
 
     Other GPU counts: scale lr by ``total batch / 192`` (linear rule).
@@ -228,7 +231,7 @@ def ssdlite_600e_training(
     return dict(
         dataloader=data["dataloader"],
         optimizer=torchvision_sgd(lr=0.15, weight_decay=4e-5),
-        lr_schedule=L(CosineLR)(max_t=max_epochs, min_factor=0.0, by_epoch=True, warmup_iters=600, warmup_factor=0.001),
+        lr_schedule=L(CosineLR)(max_t=None, min_factor=0.0, by_epoch=True, warmup_iters=600, warmup_factor=0.001),
         train=default_train(
             max_epochs=max_epochs, output_dir=f"runs/{name}", checkpoint_period=5000, best_metric=data["best_metric"]
         ),

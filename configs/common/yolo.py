@@ -191,7 +191,10 @@ def yolov3_273e_training(
             name="SGD", lr=1e-3 * MMDET_IMAGES_PER_GPU, momentum=0.9, weight_decay=weight_decay,
             weight_decay_norm=weight_decay, weight_decay_bias=weight_decay,
         ),
-        lr_schedule=L(MultiStepLR)(milestones=[218, 246], by_epoch=True, warmup_iters=2000, warmup_factor=0.1),
+        lr_schedule=L(MultiStepLR)(  # after epochs 218 and 246 of 273, following train.max_epochs
+            milestones=None, milestone_fractions=[218 / 273, 246 / 273], by_epoch=True, warmup_iters=2000,
+            warmup_factor=0.1,
+        ),
         train=default_train(
             max_epochs=273, output_dir=f"runs/{name}", checkpoint_period=5000, best_metric=data["best_metric"],
             clip_grad_norm=35.0 / MMDET_IMAGES_PER_GPU,

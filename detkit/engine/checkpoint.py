@@ -1,6 +1,8 @@
 """Training checkpoints: atomic writes, the last k kept, the best kept, resume lookup.
 
-A checkpoint is a dict of tensors and plain Python values (see docs/conventions.md): ``model``,
+A checkpoint is a dict of tensors and plain Python values (see docs/conventions.md): ``model``
+(the weights the trainer evaluates: the EMA when ``train.ema`` is used for evaluation, else the
+trained weights), ``model_raw`` (with the EMA: the trained weights, which resume restores),
 ``optimizer``, ``scheduler``, ``scaler``, ``ema``, ``rng``, ``iteration``, ``epoch``, ``config``,
 ``meta``, and ``best`` (the best metric seen so far). Files in the output folder:
 

@@ -24,6 +24,7 @@ from detkit.config import (
 from detkit.engine.checkpoint import Checkpointer
 from detkit.engine.evaluation import config_evaluator
 from detkit.engine.model_setup import freeze_by_prefix, load_init_checkpoint
+from detkit.engine.run_folder import prepare_output_dir
 from detkit.engine.rng import seed_everything
 from detkit.engine.schedules import LRSchedule
 from detkit.engine.settings import TrainSettings
@@ -187,7 +188,8 @@ def build_trainer(cfg: ConfigDict, output_dir: str | Path | None = None,
 
 
 def run_training(cfg: ConfigDict | str | Path, output_dir: str | Path | None = None,
-                 resume: str | None = None, overrides: Sequence[str] | None = None) -> Trainer:
+                 resume: str | None = None, overrides: Sequence[str] | None = None,
+                 overwrite: bool | None = None) -> Trainer:
     """Set up processes and logging, build the trainer, train; returns the finished trainer.
 
     The one call a training script needs (``tools/train.py``, ``detkit train``): under torchrun
@@ -198,10 +200,16 @@ def run_training(cfg: ConfigDict | str | Path, output_dir: str | Path | None = N
         output_dir: Overrides ``train.output_dir``.
         resume: ``None``, ``"auto"`` or a checkpoint path.
         overrides: ``"key.path=value"`` strings applied to the config first.
+        overwrite: Overrides ``train.overwrite``: a fresh run into a folder holding another run
+            deletes that run's checkpoints and metrics instead of stopping.
 
     Returns:
         The trainer after training; its checkpoints are in the output folder
         (``model_final.pth`` rebuilds with ``detkit.load``).
+
+    Raises:
+        detkit.engine.run_folder.OutputDirError: before any work, when the output folder holds
+            another run and neither ``resume`` nor ``overwrite`` is given, or cannot be written.
     """
     if isinstance(cfg, (str, Path)):
         cfg = load_config(cfg, list(overrides or []))
@@ -209,6 +217,9 @@ def run_training(cfg: ConfigDict | str | Path, output_dir: str | Path | None = N
         cfg = apply_overrides(cfg, list(overrides))
     train_cfg = cfg.get("train") or {}
     out = Path(output_dir or train_cfg.get("output_dir", "runs/default"))
+    if overwrite is None:
+        overwrite = bool(train_cfg.get("overwrite", False))
+    prepare_output_dir(out, resume, overwrite)
     joined_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     dist_info = init_distributed(str(train_cfg.get("device", "auto")))
     try:

@@ -5,18 +5,27 @@ Keys (defaults in brackets); exactly one of ``max_iter`` / ``max_epochs`` is req
 - ``max_iter`` / ``max_epochs``: length of training, in optimiser steps or epochs.
 - ``output_dir`` ["runs/default"]: where checkpoints, ``metrics.jsonl``, ``log.txt`` and the
   resolved ``config.py`` go (``--output-dir`` overrides it).
+- ``overwrite`` [False]: a fresh run (no resume) into a folder that holds another run's
+  checkpoints or metrics deletes them first; without it the run stops before any work
+  (``detkit train --overwrite`` sets it).
 - ``seed`` [0]: seeds the generators, the data order and the augmentation.
 - ``device`` ["auto"]: ``"auto"``, ``"cpu"``, ``"cuda"`` (the LOCAL_RANK GPU) or ``"cuda:K"``.
 - ``checkpoint_period`` [1000]: iterations between checkpoints (0: only the final one).
 - ``keep_last`` [3]: periodic checkpoints kept (0: all).
-- ``eval_period`` [0]: iterations between evaluations (0: only at the end); needs an evaluator.
+- ``eval_period`` [None]: iterations between evaluations (0 or None: only at the end); needs an
+  evaluator. Wins over ``eval_fraction``.
+- ``eval_fraction`` [None]: evaluate every this fraction of the run, in (0, 1] (0.5: half-way and
+  at the end), when ``eval_period`` is not set; follows a ``max_iter`` override.
 - ``best_metric`` [None], ``best_mode`` ["max"]: metric that selects ``model_best.pth``.
 - ``log_period`` [20]: iterations between lines of ``metrics.jsonl`` and log lines.
 - ``amp`` [False]: False, True / "fp16" (CUDA autocast + GradScaler; disabled on the CPU with a
   log line) or "bf16" (autocast to bfloat16 on CUDA or CPU, no scaler).
 - ``clip_grad_norm`` [None]: max total gradient norm.
 - ``grad_accum_steps`` [1]: micro-batches per optimiser step.
-- ``ema`` [None]: dict(decay=0.9999, tau=2000, use_for_eval=True) to keep a moving average.
+- ``ema`` [None]: dict(decay=0.9999, tau=2000, use_for_eval=True) to keep a moving average; with
+  ``use_for_eval`` the average is what training-time evaluation scores, what selects
+  ``model_best.pth`` and what every checkpoint holds under ``model`` (the trained weights under
+  ``model_raw``), so ``detkit test`` / ``infer`` / ``detkit.load`` score the same weights.
 - ``freeze`` [[]]: parameter-name prefixes to freeze (their norm layers kept in eval mode).
 - ``init_checkpoint`` [None]: weights to start from (matching keys and shapes; rest reported).
 - ``sync_bn`` [False]: convert BatchNorm to SyncBatchNorm under torch.distributed.
@@ -59,11 +68,13 @@ class TrainSettings:
     max_iter: int | None = None
     max_epochs: int | None = None
     output_dir: str = "runs/default"
+    overwrite: bool = False
     seed: int = 0
     device: str = "auto"
     checkpoint_period: int = 1000
     keep_last: int = 3
-    eval_period: int = 0
+    eval_period: int | None = None
+    eval_fraction: float | None = None
     best_metric: str | None = None
     best_mode: str = "max"
     log_period: int = 20
@@ -115,6 +126,15 @@ class TrainSettings:
         settings._check(source)
         return settings
 
+    def resolved_eval_period(self, max_iter: int) -> int:
+        """Iterations between evaluations in a run of ``max_iter`` steps (0: only at the end):
+        ``eval_period`` when set, else ``eval_fraction`` of the run."""
+        if self.eval_period is not None:
+            return self.eval_period
+        if self.eval_fraction is not None:
+            return max(round(self.eval_fraction * max_iter), 1)
+        return 0
+
     def _check(self, source: str) -> None:
         def fail(message: str) -> None:
             raise ValueError(f"{source}: {message}")
@@ -127,11 +147,13 @@ class TrainSettings:
             if value is not None and (not isinstance(value, int) or value < 1):
                 fail(f"train.{key} must be a positive integer, got {value!r}")
         for key in ("checkpoint_period", "eval_period", "keep_last"):
-            if getattr(self, key) < 0:
+            if getattr(self, key) is not None and getattr(self, key) < 0:
                 fail(f"train.{key} must be >= 0, got {getattr(self, key)}")
         for key in ("log_period", "grad_accum_steps"):
             if getattr(self, key) < 1:
                 fail(f"train.{key} must be >= 1, got {getattr(self, key)}")
+        if self.eval_fraction is not None and not 0 < self.eval_fraction <= 1:
+            fail(f"train.eval_fraction must be in (0, 1] or None, got {self.eval_fraction}")
         if self.amp not in (False, True, "fp16", "bf16"):
             fail(f"train.amp must be False, True, 'fp16' or 'bf16', got {self.amp!r}")
         if self.best_mode not in ("max", "min"):

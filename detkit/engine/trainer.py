@@ -23,6 +23,11 @@ Config layout the engine reads (built by :func:`detkit.engine.runner.build_train
                                      # engine builds one from dataloader.test's dataset (COCO json /
                                      # VOC / targets, detkit.engine.build_evaluator); None: no evaluation
 
+A checkpoint's ``model`` entry holds the weights that the trainer evaluates (the EMA with
+``train.ema`` and ``use_for_eval``), which ``detkit test``, ``detkit infer``, ``detkit.load`` and
+the Predictor read, so they score what training-time evaluation and ``model_best.pth`` scored;
+the raw trained weights, which exact resume needs, are then under ``model_raw``.
+
 Every checkpoint is self-contained: besides the weights and the resolved config as text it holds
 ``model_config`` (the model section in the safe data form of :mod:`detkit.config.data`) and
 ``class_names``, from which ``detkit.load(path)`` rebuilds the model with no config file.
@@ -179,6 +184,13 @@ class Trainer:
             if self.max_iter < 1:
                 raise ValueError(f"train.max_epochs={settings.max_epochs} is less than one "
                                  f"step of {accum} batches ({self.batches_per_epoch} per epoch)")
+        # Schedules and the evaluation period stated relative to the run follow its length.
+        epochs = settings.max_epochs or -(-self.max_iter * accum // self.batches_per_epoch)
+        for problem in lr_schedule.fit_to_run(self.max_iter, epochs):
+            logger.warning("%s", problem)
+        self.eval_period = settings.resolved_eval_period(self.max_iter)
+        logger.info("lr schedule for %d iterations: %s; evaluation every %s", self.max_iter,
+                    lr_schedule.state_dict(), self.eval_period or "run (at the end)")
         self.iteration = 0
         self.best: dict[str, Any] = {}
         self.metrics_log: MetricsLog | None = None
@@ -329,7 +341,7 @@ class Trainer:
         if self.iteration % s.log_period == 0 or last:
             self._write_train_record()
         if not last:  # the final evaluation and checkpoint are done by _finish
-            if s.eval_period and self.evaluate_fn and self.iteration % s.eval_period == 0:
+            if self.eval_period and self.evaluate_fn and self.iteration % self.eval_period == 0:
                 self.run_evaluation()
             if s.checkpoint_period and self.iteration % s.checkpoint_period == 0:
                 self.save_checkpoint(self.checkpointer.periodic_path(self.iteration))
@@ -416,8 +428,12 @@ class Trainer:
         rng = all_gather_object(capture_rng_state())
         described = {} if self.model_config is None else {
             "model_config": self.model_config, "class_names": self.class_names}
+        evaluated = self.eval_model()
+        weights = {"model": evaluated.state_dict()}
+        if evaluated is not self.unwrapped_model:  # the EMA: the raw weights for resume
+            weights["model_raw"] = self.unwrapped_model.state_dict()
         return {
-            "model": self.unwrapped_model.state_dict(),
+            **weights,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.lr_schedule.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
@@ -432,6 +448,7 @@ class Trainer:
             "meta": {"detkit_version": detkit.__version__, "torch_version": str(torch.__version__),
                      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                      "world_size": get_world_size(),
+                     "model_weights": "ema" if "model_raw" in weights else "trained",
                      "grad_accum_steps": self.settings.grad_accum_steps},
         }
 
@@ -445,13 +462,14 @@ class Trainer:
                 self.checkpointer.save(state, path)
 
     def resume(self, path: str | Path) -> None:
-        """Restore the full training state written by :meth:`save_checkpoint`."""
+        """Restore the full training state written by :meth:`save_checkpoint` (the raw weights
+        from ``model_raw`` when the checkpoint's ``model`` holds the EMA)."""
         checkpoint = load_checkpoint(path)
         missing = [k for k in ("model", "optimizer", "iteration", "rng") if k not in checkpoint]
         if missing:
             raise KeyError(f"{path} is not a training checkpoint: no {', '.join(missing)} "
                            "(use train.init_checkpoint to start from weights only)")
-        self.unwrapped_model.load_state_dict(checkpoint["model"])
+        self.unwrapped_model.load_state_dict(checkpoint.get("model_raw", checkpoint["model"]))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         for change in self.lr_schedule.load_state_dict(checkpoint.get("scheduler") or {}):
             logger.warning("lr schedule differs from the checkpoint's: %s", change)

@@ -51,7 +51,8 @@ def test_sigkilled_run_resumes_to_identical_weights(tmp_path: Path):
 
     expected = load_weights_only(reference_dir / "model_final.pth")
     actual = load_weights_only(crashed_dir / "model_final.pth")
-    assert_same_tensors(expected["model"], actual["model"])
+    assert_same_tensors(expected["model"], actual["model"])  # the EMA (what is evaluated)
+    assert_same_tensors(expected["model_raw"], actual["model_raw"])  # the trained weights
     assert_same_tensors(expected["ema"]["model"], actual["ema"]["model"])
     for key, state in expected["optimizer"]["state"].items():
         assert torch.equal(state["momentum_buffer"], actual["optimizer"]["state"][key]["momentum_buffer"])

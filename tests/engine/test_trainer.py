@@ -108,8 +108,11 @@ def test_ema_is_checkpointed_and_evaluated(tmp_path: Path):
     final = load_weights_only(tmp_path / "model_final.pth")
     assert final["ema"]["updates"] == 3
     assert_same_tensors(final["ema"]["model"], trainer.ema.module.state_dict())
+    # "model" holds the evaluated (EMA) weights, "model_raw" the trained ones, which differ.
+    assert_same_tensors(final["model"], trainer.ema.module.state_dict())
+    assert_same_tensors(final["model_raw"], trainer.unwrapped_model.state_dict())
     assert not torch.equal(final["ema"]["model"]["cls_head.weight"],
-                           final["model"]["cls_head.weight"])
+                           final["model_raw"]["cls_head.weight"])
 
 
 def test_best_checkpoint_follows_the_metric(tmp_path: Path):
@@ -228,7 +231,7 @@ def test_every_checkpoint_carries_the_model_config_and_class_names(tmp_path: Pat
     rebuilt = instantiate(config_from_data(checkpoint["model_config"], allowed_modules=["toy_detector"]))
     assert_same_tensors(rebuilt.state_dict() | checkpoint["model"], checkpoint["model"])
     model = load(tmp_path / "model_final.pth", allowed_modules=["toy_detector"])
-    assert_same_tensors(model.state_dict(), trainer.unwrapped_model.state_dict())
+    assert_same_tensors(model.state_dict(), trainer.eval_model().state_dict())  # the EMA: what was evaluated
 
 
 def test_without_an_evaluator_section_the_engine_builds_one_from_the_test_dataset(tmp_path: Path):
