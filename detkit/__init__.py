@@ -57,7 +57,8 @@ ConfigLike = str | os.PathLike[str] | Mapping[str, Any]
 
 
 def train(config: ConfigLike, overrides: Sequence[str] | None = None,
-          output_dir: str | os.PathLike[str] | None = None, resume: str | None = None) -> Any:
+          output_dir: str | os.PathLike[str] | None = None, resume: str | None = None,
+          overwrite: bool | None = None) -> Any:
     """Train a detector; what ``detkit train`` runs.
 
     Args:
@@ -68,6 +69,8 @@ def train(config: ConfigLike, overrides: Sequence[str] | None = None,
             (default: the config's ``train.output_dir``).
         resume: ``None`` to start fresh, ``"auto"`` for the newest checkpoint in ``output_dir``
             (fresh when there is none), or a checkpoint path.
+        overwrite: Start over in an ``output_dir`` that holds an earlier run (its checkpoints and
+            metrics are deleted); default ``train.overwrite`` (False: such a folder is an error).
 
     Returns:
         The finished :class:`detkit.engine.trainer.Trainer`; its ``model_final.pth`` reloads with
@@ -80,7 +83,8 @@ def train(config: ConfigLike, overrides: Sequence[str] | None = None,
     from detkit.cli.common import load_config_arg
     from detkit.engine.runner import run_training
 
-    return run_training(load_config_arg(config, overrides), output_dir=output_dir, resume=resume)
+    return run_training(load_config_arg(config, overrides), output_dir=output_dir, resume=resume,
+                        overwrite=overwrite)
 
 
 def evaluate(config: ConfigLike, checkpoint: str | os.PathLike[str] | None = None,

@@ -26,8 +26,10 @@ def _small_config(root: Path):
 def test_training_sections():
     cfg = load_config(CONFIG)
     assert cfg.train.output_dir == "runs/yolov3_tiny_320_shapes"
-    assert cfg.train.max_iter >= cfg.lr_schedule.warmup_iters > 0
-    assert cfg.lr_schedule.max_t == cfg.train.max_iter
+    schedule = instantiate(cfg.lr_schedule, "lr_schedule")
+    schedule.fit_to_run(cfg.train.max_iter, 1)  # the schedule follows the run's length
+    assert cfg.train.max_iter >= schedule.warmup_iters > 0
+    assert schedule.max_t == cfg.train.max_iter
     assert cfg.evaluator.iou_types == ["bbox"]
 
 

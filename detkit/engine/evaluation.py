@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from detkit.config import InstantiationError, LazyCall, instantiate
-from detkit.evaluation import CocoEvaluator, VOCEvaluator, evaluate, format_metrics
+from detkit.evaluation import evaluate, format_metrics
 from detkit.evaluation.evaluator import base_dataset, build_evaluator
 from detkit.utils.checkpoint import load_weights
 
