@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from detkit.config import InstantiationError, LazyCall, instantiate
+from detkit.engine.class_check import check_classes
 from detkit.evaluation import evaluate, format_metrics
 from detkit.evaluation.evaluator import base_dataset, build_evaluator
 from detkit.utils.checkpoint import load_weights
@@ -111,6 +112,7 @@ def evaluate_config(
         FileNotFoundError: a missing checkpoint.
         detkit.utils.checkpoint.CheckpointError: weights that do not fit (the path named).
         ConfigError: a config problem (the key is named).
+        ClassMismatchError: the test dataset's classes are not the model's (the difference shown).
     """
     source = getattr(cfg, "__dict__", {}).get("_cfg_file", "the config")
     dataloader = cfg.get("dataloader") or {}
@@ -125,6 +127,7 @@ def evaluate_config(
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     data_loader = instantiate(dataloader["test"], "dataloader.test")
+    check_classes(model, data_loader.dataset, f"{source}: dataloader.test")
     out = Path(output_dir) if output_dir is not None else None
     plot_dir = out / "pr_curves" if (plot and out is not None) else None
     evaluator = config_evaluator(cfg, data_loader.dataset, plot_dir)

@@ -22,6 +22,7 @@ from detkit.config import (
     instantiate, load_config, model_config_entries, save_config,
 )
 from detkit.engine.checkpoint import Checkpointer
+from detkit.engine.class_check import check_classes
 from detkit.engine.evaluation import config_evaluator
 from detkit.engine.model_setup import freeze_by_prefix, load_init_checkpoint
 from detkit.engine.run_folder import prepare_output_dir
@@ -104,10 +105,11 @@ def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
     return path
 
 
-def _build_evaluator(cfg: Mapping[str, Any]) -> EvaluateFn | None:
+def _build_evaluator(cfg: Mapping[str, Any], model: nn.Module, source: str) -> EvaluateFn | None:
     """``evaluator.evaluate(model, dataloader.test)`` when the config has a test loader; the
     evaluator is the config's ``evaluator`` section or, without one, built from the test dataset
-    (:func:`detkit.engine.evaluation.config_evaluator`; ``evaluator = None`` turns it off)."""
+    (:func:`detkit.engine.evaluation.config_evaluator`; ``evaluator = None`` turns it off). The
+    test dataset's classes are checked against ``model``'s first."""
     if "test" not in cfg["dataloader"]:
         if cfg.get("evaluator") is not None:
             raise ValueError("config has an evaluator but no dataloader.test")
@@ -115,6 +117,7 @@ def _build_evaluator(cfg: Mapping[str, Any]) -> EvaluateFn | None:
     if "evaluator" in cfg and cfg["evaluator"] is None:
         return None
     test_loader: DataLoader = instantiate(cfg["dataloader"]["test"], "dataloader.test")
+    check_classes(model, test_loader.dataset, f"{source}: dataloader.test")
     evaluator = config_evaluator(cfg, test_loader.dataset)
 
     def evaluate(model: nn.Module) -> Mapping[str, float]:
@@ -172,7 +175,8 @@ def build_trainer(cfg: ConfigDict, output_dir: str | Path | None = None,
                         f"(e.g. L(MultiStepLR)(...)), got {type(lr_schedule).__name__} {lr_schedule!r}")
     data_loader = instantiate_with(cfg["dataloader"]["train"], "dataloader.train",
                                    seed=settings.seed)
-    evaluate = _build_evaluator(cfg)
+    check_classes(model, data_loader.dataset, f"{source}: dataloader.train")
+    evaluate = _build_evaluator(cfg, model, source)
     # What makes every checkpoint self-contained: detkit.load() rebuilds the model from these.
     entries = model_config_entries(cfg["model"], _class_names(model, data_loader))
     config_text = ""
