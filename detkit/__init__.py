@@ -80,10 +80,10 @@ def train(config: ConfigLike, overrides: Sequence[str] | None = None,
         detkit.config.ConfigError: A bad config or override (an unknown zoo name too).
         FileNotFoundError: ``resume`` names a file that does not exist.
     """
-    from detkit.cli.common import load_config_arg
     from detkit.engine.runner import run_training
+    from detkit.model_zoo import load_config_like
 
-    return run_training(load_config_arg(config, overrides), output_dir=output_dir, resume=resume,
+    return run_training(load_config_like(config, overrides), output_dir=output_dir, resume=resume,
                         overwrite=overwrite)
 
 
@@ -108,8 +108,8 @@ def evaluate(config: ConfigLike, checkpoint: str | os.PathLike[str] | None = Non
         Metric name -> value (e.g. ``bbox/AP``, ``voc07/mAP@0.5``), a
         :class:`detkit.engine.evaluation.EvaluationReport` (also ``.summary``, ``.written``).
     """
-    from detkit.cli.common import load_config_arg
     from detkit.engine.evaluation import evaluate_config
+    from detkit.model_zoo import load_config_like
 
-    return evaluate_config(load_config_arg(config, overrides), checkpoint, device=device,
+    return evaluate_config(load_config_like(config, overrides), checkpoint, device=device,
                            output_dir=output_dir, plot=plot, progress=progress)

@@ -7,7 +7,6 @@ subcommand module imports its heavy dependencies inside its ``run()``.
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import re
 import sys
@@ -74,34 +73,28 @@ def split_overrides(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def resolve_config(config: str | os.PathLike[str]) -> Path:
-    """A config file named by path or by model-zoo name (``faster_rcnn_r50_fpn_1x_coco``).
+    """A config file named by path or by model-zoo name (:func:`detkit.model_zoo.resolve_config_file`).
 
     Raises:
         CommandError: A path (it has a ``/`` or ends in ``.py``) to no file and no zoo config.
         detkit.model_zoo.UnknownConfigError: Neither a file nor a zoo name (closest names listed).
     """
-    path = Path(config)
-    if path.is_file():
-        return path
-    from detkit.model_zoo import UnknownConfigError, get_config_file
+    from detkit.model_zoo import resolve_config_file
 
-    name = str(config)
     try:
-        return get_config_file(name)  # also "yolo/yolov3_tiny_416_coco"
-    except UnknownConfigError:
-        if name.endswith(".py") or os.sep in name or "/" in name:  # meant as a path
-            raise CommandError(f"config not found: {path}") from None
-        raise
+        return resolve_config_file(config)
+    except FileNotFoundError as error:
+        raise CommandError(str(error)) from None
 
 
 def load_config_arg(config: Any, overrides: Sequence[str] | None = None) -> Any:
-    """A loaded config from a path, a model-zoo name or an already loaded config, with overrides."""
-    from detkit.config import apply_overrides, load_config
+    """A loaded config from a path, a model-zoo name or an already loaded config, with overrides
+    (:func:`detkit.model_zoo.load_config_like`; a missing path is a :class:`CommandError`)."""
+    from detkit.model_zoo import load_config_like
 
     if isinstance(config, (str, os.PathLike)):
-        return load_config(resolve_config(config), list(overrides or []))
-    # A copy: the caller's config stays as it was.
-    return apply_overrides(copy.deepcopy(config), list(overrides or [])) if overrides else config
+        config = resolve_config(config)
+    return load_config_like(config, overrides)
 
 
 def is_user_error(error: BaseException) -> bool:

@@ -14,6 +14,7 @@ their config data import targets from detkit's model modules only; no code from 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,10 @@ from detkit.config import (
     CLASS_NAMES_KEY, DEFAULT_ALLOWED_MODULES, DEFAULT_DENIED_MODULES, MODEL_CONFIG_KEY, ConfigDict,
     ConfigError, LazyCall, apply_overrides, config_from_data, instantiate, load_config,
 )
-from detkit.model_zoo.registry import get_config, get_config_file
+from detkit.model_zoo.registry import get_config_file, resolve_config_file
 from detkit.utils.checkpoint import CheckpointError, load_weights, read_checkpoint
 
-__all__ = ["CheckpointError", "build_model", "load", "read_checkpoint"]
+__all__ = ["CheckpointError", "build_model", "load", "load_config_like", "read_checkpoint"]
 
 
 def _looks_like_path(value: str | Path) -> bool:
@@ -36,25 +37,32 @@ def _looks_like_path(value: str | Path) -> bool:
     return isinstance(value, Path) or "/" in text or "\\" in text or text.endswith((".py", ".pth", ".pt"))
 
 
+def load_config_like(config: str | os.PathLike[str] | Mapping[str, Any],
+                     overrides: Sequence[str] | None = None) -> ConfigDict:
+    """A loaded config from a path, a model-zoo name or an already loaded config, with overrides.
+
+    A loaded config is copied before the overrides apply, so the caller's stays as it was.
+
+    Raises:
+        FileNotFoundError, UnknownConfigError: as :func:`resolve_config_file`.
+        ConfigError: a bad override.
+    """
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(resolve_config_file(config), list(overrides or []))
+    return apply_overrides(copy.deepcopy(config), list(overrides or [])) if overrides else config
+
+
 def _model_node(config: Any, overrides: Sequence[str] | None) -> Any:
     """The ``model`` node of a zoo name, config file, loaded config or node."""
-    overrides = list(overrides or [])
-    if isinstance(config, (str, Path)):
-        path = Path(config)
-        if _looks_like_path(config) or path.is_file():
-            cfg = load_config(path, overrides)
-        else:
-            cfg = get_config(str(config), overrides)
-    elif isinstance(config, LazyCall):
+    if isinstance(config, LazyCall):
         if overrides:
-            holder = apply_overrides(ConfigDict(model=copy.deepcopy(config)), overrides)
+            holder = apply_overrides(ConfigDict(model=copy.deepcopy(config)), list(overrides))
             return holder["model"]
         return config
-    elif isinstance(config, Mapping):
-        cfg = apply_overrides(copy.deepcopy(config), overrides) if overrides else config
-    else:
+    if not isinstance(config, (str, os.PathLike, Mapping)):
         raise TypeError(f"build_model() takes a zoo name, a config path, a config or an L() node, got "
                         f"{type(config).__name__}")
+    cfg = load_config_like(config, overrides)
     if "model" not in cfg:
         source = getattr(cfg, "__dict__", {}).get("_cfg_file", "the config")
         raise ConfigError(f"{source} defines no `model`")

@@ -19,6 +19,7 @@ from detkit.config import ConfigDict, ConfigError, config_imports, load_config
 
 __all__ = [
     "UnknownConfigError", "config_module", "configs_dir", "get_config", "get_config_file", "list_configs",
+    "resolve_config_file",
 ]
 
 _PACKAGED = Path(__file__).resolve().parent / "configs"
@@ -80,6 +81,25 @@ def get_config_file(name: str) -> Path:
     hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
     raise UnknownConfigError(f"no model-zoo config named {name!r}{hint} (detkit.model_zoo.list_configs() "
                              f"lists the {len(files)} shipped in {configs_dir()})")
+
+
+def resolve_config_file(config: str | os.PathLike[str]) -> Path:
+    """A config file named by path or by model-zoo name (``faster_rcnn_r50_fpn_1x_coco``).
+
+    Raises:
+        FileNotFoundError: a path (it has a ``/`` or ends in ``.py``) to no file and no zoo config.
+        UnknownConfigError: neither a file nor a zoo name (closest names listed).
+    """
+    path = Path(config)
+    if path.is_file():
+        return path
+    name = str(config)
+    try:
+        return get_config_file(name)  # also "yolo/yolov3_tiny_416_coco"
+    except UnknownConfigError:
+        if name.endswith(".py") or os.sep in name or "/" in name:  # meant as a path
+            raise FileNotFoundError(f"config not found: {path}") from None
+        raise
 
 
 def get_config(name: str, overrides: list[str] | None = None) -> ConfigDict:
