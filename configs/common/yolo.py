@@ -4,8 +4,9 @@
 :data:`detkit.models.zoo.YOLOV3_ARCHS` (the widths the darknet importer builds from too);
 :func:`yolov3_d53` and :func:`yolov3_tiny` add the training and evaluation settings of an experiment:
 
-- letterbox preprocessing (keeps the aspect ratio, pads with grey), the usual choice for training
-  and COCO/VOC evaluation; use ``model.preprocess = "resize"`` to reproduce darknet/OpenCV's demo;
+- letterbox preprocessing (darknet's ``letterbox_image``: keeps the aspect ratio, pads with grey),
+  the usual choice for training and COCO/VOC evaluation; ``model.preprocess.resize_mode="resize"``
+  (YOLOPreprocess's default) reproduces OpenCV DNN's ``blobFromImage``;
 - multi-scale training: each batch draws its square input size from ``train_sizes``
   (darknet's ``random=1``: 320..608 in steps of 32 around a 416 input);
 - a low score threshold (0.005) and 100 detections per image for mAP evaluation, class-aware NMS

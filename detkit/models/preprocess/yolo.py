@@ -1,12 +1,25 @@
 """YOLO's input stage: resize or letterbox every image to the network input, then normalise.
 
-``resize_mode``:
+``resize_mode`` (both reproduce their reference exactly, see :mod:`detkit.ops.image_resize`):
 
-- ``"resize"``: a plain bilinear resize of each image to ``input_size`` ignoring its aspect ratio,
-  as OpenCV's ``cv2.dnn.blobFromImage(..., crop=False)`` and darknet's ``detector test`` do. An
-  image that already has the input size is used as it is.
-- ``"letterbox"``: resize keeping the aspect ratio so that the image fits (sides rounded to the
-  nearest pixel), centre it and pad the rest with grey 0.5 (darknet's ``letterbox_image``).
+- ``"resize"`` (the default): a plain bilinear resize to ``input_size`` ignoring the aspect ratio,
+  exactly as OpenCV DNN's ``cv2.dnn.blobFromImage(img, 1 / 255, (W, H), swapRB=True, crop=False)``
+  does it: the image is taken back to its 8-bit levels (``round(x * 255)``; an image decoded from
+  an 8-bit file and divided by 255 gives its exact bytes), resized with OpenCV's fixed-point
+  ``INTER_LINEAR`` (:func:`~detkit.ops.image_resize.resize_bilinear_opencv`, bit for bit) and
+  divided by 255. It is the default because OpenCV's darknet reader is the reference detkit's
+  YOLOv3 is checked against from the photo itself (the COCO ``yolov3-tiny.weights`` give OpenCV's
+  scores to 1e-4) and because it is what most deployments of darknet weights run.
+- ``"letterbox"``: darknet's ``letterbox_image`` (pjreddie's ``detector test``): the side that
+  limits gets the input size and the other ``side * input // image`` (integer division, as darknet
+  does), the image is resized with darknet's own ``resize_image``
+  (:func:`~detkit.ops.image_resize.resize_bilinear_darknet`: corners aligned, float32) and put at
+  offset ``((W - new_w) // 2, (H - new_h) // 2)`` on a grey 0.5 canvas. The training configs use
+  it (aspect ratio kept, as in their data pipeline). Detections map back through the offset that
+  was used; darknet's ``correct_yolo_boxes`` uses ``(W - new_w) / 2`` unrounded, half a pixel away
+  when the padding is odd.
+
+An image that already has the network input size is used as it is in both modes.
 
 Either way a point ``x`` of the image lands at ``x * scale_x + offset_x`` in the network input
 (``scale = resized size / image size`` per axis, ``offset`` the letterbox padding, 0 for resize):
@@ -23,10 +36,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from detkit.models.preprocess.base import Preprocess
+from detkit.ops.image_resize import resize_bilinear_darknet, resize_bilinear_opencv, to_uint8_levels
 from detkit.structures import ImageList
 
 __all__ = ["LETTERBOX_FILL", "RESIZE_MODES", "YOLOPreprocess"]
@@ -93,9 +106,14 @@ class YOLOPreprocess(Preprocess):
         """``(new_h, new_w, left, top)``: the resized image's size and its offset in the input."""
         if self.resize_mode == "resize":
             new_h, new_w = size
-        else:
-            ratio = min(size[0] / height, size[1] / width)
-            new_h, new_w = max(1, round(height * ratio)), max(1, round(width * ratio))
+        else:  # darknet's letterbox_image: a float32 comparison, then integer division
+            in_h, in_w = size
+            if float(torch.tensor(in_w, dtype=torch.float32) / width) < float(
+                torch.tensor(in_h, dtype=torch.float32) / height
+            ):
+                new_w, new_h = in_w, max(1, height * in_w // width)
+            else:
+                new_h, new_w = in_h, max(1, width * in_h // height)
         return new_h, new_w, (size[1] - new_w) // 2, (size[0] - new_h) // 2
 
     def transform(self, image_size: tuple[int, int], size: tuple[int, int]) -> Tensor:
@@ -118,7 +136,10 @@ class YOLOPreprocess(Preprocess):
         height, width = image.shape[-2:]
         new_h, new_w, left, top = self._fit(height, width, size)
         if (new_h, new_w) != (height, width):
-            image = F.interpolate(image[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
+            if self.resize_mode == "resize":
+                image = resize_bilinear_opencv(to_uint8_levels(image), (new_h, new_w)).to(image.dtype) / 255
+            else:
+                image = resize_bilinear_darknet(image, (new_h, new_w)).to(image.dtype)
         if (new_h, new_w) != tuple(size):
             canvas = image.new_full((image.shape[0], *size), LETTERBOX_FILL)
             canvas[:, top : top + new_h, left : left + new_w] = image

@@ -1,12 +1,15 @@
-"""YOLOPreprocess: resize or letterbox then normalise, targets forward, detections back, and the
-multi-scale training sizes."""
+"""YOLOPreprocess: resize (OpenCV's blobFromImage) or letterbox (darknet's letterbox_image) then
+normalise, targets forward, detections back, and the multi-scale training sizes."""
 
 from __future__ import annotations
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
 from detkit.models.preprocess import YOLOPreprocess
+from detkit.ops.image_resize import resize_bilinear_darknet
 
 
 @pytest.mark.parametrize("resize_mode", ["resize", "letterbox"])
@@ -44,3 +47,34 @@ def test_bad_arguments():
         YOLOPreprocess((100, 100))
     with pytest.raises(ValueError, match="resize_mode"):
         YOLOPreprocess((64, 64), "crop")
+
+
+@pytest.mark.parametrize("image_size,input_size,fit", [
+    ((576, 768), (416, 416), (312, 416, 0, 52)),  # dog.jpg: 576 * 416 // 768 = 312, 52 rows above
+    ((50, 97), (64, 64), (32, 64, 0, 16)),  # 50 * 64 / 97 = 32.99: darknet truncates, never rounds
+    ((97, 50), (64, 64), (64, 32, 16, 0)),
+    ((60, 60), (64, 96), (64, 64, 16, 0)),  # a non-square input: the height limits
+    ((3, 2000), (64, 64), (1, 64, 0, 31)),  # darknet would make a 0-row image; one row is kept
+])  # fmt: skip
+def test_letterbox_geometry_is_darknets(image_size, input_size, fit):
+    assert YOLOPreprocess(input_size, "letterbox")._fit(*image_size, input_size) == fit
+
+
+def test_letterbox_is_darknets_letterbox_image():
+    # darknet: resized = resize_image(im, new_w, new_h); boxed = 0.5 everywhere; embed at the offset.
+    stage = YOLOPreprocess((64, 64), "letterbox")
+    image = torch.randint(0, 256, (3, 50, 97)).float() / 255
+    prepared, transform = stage.prepare(image, (64, 64))
+    expected = torch.full((3, 64, 64), 0.5)
+    expected[:, 16:48] = resize_bilinear_darknet(image, (32, 64))
+    assert torch.equal(prepared, expected)
+    torch.testing.assert_close(transform, torch.tensor([64 / 97, 32 / 50, 0.0, 16.0]), rtol=0, atol=0)
+
+
+def test_resize_is_opencv_blob_from_image():
+    # cv2.dnn.blobFromImage(bgr, 1 / 255, (W, H), swapRB=True, crop=False): OpenCV's 8-bit
+    # INTER_LINEAR resize, then / 255. The float image detkit gets is the file's bytes / 255.
+    rgb = np.random.default_rng(0).integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    blob = cv2.dnn.blobFromImage(rgb[:, :, ::-1].copy(), 1 / 255.0, (96, 64), swapRB=True, crop=False)[0]
+    prepared, _ = YOLOPreprocess((64, 96)).prepare(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255, (64, 96))
+    torch.testing.assert_close(prepared, torch.from_numpy(blob), rtol=0, atol=1e-7)  # 1/255 vs * (1/255): 1 ulp
