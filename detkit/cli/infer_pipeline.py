@@ -212,6 +212,7 @@ def run_video(predictor: Predictor, item: InputItem, names: OutputNames, report:
         return
     stem = item.name if item.kind == "camera" else item.path.stem
     out_path = names.claim(f"{stem}.mp4")
+    frame_errors: list[tuple[str, Exception]] = []  # frames the model failed on alone (NaN...)
 
     with tqdm(total=reader.frame_count, unit="frame", desc=Path(reader.name).name,
               disable=not progress) as bar:
@@ -221,7 +222,8 @@ def run_video(predictor: Predictor, item: InputItem, names: OutputNames, report:
             bar.update(len(frames))
 
         try:
-            run = annotate_video(predictor, reader, out_path, batch_size=batch_size, on_results=collect)
+            run = annotate_video(predictor, reader, out_path, batch_size=batch_size, on_results=collect,
+                                 on_error=lambda source, error: frame_errors.append((source, error)))
         except KeyboardInterrupt:
             if item.kind != "camera":
                 raise
@@ -232,6 +234,11 @@ def run_video(predictor: Predictor, item: InputItem, names: OutputNames, report:
             return
     report.frames += run.frames
     report.videos.append(str(run.output_path))
+    if frame_errors:  # one line per video, not one per frame
+        source, error = frame_errors[0]
+        report.fail(item.name, f"the model failed on {len(frame_errors)} of {run.frames} frames "
+                               f"(written without boxes); the first, {source}: "
+                               f"{_without_source(error, source)}")
     if reader.frame_count is not None and run.frames < reader.frame_count:
         tqdm.write(f"warning: {reader.name}: read {run.frames} of {reader.frame_count} frames",
                    file=sys.stderr)

@@ -274,3 +274,29 @@ def test_a_model_with_no_weights_loaded_is_a_one_line_warning(
     assert infer(backbone_only, "none", image, "--out", tmp_path / "d") == 0
     (warning,) = untrained_warnings(capsys.readouterr().err)
     assert "only model.backbone.weights is loaded, the rest is random" in warning
+
+
+def test_nan_on_some_video_frames_fails_those_frames_only(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # Used to stop the video at the first such frame, with nothing written for it.
+    clip = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (32, 24))
+    bright = [1, 4, 5]
+    for index in range(8):
+        writer.write(np.full((24, 32, 3), 240 if index in bright else 20, np.uint8))
+    writer.release()
+    config = write_config(tmp_path, "nan_on_bright", "L(NaNOnBright)()")
+    out = tmp_path / "out"
+    assert infer(config, "none", clip, "--out", out, "--batch-size", "3") == 1
+    error = capsys.readouterr().err
+    failures = error[error.index("1 input(s) failed:"):].splitlines()[1:]
+    assert len(failures) == 1, failures
+    assert failures[0].strip().startswith(f"{clip}: the model failed on 3 of 8 frames (written without "
+                                          f"boxes); the first, {clip}#1: the model returned a non-finite score")
+    records = records_of(out / "predictions.json")
+    assert sorted({r["frame_index"] for r in records}) == [0, 2, 3, 6, 7]
+    capture = cv2.VideoCapture(str(next(out.glob("clip.*"))))
+    written = 0
+    while capture.read()[0]:
+        written += 1
+    assert written == 8
