@@ -18,10 +18,9 @@ showing detections to people, pass ``score_thresh=DISPLAY_SCORE_THRESH`` (0.3), 
 the model's own changes nothing: lower the model's (``model.roi_heads.score_thresh=0.001``...).
 
 :meth:`Predictor.from_config` warns (:class:`UntrainedModelWarning`) when it builds a model with
-no weights loaded: no checkpoint, and a config that neither sets ``pretrained = True`` (the zoo's
-``*_pretrained`` configs, whose model loads its own weights) nor gives a ``weights`` path anywhere
-in its model (a backbone's ImageNet weights still leave the detection heads random, so they are
-named in the warning).
+no weights loaded: no checkpoint, and a config that does not set ``pretrained = True`` (the zoo's
+``*_pretrained`` configs, whose model loads its own weights). A ``weights`` path on a part of the
+model (a backbone's ImageNet weights) still leaves the detection heads random: the warning names it.
 
 The predictor only relies on the detector interface of docs/conventions.md:
 ``detector(images) -> (predictions, losses)`` in eval mode, images ``[3, H, W]`` float RGB in
@@ -332,20 +331,18 @@ class Predictor:
         items, names = self._inputs(inputs, batch_size, sources)
         outcomes: list[Result | Exception] = []
         for start in range(0, len(items), batch_size):
-            chunk: list[torch.Tensor | Exception] = []
-            for item, name in zip(items[start:start + batch_size], names[start:start + batch_size]):
+            chunk: dict[int, Result | Exception] = {}  # index in items -> outcome
+            images, ready = [], []
+            for index in range(start, min(start + batch_size, len(items))):
                 try:
-                    chunk.append(to_chw_tensor(item, rgb=rgb))
+                    images.append(to_chw_tensor(items[index], rgb=rgb))
+                    ready.append(index)
                 except ImageReadError as error:  # names the file
-                    chunk.append(error)
+                    chunk[index] = error
                 except ValueError as error:  # an array of a bad shape or dtype
-                    chunk.append(ValueError(f"{name}: {error}"))
-            ready = [i for i, image in enumerate(chunk) if isinstance(image, torch.Tensor)]
-            found = self._outcomes([chunk[i] for i in ready],  # type: ignore[misc]
-                                   [names[start + i] for i in ready])
-            for i, outcome in zip(ready, found):
-                chunk[i] = outcome  # type: ignore[call-overload]
-            outcomes += chunk  # type: ignore[arg-type]
+                    chunk[index] = ValueError(f"{names[index]}: {error}")
+            chunk.update(zip(ready, self._outcomes(images, [names[index] for index in ready])))
+            outcomes += [chunk[index] for index in sorted(chunk)]
         return outcomes
 
     def _outcomes(self, images: list[torch.Tensor], names: list[str]) -> list[Result | Exception]:

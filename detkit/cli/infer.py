@@ -44,10 +44,13 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from detkit.cli import parse_command_args, run_command
 from detkit.cli.common import split_overrides
+
+if TYPE_CHECKING:  # torch is imported inside run(), not at import (`--help` stays light)
+    from detkit.apis.predictor import Predictor
 
 HELP = "run a detector on images, folders, globs, videos and webcams"
 EPILOG = ("Config overrides are key.path=value (value parsed as a Python literal), e.g. "
@@ -83,7 +86,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--batch-size must be >= 1")
 
 
-def _build_predictor(args: argparse.Namespace, score_thresh: float) -> Any:
+def _build_predictor(args: argparse.Namespace, score_thresh: float) -> Predictor:
     """:meth:`Predictor.from_config`, its :class:`UntrainedModelWarning` as one stderr line."""
     from detkit.apis.predictor import Predictor, UntrainedModelWarning
     from detkit.cli.common import resolve_config
