@@ -1,6 +1,8 @@
 """High-level inference: build a detector from a config and checkpoint, run it on images and video.
 
-* :class:`Predictor` (``detkit.apis.predictor``): any detector, any image input, :class:`Result`\\ s.
+* :class:`Predictor` (``detkit.apis.predictor``): any detector, any image input, :class:`Result`\\ s;
+  ``predict_each`` for long runs where one bad input must not stop the rest;
+  :data:`DISPLAY_SCORE_THRESH`, :class:`UntrainedModelWarning`.
 * :class:`Result` (``detkit.utils.result``, also ``detkit.apis.result``): detections of one image
   as numpy arrays, ``to_coco()``.
 * ``detkit.apis.video``: threaded video reading, writing, and the read -> model -> draw -> write
@@ -12,11 +14,13 @@
 from typing import Any
 
 from detkit.apis.images import ImageReadError, read_image, to_bgr_uint8, to_model_image
-from detkit.apis.predictor import CheckpointError, Predictor, default_device
+from detkit.apis.predictor import (
+    DISPLAY_SCORE_THRESH, CheckpointError, Predictor, UntrainedModelWarning, default_device,
+)
 from detkit.utils.result import Result
 
-__all__ = ["CheckpointError", "ImageReadError", "Predictor", "Result", "default_device",
-           "read_image", "to_bgr_uint8", "to_model_image"]
+__all__ = ["DISPLAY_SCORE_THRESH", "CheckpointError", "ImageReadError", "Predictor", "Result",
+           "UntrainedModelWarning", "default_device", "read_image", "to_bgr_uint8", "to_model_image"]
 
 
 def __getattr__(name: str) -> Any:

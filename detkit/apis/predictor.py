@@ -9,6 +9,19 @@
     for result in predictor(["dog.jpg", cv2.imread("person.jpg")]):
         print(result.source, result.boxes, result.class_names)
 
+Two score thresholds meet here. The model's own test threshold (``score_thresh`` of its head, e.g.
+0.05 for Faster R-CNN, 0.005 for YOLOv3) is set low for evaluation: mAP needs the long tail, so a
+model may return 100 boxes per image. The Predictor keeps everything the model returns unless it
+is given ``score_thresh`` (a library default, the same results as ``detkit test`` scores); for
+showing detections to people, pass ``score_thresh=DISPLAY_SCORE_THRESH`` (0.3), which is what
+``detkit infer`` and ``detkit demo`` use when ``--score-thresh`` is not given. A threshold below
+the model's own changes nothing: lower the model's (``model.roi_heads.score_thresh=0.001``...).
+
+:meth:`Predictor.from_config` warns (:class:`UntrainedModelWarning`) when it builds a model with
+no weights loaded: no checkpoint, and a config that does not set ``pretrained = True`` (the zoo's
+``*_pretrained`` configs, whose model loads its own weights). A ``weights`` path on a part of the
+model (a backbone's ImageNet weights) still leaves the detection heads random: the warning names it.
+
 The predictor only relies on the detector interface of docs/conventions.md:
 ``detector(images) -> (predictions, losses)`` in eval mode, images ``[3, H, W]`` float RGB in
 [0, 1], predictions per image in that image's pixels, and ``num_classes`` / ``class_names``.
@@ -16,8 +29,9 @@ The predictor only relies on the detector interface of docs/conventions.md:
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +39,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from detkit.apis.images import ImageInput, as_float_image, describe_input, to_chw_tensor
+from detkit.apis.images import (
+    ImageInput, ImageReadError, as_float_image, describe_input, to_chw_tensor,
+)
 from detkit.config import instantiate, load_config
 from detkit.utils.checkpoint import CheckpointError, load_weights
 from detkit.utils.deprecation import renamed_keyword
 from detkit.utils.result import Result
 
-__all__ = ["CheckpointError", "Predictor", "default_device"]
+__all__ = ["DISPLAY_SCORE_THRESH", "CheckpointError", "Predictor", "UntrainedModelWarning",
+           "default_device", "loaded_weights"]
+
+logger = logging.getLogger(__name__)
+
+# The score above which detections are shown (`detkit infer`, `detkit demo`): mmdetection's
+# `--pred-score-thr` default; detectron2's demo uses 0.5, ultralytics 0.25.
+DISPLAY_SCORE_THRESH = 0.3
+
+
+class UntrainedModelWarning(UserWarning):
+    """A predictor runs a model with no trained weights loaded: its detections are noise."""
 
 
 def default_device() -> torch.device:
@@ -54,6 +81,38 @@ def _load_model_weights(model: nn.Module, checkpoint_path: str | Path) -> None:
     load_weights(model, checkpoint_path, strict=True, drop_ddp_prefix=True)
 
 
+def _weight_paths(node: Any, path: str) -> Iterator[str]:
+    """The dotted keys of the non-empty ``weights`` arguments in a (lazy) config tree."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            if key == "weights" and value not in (None, "", False):
+                yield f"{path}.{key}"
+            elif isinstance(value, (Mapping, list, tuple)):
+                yield from _weight_paths(value, f"{path}.{key}")
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            yield from _weight_paths(value, f"{path}.{index}")
+
+
+def loaded_weights(cfg: Mapping[str, Any], checkpoint_path: str | Path | None) -> str | None:
+    """What trained weights a model built from ``cfg`` (and ``checkpoint_path``) will hold.
+
+    Args:
+        cfg: A loaded config with ``model``.
+        checkpoint_path: The checkpoint loaded into it after building, or None.
+
+    Returns:
+        ``"checkpoint PATH"``, ``"pretrained (the config's model loads its own weights)"``, or
+        None when the detector's weights are random (a ``weights`` path on a part only, such as
+        the backbone, leaves the rest random).
+    """
+    if checkpoint_path is not None:
+        return f"checkpoint {checkpoint_path}"
+    if cfg.get("pretrained", False):
+        return "pretrained (the config's model loads its own weights)"
+    return None
+
+
 class Predictor:
     """Runs a detector in eval mode on images of any kind and returns :class:`Result` objects.
 
@@ -61,13 +120,20 @@ class Predictor:
         model: A detector following docs/conventions.md (put in eval mode, moved to ``device``).
         device: Where the model runs; default ``cuda`` when available, else ``cpu``.
         class_names: Name of each label; default ``model.class_names`` (labels as text if None).
-        score_thresh: Drop detections scoring below this (default: keep what the model gives).
+        score_thresh: Drop detections scoring below this. Default None: keep all the model gives
+            (it applies its own, evaluation, threshold); :data:`DISPLAY_SCORE_THRESH` (0.3) for
+            showing them, as ``detkit infer`` does.
         classes: Keep only these classes, by name or 0-based id (a list, or ``"dog,person"``).
         detections_per_img: Keep at most this many detections per image, highest scores first.
         label_to_category_id: Map from label to dataset category id for COCO output; default
             ``model.label_to_category_id`` when the model has one.
         score_threshold, max_detections: Deprecated names of ``score_thresh`` and
             ``detections_per_img``.
+
+    Attributes:
+        weights: What trained weights the model holds, as :meth:`from_config` knows it
+            (``"checkpoint PATH"``, ``"pretrained ..."``, or None: random weights); None too for
+            a model handed in ready (the predictor cannot tell).
 
     Raises:
         ValueError: A class name or id in ``classes`` that the model does not have.
@@ -91,6 +157,7 @@ class Predictor:
         self.label_to_category_id = (label_to_category_id if label_to_category_id is not None
                                      else getattr(model, "label_to_category_id", None))
         self.class_ids = self._resolve_classes(classes)
+        self.weights: str | None = None
 
     @classmethod
     def from_config(cls, config_path: str | Path, checkpoint_path: str | Path | None = None, *,
@@ -111,6 +178,10 @@ class Predictor:
                 for :class:`Predictor`.
             overrides: ``"key.path=value"`` config overrides.
 
+        Warns:
+            UntrainedModelWarning: no checkpoint and a config whose model does not load its own
+                weights (see :func:`loaded_weights`): the detections come from random weights.
+
         Raises:
             detkit.utils.checkpoint.CheckpointError: The checkpoint is missing, unreadable or
                 does not fit the model (the one-line message names the file and a few keys).
@@ -122,9 +193,19 @@ class Predictor:
         model = instantiate(cfg.model)
         if checkpoint_path is not None:
             load_weights(model, checkpoint_path, strict=True, drop_ddp_prefix=True)
-        return cls(model, device=device, score_thresh=score_thresh, classes=classes,
-                   detections_per_img=detections_per_img, score_threshold=score_threshold,
-                   max_detections=max_detections)
+        predictor = cls(model, device=device, score_thresh=score_thresh, classes=classes,
+                        detections_per_img=detections_per_img, score_threshold=score_threshold,
+                        max_detections=max_detections)
+        predictor.weights = loaded_weights(cfg, checkpoint_path)
+        if predictor.weights is None:
+            parts = list(_weight_paths(cfg.model, "model"))
+            partial = (f"; only {', '.join(parts)} {'is' if len(parts) == 1 else 'are'} loaded, the "
+                       "rest is random") if parts else ""
+            warnings.warn(UntrainedModelWarning(
+                f"{config_path}: no checkpoint given and the config's model does not load its own "
+                f"weights (no `pretrained = True`){partial}: the detections come from untrained "
+                "weights; give a checkpoint"), stacklevel=2)
+        return predictor
 
     def _resolve_classes(self, classes: Iterable[str | int] | str | None) -> set[int] | None:
         """Class names and ids -> the set of label ids to keep (None: keep all)."""
@@ -215,24 +296,89 @@ class Predictor:
             ValueError: An input of an unsupported type or shape, or a model output with NaN
                 or inf scores or boxes (the message names the input).
         """
+        items, names = self._inputs(inputs, batch_size, sources)
+        results: list[Result] = []
+        for start in range(0, len(items), batch_size):
+            images = [to_chw_tensor(item, rgb=rgb) for item in items[start:start + batch_size]]
+            predictions = self.run_model(images)
+            results += [self.to_result(prediction, _size(image), name) for image, prediction, name
+                        in zip(images, predictions, names[start:start + batch_size])]
+        return results
+
+    predict = __call__
+
+    def predict_each(self, inputs: ImageInput | Sequence[ImageInput], *, rgb: bool = False,
+                     batch_size: int = 8, sources: Sequence[str] | None = None
+                     ) -> list[Result | Exception]:
+        """As :meth:`__call__`, but an input's own fault is its outcome instead of an exception.
+
+        For runs over many inputs (``detkit infer``) where one bad input must not cost the
+        others: an input that cannot be read, a model output with NaN or inf for that image,
+        or a model error (``RuntimeError`` / ``ValueError``, e.g. out of memory) on a batch:
+        the batch is then re-run one image at a time, so only the image that fails alone fails.
+
+        Args:
+            inputs, rgb, batch_size, sources: As for :meth:`__call__`.
+
+        Returns:
+            One outcome per input, in order: its :class:`Result`, or the exception it met (its
+            message names the input).
+
+        Raises:
+            ValueError: ``batch_size`` below 1 or ``sources`` of the wrong length.
+            TypeError: a model that does not follow the detector interface (not an input's fault).
+        """
+        items, names = self._inputs(inputs, batch_size, sources)
+        outcomes: list[Result | Exception] = []
+        for start in range(0, len(items), batch_size):
+            chunk: dict[int, Result | Exception] = {}  # index in items -> outcome
+            images, ready = [], []
+            for index in range(start, min(start + batch_size, len(items))):
+                try:
+                    images.append(to_chw_tensor(items[index], rgb=rgb))
+                    ready.append(index)
+                except ImageReadError as error:  # names the file
+                    chunk[index] = error
+                except ValueError as error:  # an array of a bad shape or dtype
+                    chunk[index] = ValueError(f"{names[index]}: {error}")
+            chunk.update(zip(ready, self._outcomes(images, [names[index] for index in ready])))
+            outcomes += [chunk[index] for index in sorted(chunk)]
+        return outcomes
+
+    def _outcomes(self, images: list[torch.Tensor], names: list[str]) -> list[Result | Exception]:
+        """Results of one batch, or per image the error it alone causes (see :meth:`predict_each`)."""
+        if not images:
+            return []
+        try:
+            predictions = self.run_model(images)
+        except (RuntimeError, ValueError) as error:
+            if len(images) == 1:
+                return [RuntimeError(f"{names[0]}: the model failed on this image: {error}")]
+            logger.warning("the model failed on a batch of %d images (%s); running them one at a time",
+                           len(images), str(error).splitlines()[0] if str(error) else type(error).__name__)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()  # an out-of-memory batch leaves its blocks cached
+            return [outcome for image, name in zip(images, names)
+                    for outcome in self._outcomes([image], [name])]
+        outcomes: list[Result | Exception] = []
+        for image, prediction, name in zip(images, predictions, names):
+            try:
+                outcomes.append(self.to_result(prediction, _size(image), name))
+            except ValueError as error:  # non-finite scores or boxes for this image
+                outcomes.append(error)
+        return outcomes
+
+    def _inputs(self, inputs: ImageInput | Sequence[ImageInput], batch_size: int,
+                sources: Sequence[str] | None) -> tuple[list[ImageInput], list[str]]:
+        """The inputs as a list, and a name for each (``sources``, or the path / ``array[i]``)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         items = _as_list(inputs)
         if sources is not None and len(sources) != len(items):
             raise ValueError(f"{len(sources)} sources for {len(items)} inputs")
-        results: list[Result] = []
-        for start in range(0, len(items), batch_size):
-            chunk = items[start:start + batch_size]
-            images = [to_chw_tensor(item, rgb=rgb) for item in chunk]
-            predictions = self.run_model(images)
-            for offset, (image, prediction) in enumerate(zip(images, predictions)):
-                index = start + offset
-                name = sources[index] if sources is not None else describe_input(items[index], index)
-                size = (int(image.shape[-2]), int(image.shape[-1]))
-                results.append(self.to_result(prediction, size, name))
-        return results
-
-    predict = __call__
+        names = list(sources) if sources is not None else [
+            describe_input(item, index) for index, item in enumerate(items)]
+        return items, names
 
     def __repr__(self) -> str:
         return (f"Predictor({type(self.model).__name__}, device={self.device}, "
@@ -263,6 +409,11 @@ def _check_finite(prediction: Mapping[str, torch.Tensor], source: str) -> None:
                 f"{int(bad[0])} ({len(bad)} of {len(finite)} detections); a numerical fault of the model "
                 "or its weights (no weights loaded? fp16 overflow? a corrupt checkpoint?)"
             )
+
+
+def _size(image: torch.Tensor) -> tuple[int, int]:
+    """``(height, width)`` of a ``[3, H, W]`` image."""
+    return int(image.shape[-2]), int(image.shape[-1])
 
 
 def _as_list(inputs: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:

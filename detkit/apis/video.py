@@ -29,8 +29,8 @@ from detkit.apis.predictor import Predictor
 from detkit.utils.result import Result
 from detkit.utils.visualization import draw_predictions
 
-__all__ = ["DEFAULT_CODECS", "VIDEO_EXTENSIONS", "VideoOpenError", "VideoReader", "VideoRun",
-           "VideoWriter", "annotate_video"]
+__all__ = ["DEFAULT_CODECS", "VIDEO_EXTENSIONS", "ErrorCallback", "VideoOpenError", "VideoReader",
+           "VideoRun", "VideoWriter", "annotate_video"]
 
 logger = logging.getLogger(__name__)
 
@@ -218,13 +218,32 @@ class VideoRun:
 
 
 ResultsCallback = Callable[[int, list[np.ndarray], list[Result]], None]
+ErrorCallback = Callable[[str, Exception], None]
 DrawFunction = Callable[[np.ndarray, Result], np.ndarray]
+
+
+def _frame_results(predictor: Predictor, batch: list[np.ndarray], sources: list[str], batch_size: int,
+                   on_error: ErrorCallback | None) -> list[Result]:
+    """The results of a batch of frames; with ``on_error``, a frame's own fault (NaN output, a
+    model error it alone causes) is handed to it and the frame gets no detections."""
+    if on_error is None:
+        return predictor(batch, batch_size=batch_size, sources=sources)
+    results = []
+    for frame, source, outcome in zip(batch, sources, predictor.predict_each(
+            batch, batch_size=batch_size, sources=sources)):
+        if isinstance(outcome, Exception):
+            on_error(source, outcome)
+            outcome = Result.from_prediction({"boxes": np.zeros((0, 4), np.float32)},
+                                             (frame.shape[0], frame.shape[1]), predictor.class_names, source)
+        results.append(outcome)
+    return results
 
 
 def annotate_video(predictor: Predictor, reader: VideoReader, output_path: str | Path | None, *,
                    batch_size: int = 8, draw: DrawFunction = draw_predictions,
                    on_results: ResultsCallback | None = None, max_pending: int = 2,
-                   codecs: Sequence[tuple[str, str]] = DEFAULT_CODECS) -> VideoRun:
+                   codecs: Sequence[tuple[str, str]] = DEFAULT_CODECS,
+                   on_error: ErrorCallback | None = None) -> VideoRun:
     """Detect objects in every frame and write the annotated video, read/model/draw overlapped.
 
     Args:
@@ -238,6 +257,9 @@ def annotate_video(predictor: Predictor, reader: VideoReader, output_path: str |
             frame, its frames and their results (e.g. to collect json records, update a bar).
         max_pending: Batches the writer thread may lag behind the model.
         codecs: Codecs to try for the output, see :class:`VideoWriter`.
+        on_error: Called as ``on_error(source, error)`` for a frame the model fails on alone (NaN
+            or inf output, see :meth:`Predictor.predict_each`); the frame is written without
+            boxes and the video goes on. None: such an error stops the video (it is raised).
 
     Returns:
         The frame count, wall time and output file.
@@ -259,7 +281,7 @@ def annotate_video(predictor: Predictor, reader: VideoReader, output_path: str |
                                       name=f"detkit-write-{reader.name}") as worker:
             for batch in reader.batches(batch_size):
                 sources = [f"{reader.name}#{frames + i}" for i in range(len(batch))]
-                results = predictor(batch, batch_size=batch_size, sources=sources)
+                results = _frame_results(predictor, batch, sources, batch_size, on_error)
                 if on_results is not None:
                     on_results(frames, batch, results)
                 if writer is not None:

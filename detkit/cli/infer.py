@@ -17,10 +17,24 @@
   ``"segmentation"`` (RLE) and ``"landmarks"`` when the model gives them. ``category_id`` is the
   label, or the model's ``label_to_category_id[label]`` when it has that mapping.
 
-An input that cannot be read is reported and skipped; the others are still processed, the
-failures are listed at the end and the exit status is 1. A config or checkpoint that does not
-work stops the command at once (exit status 2) with the reason (for a checkpoint that does not
-fit, the missing, unexpected and mis-shaped keys).
+* ``--score-thresh``: detections scoring below it are dropped; default 0.3
+  (:data:`detkit.apis.predictor.DISPLAY_SCORE_THRESH`), a threshold for showing detections, not
+  the model's evaluation threshold (0.05 or 0.005, which gives up to 100 boxes per image); the
+  summary line prints the one used. ``--score-thresh 0.005`` (or 0) keeps all the model gives.
+* A checkpoint ``none`` with a config whose model does not load its own weights (no
+  ``pretrained = True``, as in the zoo's ``*_pretrained`` configs) prints a one-line warning: the
+  detections come from random weights.
+
+``--out`` is checked before the model is built: a file, a folder under a file, a folder that
+cannot be created or written stops the command at once (exit status 2) naming it. An input that
+cannot be read, a model that fails on an image (out of memory; a batch that fails is re-run one
+image at a time) or returns NaN or inf for it, an annotated image that cannot be written: each
+is reported and skipped; the others are still processed, the failures are listed at the end and
+the exit status is 1. When ``predictions.json`` cannot be written at the end (a full disk, the
+folder removed during the run), the predictions go to a new file in the temporary folder, whose
+path is printed (exit status 1). A config or checkpoint that does not work stops the command at
+once (exit status 2) with the reason (for a checkpoint that does not fit, the missing,
+unexpected and mis-shaped keys).
 """
 
 from __future__ import annotations
@@ -28,11 +42,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from detkit.cli import parse_command_args, run_command
 from detkit.cli.common import split_overrides
+
+if TYPE_CHECKING:  # torch is imported inside run(), not at import (`--help` stays light)
+    from detkit.apis.predictor import Predictor
 
 HELP = "run a detector on images, folders, globs, videos and webcams"
 EPILOG = ("Config overrides are key.path=value (value parsed as a Python literal), e.g. "
@@ -48,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image, folder, glob, video (.mp4 .avi .mov .mkv) or webcam index")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
     parser.add_argument("--score-thresh", "--score-threshold", dest="score_thresh", type=float,
-                        default=None, help="drop detections below this score")
+                        default=None, help="drop detections below this score (default "
+                        "0.3, for display; 0.005 or the model's own threshold keeps all it gives)")
     parser.add_argument("--classes", default=None,
                         help="keep only these classes, comma-separated names or ids")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -67,24 +86,45 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--batch-size must be >= 1")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build the predictor (errors stop here, exit 2), then run every input (failures: exit 1)."""
-    from detkit.apis.predictor import Predictor
+def _build_predictor(args: argparse.Namespace, score_thresh: float) -> Predictor:
+    """:meth:`Predictor.from_config`, its :class:`UntrainedModelWarning` as one stderr line."""
+    from detkit.apis.predictor import Predictor, UntrainedModelWarning
     from detkit.cli.common import resolve_config
-    from detkit.cli.infer_pipeline import PREDICTIONS_FILE, run_inputs
 
-    predictor = Predictor.from_config(
-        resolve_config(args.config), None if args.checkpoint.lower() == "none" else args.checkpoint,
-        device=args.device, overrides=args.overrides, score_thresh=args.score_thresh,
-        classes=args.classes, detections_per_img=args.detections_per_img)
-    out_dir = Path(args.out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UntrainedModelWarning)
+        predictor = Predictor.from_config(
+            resolve_config(args.config), None if args.checkpoint.lower() == "none" else args.checkpoint,
+            device=args.device, overrides=args.overrides, score_thresh=score_thresh,
+            classes=args.classes, detections_per_img=args.detections_per_img)
+    for warning in caught:
+        if issubclass(warning.category, UntrainedModelWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:  # the others as they would have come
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return predictor
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check --out, build the predictor (errors stop here, exit 2), then run every input
+    (failures: exit 1)."""
+    from detkit.engine.run_folder import check_output_dir
+
+    out_dir = check_output_dir(args.out, "--out", create=False)  # before the model is built
+
+    from detkit.apis.predictor import DISPLAY_SCORE_THRESH
+    from detkit.cli.infer_pipeline import run_inputs
+
+    score_thresh = DISPLAY_SCORE_THRESH if args.score_thresh is None else args.score_thresh
+    predictor = _build_predictor(args, score_thresh)
     start = time.perf_counter()
     report = run_inputs(predictor, args.inputs, out_dir, args.batch_size, args.max_frames,
                         not args.no_progress)
     seconds = time.perf_counter() - start
+    where = report.predictions_path if report.predictions_path is not None else "nowhere (see below)"
     print(f"{report.images} images, {len(report.videos)} videos ({report.frames} frames) in "
-          f"{seconds:.1f} s; {len(report.records)} detections; results in {out_dir}/ "
-          f"({PREDICTIONS_FILE})")
+          f"{seconds:.1f} s; {len(report.records)} detections (score >= {score_thresh:g}); results "
+          f"in {out_dir}/, predictions in {where}")
     if report.failures:
         print(f"{len(report.failures)} input(s) failed:", file=sys.stderr)
         for source, reason in report.failures:

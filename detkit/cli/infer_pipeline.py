@@ -10,6 +10,7 @@ import glob
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from detkit.apis.images import IMAGE_EXTENSIONS, ImageReadError, read_image
 from detkit.apis.predictor import Predictor
 from detkit.apis.result import Result
 from detkit.apis.video import VIDEO_EXTENSIONS, VideoOpenError, VideoReader, annotate_video
+from detkit.engine.run_folder import check_output_dir
 from detkit.utils.visualization import draw_predictions
 
 PREDICTIONS_FILE = "predictions.json"
@@ -51,6 +53,7 @@ class Report:
     images: int = 0
     frames: int = 0
     videos: list[str] = field(default_factory=list)
+    predictions_path: Path | None = None  # where the records went (None: nowhere, or not yet)
 
     def fail(self, source: str, reason: str) -> None:
         """Record a failed input and say so at once (the run goes on)."""
@@ -139,6 +142,12 @@ def _write_image(path: Path, image: np.ndarray) -> None:
     data.tofile(path)
 
 
+def _without_source(error: Exception, source: str) -> str:
+    """The message of ``error`` without a leading ``"SOURCE: "`` (the report names the input)."""
+    message = str(error)
+    return message[len(source) + 2:] if message.startswith(f"{source}: ") else message
+
+
 def _read_images(items: list[InputItem]) -> Iterator[tuple[InputItem, np.ndarray | Exception]]:
     for item in items:
         try:
@@ -156,21 +165,23 @@ def run_images(predictor: Predictor, items: list[InputItem], names: OutputNames,
                 _write_image(out_path, draw_predictions(image, result))
             except (OSError, cv2.error) as error:
                 report.fail(item.name, f"cannot write {out_path}: {error}")
+            except Exception as error:  # noqa: BLE001 - a drawing fault costs this image only
+                report.fail(item.name, f"cannot draw {out_path}: {type(error).__name__}: {error}")
 
     def run_batch(batch: list[tuple[InputItem, np.ndarray]]) -> None:
-        try:
-            results = predictor([image for _, image in batch], batch_size=batch_size,
-                                sources=[item.name for item, _ in batch])
-        except (RuntimeError, ValueError) as error:  # e.g. out of memory on a huge image
-            for item, _ in batch:
-                report.fail(item.name, f"the model failed on a batch with this image: {error}")
-            bar.update(len(batch))
-            return
-        for (item, _), result in zip(batch, results):
-            report.add(result, item.name, predictor.label_to_category_id)
-        report.images += len(batch)
-        writer.put([(item, image, result, names.claim(item.path.name))
-                    for (item, image), result in zip(batch, results)])
+        # per image: a NaN output or a model error that an image alone causes (out of memory on
+        # a huge one) fails that image; the batch's others are written
+        outcomes = predictor.predict_each([image for _, image in batch], batch_size=batch_size,
+                                          sources=[item.name for item, _ in batch])
+        done = []
+        for (item, image), outcome in zip(batch, outcomes):
+            if isinstance(outcome, Exception):
+                report.fail(item.name, _without_source(outcome, item.name))
+                continue
+            report.add(outcome, item.name, predictor.label_to_category_id)
+            done.append((item, image, outcome, names.claim(item.path.name)))
+        report.images += len(done)
+        writer.put(done)
         bar.update(len(batch))
 
     with tqdm(total=len(items), unit="img", desc="images", disable=not progress) as bar, \
@@ -201,6 +212,7 @@ def run_video(predictor: Predictor, item: InputItem, names: OutputNames, report:
         return
     stem = item.name if item.kind == "camera" else item.path.stem
     out_path = names.claim(f"{stem}.mp4")
+    frame_errors: list[tuple[str, Exception]] = []  # frames the model failed on alone (NaN...)
 
     with tqdm(total=reader.frame_count, unit="frame", desc=Path(reader.name).name,
               disable=not progress) as bar:
@@ -210,7 +222,8 @@ def run_video(predictor: Predictor, item: InputItem, names: OutputNames, report:
             bar.update(len(frames))
 
         try:
-            run = annotate_video(predictor, reader, out_path, batch_size=batch_size, on_results=collect)
+            run = annotate_video(predictor, reader, out_path, batch_size=batch_size, on_results=collect,
+                                 on_error=lambda source, error: frame_errors.append((source, error)))
         except KeyboardInterrupt:
             if item.kind != "camera":
                 raise
@@ -221,16 +234,54 @@ def run_video(predictor: Predictor, item: InputItem, names: OutputNames, report:
             return
     report.frames += run.frames
     report.videos.append(str(run.output_path))
+    if frame_errors:  # one line per video, not one per frame
+        source, error = frame_errors[0]
+        report.fail(item.name, f"the model failed on {len(frame_errors)} of {run.frames} frames "
+                               f"(written without boxes); the first, {source}: "
+                               f"{_without_source(error, source)}")
     if reader.frame_count is not None and run.frames < reader.frame_count:
         tqdm.write(f"warning: {reader.name}: read {run.frames} of {reader.frame_count} frames",
                    file=sys.stderr)
 
 
 def write_json(path: Path, records: list[dict[str, Any]]) -> None:
-    """Write ``records`` atomically (temporary file, then rename)."""
+    """Write ``records`` atomically (temporary file, then rename); no temporary left on failure."""
     temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(records))
-    os.replace(temporary, path)
+    try:
+        temporary.write_text(json.dumps(records))
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def save_predictions(path: Path, report: Report) -> Path | None:
+    """Write ``report.records`` to ``path``, or, when that fails, to a new file elsewhere.
+
+    The work is done when this runs, so the predictions must not be lost to a full disk or an
+    output folder removed during the run: they go to a new file in the temporary folder (then
+    the current folder), and the failure, naming both paths, is added to the report.
+
+    Returns:
+        The file written, or None when no location took it (reported too).
+    """
+    try:
+        write_json(path, report.records)
+        return path
+    except OSError as error:
+        reason = f"cannot write it ({error.strerror or error})"
+    for folder in (Path(tempfile.gettempdir()), Path.cwd()):
+        try:
+            handle, name = tempfile.mkstemp(prefix="detkit_predictions_", suffix=".json", dir=folder)
+            with os.fdopen(handle, "w") as file:
+                json.dump(report.records, file)
+        except OSError:
+            continue
+        report.fail(str(path), f"{reason}; the predictions are saved in {name} instead")
+        return Path(name)
+    report.fail(str(path), f"{reason}, nor in {tempfile.gettempdir()} or {Path.cwd()}: the "
+                           f"{len(report.records)} predictions are lost")
+    return None
 
 
 def run_inputs(predictor: Predictor, specs: list[str], out_dir: Path, batch_size: int,
@@ -246,9 +297,14 @@ def run_inputs(predictor: Predictor, specs: list[str], out_dir: Path, batch_size
         progress: Show progress bars.
 
     Returns:
-        The report: JSON records, failures and counts (``predictions.json`` is written already).
+        The report: JSON records, failures, counts and where the records were written
+        (``predictions_path``: ``predictions.json``, or a fallback file, see
+        :func:`save_predictions`).
+
+    Raises:
+        detkit.engine.run_folder.OutputDirError: ``out_dir`` cannot be created or written.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out_dir, "--out")
     report = Report()
     items = collect_inputs(specs, report)
     names = OutputNames(out_dir, [item.path for item in items if item.path is not None])
@@ -258,5 +314,5 @@ def run_inputs(predictor: Predictor, specs: list[str], out_dir: Path, batch_size
     for item in items:
         if item.kind != "image":
             run_video(predictor, item, names, report, batch_size, max_frames, progress)
-    write_json(out_dir / PREDICTIONS_FILE, report.records)
+    report.predictions_path = save_predictions(out_dir / PREDICTIONS_FILE, report)
     return report

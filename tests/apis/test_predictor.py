@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,9 @@ from apis_toys import TOY_DETECTIONS, ToyDetector
 from pycocotools import mask as mask_utils
 
 import detkit.apis
-from detkit.apis import CheckpointError, ImageReadError, Predictor, Result
+from detkit.apis import (
+    DISPLAY_SCORE_THRESH, CheckpointError, ImageReadError, Predictor, Result, UntrainedModelWarning,
+)
 from detkit.utils.checkpoint import load_weights
 
 CONFIG = Path(__file__).resolve().parents[1] / "fixtures" / "configs" / "apis" / "toy_detector.py"
@@ -243,3 +246,51 @@ def test_non_finite_model_output_is_an_error_naming_the_input(tmp_path: Path, ke
     with pytest.raises(ValueError, match=rf"^{bright}: the model returned a non-finite {what}") as raised:
         predictor([np.zeros((10, 10, 3), np.uint8), bright])
     assert "\n" not in str(raised.value)
+
+
+def test_predict_each_gives_each_input_its_own_outcome(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # One bad input used to raise for the whole call (and `detkit infer` failed the whole batch).
+    bright = tmp_path / "bright.png"
+    cv2.imwrite(str(bright), np.full((20, 30, 3), 250, np.uint8))
+    predictor = Predictor(_NaNOnBrightImages("scores", float("nan")), device="cpu")
+    dark = np.zeros((10, 10, 3), np.uint8)
+    outcomes = predictor.predict_each([dark, bright, tmp_path / "missing.jpg", np.zeros((4, 4, 2), np.uint8),
+                                       dark], batch_size=4)
+    assert [type(o).__name__ for o in outcomes] == ["Result", "ValueError", "ImageReadError", "ValueError",
+                                                    "Result"]
+    assert str(outcomes[1]).startswith(f"{bright}: the model returned a non-finite score")
+    assert "missing.jpg" in str(outcomes[2]) and str(outcomes[3]).startswith("array[3]: ")
+    assert [r.source for r in (outcomes[0], outcomes[4])] == ["array[0]", "array[4]"]
+    assert len(outcomes[0]) == 3
+
+    toy = ToyDetector(max_pixels=150)  # a model that runs out of memory on bigger images
+    sources = ["small", "big", "small too"]
+    images = [np.zeros((10, 10, 3), np.uint8), np.zeros((20, 20, 3), np.uint8), np.zeros((12, 12, 3), np.uint8)]
+    with caplog.at_level("WARNING", logger="detkit.apis.predictor"):
+        outcomes = Predictor(toy, device="cpu").predict_each(images, batch_size=3, sources=sources)
+    assert toy.batch_sizes == [3, 1, 1, 1]  # the failed batch re-run one image at a time
+    assert isinstance(outcomes[1], RuntimeError)
+    assert str(outcomes[1]) == "big: the model failed on this image: toy out of memory on a (3, 20, 20) image"
+    assert [o.source for o in (outcomes[0], outcomes[2])] == ["small", "small too"]
+    assert "running them one at a time" in caplog.text
+
+
+def test_from_config_warns_when_no_weights_are_loaded(tmp_path: Path) -> None:
+    with pytest.warns(UntrainedModelWarning, match=r"no checkpoint given.*untrained weights") as caught:
+        predictor = Predictor.from_config(CONFIG, None, device="cpu")
+    assert str(CONFIG) in str(caught[0].message) and "\n" not in str(caught[0].message)
+    assert predictor.weights is None
+    assert predictor.score_thresh is None  # the library keeps all the model gives (evaluation)
+    assert DISPLAY_SCORE_THRESH == 0.3
+
+    checkpoint = tmp_path / "toy.pth"
+    torch.save({"model": ToyDetector(with_masks=True, with_landmarks=True).state_dict()}, checkpoint)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrainedModelWarning)
+        trained = Predictor.from_config(CONFIG, checkpoint, device="cpu")
+        pretrained_config = tmp_path / "pretrained.py"
+        pretrained_config.write_text(f"{CONFIG.read_text()}\npretrained = True\n")
+        pretrained = Predictor.from_config(pretrained_config, device="cpu")
+    assert trained.weights == f"checkpoint {checkpoint}"
+    assert pretrained.weights.startswith("pretrained")
+    assert Predictor(ToyDetector(), device="cpu").weights is None  # a ready model: not known
