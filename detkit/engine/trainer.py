@@ -44,7 +44,8 @@ run ends with the same weights as an uninterrupted one.
 
 A non-finite loss raises :class:`NonFiniteLossError` naming the iteration and every loss term,
 before the backward pass and before anything is written, so the last checkpoint stays the last
-good one.
+good one. A batch that cannot be read raises :class:`detkit.engine.data.DataLoadingError` naming
+the iteration.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ from tqdm import tqdm
 
 import detkit
 from detkit.engine.checkpoint import Checkpointer, load_checkpoint
-from detkit.engine.data import EpochBatchSampler
+from detkit.engine.data import EpochBatchSampler, next_batch
 from detkit.engine.ema import ModelEMA
 from detkit.engine.hooks import Hook
 from detkit.engine.metrics_log import MetricsLog
@@ -205,6 +206,11 @@ class Trainer:
         """The epoch of the next batch to be read."""
         return self.iteration * self.settings.grad_accum_steps // self.batches_per_epoch
 
+    def _epoch_of_micro(self, micro: int) -> int:
+        """The epoch of micro-batch ``micro`` of the step being run."""
+        position = self.iteration * self.settings.grad_accum_steps + micro
+        return position // self.batches_per_epoch
+
     def _epoch_of_last_step(self) -> int:
         """The epoch the last completed step read its (final) batch from."""
         position = max(self.iteration * self.settings.grad_accum_steps - 1, 0)
@@ -271,7 +277,7 @@ class Trainer:
         data_seconds, total_value = 0.0, 0.0
         for micro in range(accum):
             data_start = time.perf_counter()
-            images, targets = next(stream)
+            images, targets = next_batch(stream, self.iteration + 1, self._epoch_of_micro(micro))
             images, targets = _to_device(images, targets, self.device)
             data_seconds += time.perf_counter() - data_start
             sync = micro == accum - 1 or not isinstance(self.model, DistributedDataParallel)
