@@ -8,7 +8,6 @@ are separate functions so that a script or a test can replace one.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from detkit.config import (
 )
 from detkit.engine.checkpoint import Checkpointer
 from detkit.engine.class_check import check_classes
+from detkit.engine.console_log import TqdmLoggingHandler
 from detkit.engine.evaluation import config_evaluator
 from detkit.engine.model_setup import freeze_by_prefix, load_init_checkpoint
 from detkit.engine.run_folder import prepare_output_dir
@@ -60,7 +60,8 @@ def instantiate_with(node: Any, key: str, **supplied: Any) -> Any:
 
 def setup_logging(output_dir: Path | None, level: int = logging.INFO) -> None:
     """Log to stderr on every rank (rank 0 at ``level``, others at WARNING) and, on rank 0, to
-    ``output_dir/log.txt``."""
+    ``output_dir/log.txt``. Console lines go through ``tqdm.write``
+    (:class:`~detkit.engine.console_log.TqdmLoggingHandler`), above the progress bars."""
     root = logging.getLogger()
     root.setLevel(level if is_main_process() else logging.WARNING)
     fmt = logging.Formatter(f"[%(asctime)s r{get_rank()} %(name)s %(levelname)s] %(message)s",
@@ -69,7 +70,7 @@ def setup_logging(output_dir: Path | None, level: int = logging.INFO) -> None:
         if getattr(handler, "_detkit", False):
             root.removeHandler(handler)
             handler.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [TqdmLoggingHandler()]
     if output_dir is not None and is_main_process():
         output_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(output_dir / "log.txt"))
