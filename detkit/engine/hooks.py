@@ -1,11 +1,12 @@
 """Hooks: user code run by the trainer at fixed points of the loop.
 
 The trainer's own duties (metrics log, evaluation, checkpoints) run first at every point, then
-the hooks in list order. A hook reads the trainer's public state (``iteration``: completed
-optimiser steps; ``epoch``; ``max_iter``; ``model`` (possibly DDP-wrapped); ``unwrapped_model``;
-``optimizer``; ``settings``; ``output_dir``; ``last_loss``: total loss of the last step) and
-must not change the training randomness if the run is to stay reproducible. Hooks run on every rank; use
-:func:`detkit.utils.distributed.is_main_process` to write files on rank 0 only.
+the hooks in list order (the built-in early stopping hook first). A hook reads the trainer's
+public state (``iteration``: completed optimiser steps; ``epoch``; ``max_iter``; ``model``
+(possibly DDP-wrapped); ``unwrapped_model``; ``optimizer``; ``settings``; ``output_dir``;
+``last_loss``: total loss of the last step; ``stop_reason``: None, or why a stop was requested)
+and must not change the training randomness if the run is to stay reproducible. Hooks run on
+every rank; use :func:`detkit.utils.distributed.is_main_process` to write files on rank 0 only.
 
 Any hook may end the run from any of its methods with ``trainer.request_stop(reason)``: the
 trainer finishes the current step, then ends as a normal end does (the final evaluation unless

@@ -128,6 +128,9 @@ class TrainSettings:
         for key in ("output_dir", "init_checkpoint"):  # a Path is as good as a str here
             if isinstance(values.get(key), os.PathLike):
                 values[key] = os.fspath(values[key])
+        for key in ("freeze", "hooks"):  # None: none
+            if key in values and values[key] is None:
+                values[key] = []
         ema = values.get("ema")
         if ema is True:
             values["ema"] = EMASettings()

@@ -44,6 +44,7 @@ def test_right_types_pass_and_ints_are_floats_and_tuples_lists(tmp_path: Path):
          "amp": "bf16", "output_dir": tmp_path, "ema": {"decay": 0.9, "tau": 5}})
     assert settings.freeze == ["backbone"] and settings.output_dir == str(tmp_path)
     assert settings.ema is not None and settings.ema.tau == 5
+    assert TrainSettings.from_config({"max_iter": 5, "freeze": None, "hooks": None}).hooks == []
     with pytest.raises(ValueError, match="default_train\\(\\): train.keep_last must be int"):
         default_train(max_iter=10, keep_last="3")
 
