@@ -46,6 +46,20 @@ def test_the_events_hold_the_scalars_of_the_metrics_log(tmp_path: Path):
     assert [s.value for s in events.Scalars("eval/bbox/AP")] == [0.125, 0.125]
 
 
+def test_a_resumed_run_hides_the_events_past_its_checkpoint(tmp_path: Path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    first = make_trainer(tmp_path, max_iter=6, log_period=2, checkpoint_period=2,
+                         keep_last=0, tensorboard=True)
+    first.train()
+    resumed = make_trainer(tmp_path, max_iter=6, log_period=2, tensorboard=True)
+    resumed.train(resume=tmp_path / "model_0000002.pth")
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [s.step for s in events.Scalars("train/total_loss")] == [2, 4, 6]  # no duplicates
+
+
 def test_off_by_default(tmp_path: Path):
     make_trainer(tmp_path, max_iter=1).train()
     assert not (tmp_path / "tensorboard").exists()
