@@ -17,6 +17,11 @@ Reproducibility rules (what makes an interrupted run resume bit-exactly):
   ``r`` takes its ``r``-th slice of ``B``. One process with batch ``B * W`` sees the same images
   in each step as ``W`` processes with batch ``B``. Incomplete global batches are dropped.
 
+A batch that cannot be read during training (a dataset or transform raising, in the main
+process or in a loader worker) stops the run with :class:`DataLoadingError`, whose one-line message
+starts with the iteration: ``iteration 7 (epoch 0): <the original message>``, chained to the
+original error (``raise ... from error``); a KeyboardInterrupt passes through untouched.
+
 Config usage::
 
     dataloader = dict(train=L(build_train_loader)(dataset=L(MyDataset)(...), batch_size=2))
@@ -24,8 +29,10 @@ Config usage::
 
 from __future__ import annotations
 
+import inspect
 import random
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,9 +44,84 @@ from detkit.data.collate import collate_detection
 from detkit.utils.distributed import get_rank, get_world_size
 
 __all__ = [
-    "EpochBatchSampler", "SeededSamples", "build_test_loader", "build_train_loader",
-    "epoch_order",
+    "DataLoadingError", "EpochBatchSampler", "SeededSamples", "batch_to_device",
+    "build_test_loader", "build_train_loader", "epoch_order", "is_resumable_sampler", "next_batch",
 ]
+
+_WORKER_TRACEBACK = "Original Traceback (most recent call last):"
+
+
+class DataLoadingError(ValueError):
+    """A training batch could not be read; the message names the iteration and the epoch, then
+    the original error's message (``__cause__`` is the original error)."""
+
+
+def describe_error(error: BaseException) -> str:
+    """The message of ``error`` on one line, led by its type unless it is a ValueError.
+
+    An error re-raised by a DataLoader worker carries the worker's traceback in its message;
+    only the original message is kept, with the worker named.
+    """
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    where = ""
+    if _WORKER_TRACEBACK in text:
+        head, _, trace = text.partition(_WORKER_TRACEBACK)
+        found = re.search(r"in (DataLoader worker process \d+)", head)
+        where = f" (in {found.group(1)})" if found else ""
+        lines = trace.splitlines()
+        pattern = re.compile(rf"^(?:[\w.]+\.)?{re.escape(type(error).__name__)}: ?")
+        starts = [i for i, line in enumerate(lines) if pattern.match(line)]
+        if starts:
+            lines = lines[starts[-1]:]
+            lines[0] = pattern.sub("", lines[0], count=1)
+            text = "\n".join(lines)
+    message = "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    message = message or "(no message)"
+    if not isinstance(error, ValueError):
+        message = f"{type(error).__name__}: {message}"
+    return message + where
+
+
+def next_batch(stream: Iterator[Any], iteration: int, epoch: int) -> Any:
+    """The next batch of ``stream``; an error while reading it becomes a DataLoadingError.
+
+    Args:
+        stream: The batch iterator.
+        iteration: The 1-based number of the optimiser step that reads the batch.
+        epoch: The epoch of the batch.
+
+    Raises:
+        DataLoadingError: ``iteration 7 (epoch 0): <one-line original message>``, raised from
+            the original error (a KeyboardInterrupt or SystemExit is not caught).
+    """
+    try:
+        return next(stream)
+    except Exception as error:
+        raise DataLoadingError(f"iteration {iteration} (epoch {epoch}): "
+                               f"{describe_error(error)}") from error
+
+
+def batch_to_device(images: Sequence[Tensor], targets: Sequence[dict[str, Any]],
+                    device: torch.device) -> tuple[list[Tensor], list[dict[str, Any]]]:
+    """The images and the tensors of the targets on ``device`` (non-blocking to CUDA)."""
+    non_blocking = device.type == "cuda"
+    images = [image.to(device, non_blocking=non_blocking) for image in images]
+    targets = [{k: v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v
+                for k, v in target.items()} for target in targets]
+    return images, targets
+
+
+def is_resumable_sampler(batch_sampler: Any) -> bool:
+    """Whether a batch sampler offers ``set_epoch(epoch, start_batch)`` and ``len()``."""
+    set_epoch = getattr(batch_sampler, "set_epoch", None)
+    if not callable(set_epoch) or not hasattr(batch_sampler, "__len__"):
+        return False
+    try:
+        inspect.signature(set_epoch).bind(0, 0)
+    except (TypeError, ValueError):
+        return False
+    return True
+
 
 def epoch_order(seed: int, epoch: int, size: int, shuffle: bool = True) -> tuple[Tensor, Tensor]:
     """The sample order of an epoch and one seed per position, both functions of (seed, epoch).

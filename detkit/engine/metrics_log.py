@@ -10,6 +10,13 @@ Training records (every ``train.log_period`` iterations)::
 
     {"type": "eval", "iter": 1000, "epoch": 3, "bbox/AP": 0.31, "bbox/AP50": 0.52}
 
+A run that a hook ends early (``train.patience``, ``Trainer.request_stop``) ends with::
+
+    {"type": "stop", "iter": 1400, "epoch": 4, "reason": "early stopping: bbox/AP50 has not ..."}
+
+With ``train.tensorboard`` the same records also go to TensorBoard
+(:mod:`detkit.engine.tensorboard_log`).
+
 When a run resumes from iteration ``k`` the records with ``iter > k`` (written after that
 checkpoint by the interrupted run) are dropped, so the file reads as one uninterrupted run.
 """

@@ -8,7 +8,6 @@ are separate functions so that a script or a test can replace one.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,12 +22,14 @@ from detkit.config import (
 )
 from detkit.engine.checkpoint import Checkpointer
 from detkit.engine.class_check import check_classes
+from detkit.engine.console_log import TqdmLoggingHandler
 from detkit.engine.evaluation import config_evaluator
 from detkit.engine.model_setup import freeze_by_prefix, load_init_checkpoint
 from detkit.engine.run_folder import prepare_output_dir
 from detkit.engine.rng import seed_everything
 from detkit.engine.schedules import LRSchedule
 from detkit.engine.settings import TrainSettings
+from detkit.engine.tensorboard_log import require_tensorboard
 from detkit.engine.trainer import EvaluateFn, Trainer
 from detkit.utils.distributed import (
     DistInfo, barrier, convert_sync_batchnorm, destroy_distributed, get_rank, init_distributed,
@@ -37,8 +38,8 @@ from detkit.utils.distributed import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_trainer", "instantiate_with", "resolve_resume", "run_training",
-           "setup_logging"]
+__all__ = ["build_trainer", "check_train_config", "instantiate_with", "resolve_resume",
+           "run_training", "setup_logging"]
 
 REQUIRED_SECTIONS = ("model", "dataloader", "optimizer", "lr_schedule", "train")
 
@@ -59,7 +60,8 @@ def instantiate_with(node: Any, key: str, **supplied: Any) -> Any:
 
 def setup_logging(output_dir: Path | None, level: int = logging.INFO) -> None:
     """Log to stderr on every rank (rank 0 at ``level``, others at WARNING) and, on rank 0, to
-    ``output_dir/log.txt``."""
+    ``output_dir/log.txt``. Console lines go through ``tqdm.write``
+    (:class:`~detkit.engine.console_log.TqdmLoggingHandler`), above the progress bars."""
     root = logging.getLogger()
     root.setLevel(level if is_main_process() else logging.WARNING)
     fmt = logging.Formatter(f"[%(asctime)s r{get_rank()} %(name)s %(levelname)s] %(message)s",
@@ -68,7 +70,7 @@ def setup_logging(output_dir: Path | None, level: int = logging.INFO) -> None:
         if getattr(handler, "_detkit", False):
             root.removeHandler(handler)
             handler.close()
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    handlers: list[logging.Handler] = [TqdmLoggingHandler()]
     if output_dir is not None and is_main_process():
         output_dir.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(output_dir / "log.txt"))
@@ -88,6 +90,48 @@ def _check_sections(cfg: Mapping[str, Any]) -> str:
     if "train" not in cfg.get("dataloader", {}):
         raise ValueError(f"{source}: missing dataloader.train (an L(build_train_loader)(...) node)")
     return source
+
+
+def _evaluation_configured(cfg: Mapping[str, Any]) -> str | None:
+    """None when the config can evaluate, else why not."""
+    if "test" not in cfg["dataloader"]:
+        return "the config has no dataloader.test"
+    if "evaluator" in cfg and cfg["evaluator"] is None:
+        return "the config sets evaluator=None"
+    return None
+
+
+def check_train_config(cfg: ConfigDict, output_dir: str | Path | None = None,
+                       hooks: Sequence[Any] | None = None) -> TrainSettings:
+    """The checked ``train`` section, before anything is built: the sections are there, every
+    ``train`` key has its type and range, what ``best_metric`` / ``patience`` need is configured,
+    and TensorBoard is installed when ``train.tensorboard`` asks for it.
+
+    Args:
+        cfg: The loaded config.
+        output_dir: Overrides ``train.output_dir``.
+        hooks: The instantiated ``train.hooks`` (default: the config's nodes, unbuilt).
+
+    Raises:
+        ValueError: naming the config file and the ``train`` key (a
+            :class:`~detkit.engine.tensorboard_log.TensorBoardMissingError` for TensorBoard).
+    """
+    source = _check_sections(cfg)
+    train_cfg = dict(cfg["train"])
+    if output_dir is not None:
+        train_cfg["output_dir"] = str(output_dir)
+    if hooks is not None:
+        train_cfg["hooks"] = list(hooks)
+    settings = TrainSettings.from_config(train_cfg, source)
+    missing = _evaluation_configured(cfg)
+    for key in ("best_metric", "patience"):
+        value = getattr(settings, key)
+        if value is not None and missing:
+            raise ValueError(f"{source}: train.{key}={value!r} needs an evaluator, but {missing} "
+                             f"(set train.{key}=None to train without)")
+    if settings.tensorboard and is_main_process():
+        require_tensorboard()
+    return settings
 
 
 def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
@@ -147,14 +191,14 @@ def build_trainer(cfg: ConfigDict, output_dir: str | Path | None = None,
         dist_info: Process placement; :func:`init_distributed` is called when omitted.
 
     Raises:
-        ValueError: a missing section or a bad ``train`` key, naming the key and config file.
+        ValueError: a missing section or a bad ``train`` key (wrong type, out of range, needing
+            an evaluator the config lacks), naming the key and config file, before any part is
+            built (:func:`check_train_config`).
     """
     source = _check_sections(cfg)
-    train_cfg = dict(cfg["train"])
-    if output_dir is not None:
-        train_cfg["output_dir"] = str(output_dir)
-    train_cfg["hooks"] = instantiate(list(train_cfg.get("hooks") or []), "train.hooks")
-    settings = TrainSettings.from_config(train_cfg, source)
+    check_train_config(cfg, output_dir)  # every train key, before a hook or a model is built
+    hooks = instantiate(list(cfg["train"].get("hooks") or []), "train.hooks")
+    settings = check_train_config(cfg, output_dir, hooks)
     dist_info = dist_info or init_distributed(settings.device)
     out = Path(settings.output_dir)
 
@@ -212,6 +256,7 @@ def run_training(cfg: ConfigDict | str | Path, output_dir: str | Path | None = N
         (``model_final.pth`` rebuilds with ``detkit.load``).
 
     Raises:
+        ValueError: a bad ``train`` section (:func:`check_train_config`), before any work.
         detkit.engine.run_folder.OutputDirError: before any work, when the output folder holds
             another run and neither ``resume`` nor ``overwrite`` is given, or cannot be written.
     """
@@ -219,13 +264,13 @@ def run_training(cfg: ConfigDict | str | Path, output_dir: str | Path | None = N
         cfg = load_config(cfg, list(overrides or []))
     elif overrides:
         cfg = apply_overrides(cfg, list(overrides))
-    train_cfg = cfg.get("train") or {}
-    out = Path(output_dir or train_cfg.get("output_dir", "runs/default"))
+    settings = check_train_config(cfg, output_dir)  # before the output folder is touched
+    out = Path(settings.output_dir)
     if overwrite is None:
-        overwrite = bool(train_cfg.get("overwrite", False))
+        overwrite = settings.overwrite
     prepare_output_dir(out, resume, overwrite)
     joined_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
-    dist_info = init_distributed(str(train_cfg.get("device", "auto")))
+    dist_info = init_distributed(settings.device)
     try:
         setup_logging(out)
         logger.info("torch %s, device %s, rank %d of %d", torch.__version__, dist_info.device,

@@ -44,14 +44,20 @@ run ends with the same weights as an uninterrupted one.
 
 A non-finite loss raises :class:`NonFiniteLossError` naming the iteration and every loss term,
 before the backward pass and before anything is written, so the last checkpoint stays the last
-good one.
+good one. A batch that cannot be read raises :class:`detkit.engine.data.DataLoadingError` naming
+the iteration.
+
+Any hook can end the run early with :meth:`Trainer.request_stop` (early stopping,
+``train.patience``, is the built-in :class:`detkit.engine.early_stopping.EarlyStopping` hook); the
+run then ends as a normal end does, with the reason logged, in ``metrics.jsonl`` and in the final
+checkpoint. With ``train.tensorboard`` the records of ``metrics.jsonl`` also go to TensorBoard
+(:mod:`detkit.engine.tensorboard_log`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import inspect
 import logging
 import math
 import time
@@ -67,14 +73,18 @@ from tqdm import tqdm
 
 import detkit
 from detkit.engine.checkpoint import Checkpointer, load_checkpoint
-from detkit.engine.data import EpochBatchSampler
+from detkit.engine.data import (
+    EpochBatchSampler, batch_to_device, is_resumable_sampler, next_batch,
+)
+from detkit.engine.early_stopping import EarlyStopping
 from detkit.engine.ema import ModelEMA
-from detkit.engine.hooks import Hook
+from detkit.engine.hooks import Hook, hook_states, load_hook_states
 from detkit.engine.metrics_log import MetricsLog
 from detkit.engine.model_setup import freeze_by_prefix
 from detkit.engine.rng import capture_rng_state, restore_rng_state
 from detkit.engine.schedules import LRSchedule
 from detkit.engine.settings import TrainSettings
+from detkit.engine.tensorboard_log import TensorBoardLog, require_tensorboard
 from detkit.utils.distributed import (
     all_gather_object, all_reduce_mean, any_true, get_rank, get_world_size, is_distributed,
     is_main_process,
@@ -89,27 +99,6 @@ EvaluateFn = Callable[[nn.Module], Mapping[str, float]]
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or infinite; training stopped before the backward pass."""
-
-
-def _to_device(images: Sequence[Tensor], targets: Sequence[dict[str, Any]],
-               device: torch.device) -> tuple[list[Tensor], list[dict[str, Any]]]:
-    non_blocking = device.type == "cuda"
-    images = [image.to(device, non_blocking=non_blocking) for image in images]
-    targets = [{k: v.to(device, non_blocking=non_blocking) if isinstance(v, Tensor) else v
-                for k, v in target.items()} for target in targets]
-    return images, targets
-
-
-def _is_resumable(batch_sampler: Any) -> bool:
-    """Whether a batch sampler offers ``set_epoch(epoch, start_batch)`` and ``len()``."""
-    set_epoch = getattr(batch_sampler, "set_epoch", None)
-    if not callable(set_epoch) or not hasattr(batch_sampler, "__len__"):
-        return False
-    try:
-        inspect.signature(set_epoch).bind(0, 0)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 class Trainer:
@@ -140,13 +129,17 @@ class Trainer:
                  config_text: str = "", model_config: Mapping[str, Any] | None = None,
                  class_names: Sequence[str] | None = None) -> None:
         sampler = data_loader.batch_sampler
-        if not _is_resumable(sampler):
+        if not is_resumable_sampler(sampler):
             raise TypeError("the training loader needs a resumable batch sampler, with "
                             "set_epoch(epoch, start_batch) and len() (batches per epoch), such as "
                             "the EpochBatchSampler of detkit.engine.build_train_loader; got "
                             f"{type(sampler).__name__}")
-        if settings.best_metric and evaluate is None:
-            raise ValueError(f"train.best_metric={settings.best_metric!r} needs an evaluator")
+        for key in ("best_metric", "patience"):
+            if getattr(settings, key) is not None and evaluate is None:
+                raise ValueError(f"train.{key}={getattr(settings, key)!r} needs an evaluator "
+                                 "(a dataloader.test and an evaluator that is not None)")
+        if settings.tensorboard and is_main_process():
+            require_tensorboard()  # before any work: a missing package is a one-line error
         self.settings = settings
         self.device = torch.device(device)
         self.output_dir = Path(settings.output_dir)
@@ -169,6 +162,10 @@ class Trainer:
         self.model_config = model_config
         self.class_names = None if class_names is None else list(class_names)
         self.hooks: list[Hook] = list(settings.hooks)
+        if settings.patience is not None:  # the trainer's own hook runs before the user's
+            assert settings.best_metric is not None  # checked by TrainSettings
+            self.hooks.insert(0, EarlyStopping(settings.best_metric, settings.patience,
+                                               settings.best_mode))
         self.checkpointer = Checkpointer(self.output_dir, settings.keep_last)
         self.ema = ModelEMA(model, settings.ema.decay, settings.ema.tau) if settings.ema else None
         self.autocast_dtype, use_scaler = self._amp_mode()
@@ -191,9 +188,17 @@ class Trainer:
         self.eval_period = settings.resolved_eval_period(self.max_iter)
         logger.info("lr schedule for %d iterations: %s; evaluation every %s", self.max_iter,
                     lr_schedule.state_dict(), self.eval_period or "run (at the end)")
+        if settings.patience is not None and not self.eval_period:
+            logger.warning("train.patience=%d: evaluation runs only at the end, so early "
+                           "stopping cannot stop this run (set train.eval_period)",
+                           settings.patience)
         self.iteration = 0
         self.best: dict[str, Any] = {}
+        self.stop_reason: str | None = None
+        self._accepting_stop = False
+        self._last_eval_iteration: int | None = None
         self.metrics_log: MetricsLog | None = None
+        self.tensorboard_log: TensorBoardLog | None = None
         self._bar = tqdm(disable=True)
         self.last_loss = math.nan
         self._period_losses: dict[str, Tensor] = {}
@@ -204,6 +209,11 @@ class Trainer:
     def epoch(self) -> int:
         """The epoch of the next batch to be read."""
         return self.iteration * self.settings.grad_accum_steps // self.batches_per_epoch
+
+    def _epoch_of_micro(self, micro: int) -> int:
+        """The epoch of micro-batch ``micro`` of the step being run."""
+        position = self.iteration * self.settings.grad_accum_steps + micro
+        return position // self.batches_per_epoch
 
     def _epoch_of_last_step(self) -> int:
         """The epoch the last completed step read its (final) batch from."""
@@ -232,33 +242,83 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------- loop
     def train(self, resume: str | Path | None = None) -> None:
-        """Train until ``max_iter``, optionally resuming from a checkpoint file first."""
+        """Train until ``max_iter`` or until a hook asks to stop, optionally resuming from a
+        checkpoint file first."""
         if resume is not None:
             self.resume(resume)
         if is_main_process():
             self.metrics_log = MetricsLog(self.output_dir / "metrics.jsonl",
                                           resume_iteration=self.iteration)
+            if self.settings.tensorboard:
+                self.tensorboard_log = TensorBoardLog(self.output_dir / "tensorboard",
+                                                      resume_iteration=self.iteration)
         self._set_train_mode()
-        for hook in self.hooks:
-            hook.before_train(self)
-        logger.info("training from iteration %d to %d (%d batches per epoch, %d process(es))",
-                    self.iteration, self.max_iter, self.batches_per_epoch, get_world_size())
-        self._bar = tqdm(total=self.max_iter, initial=self.iteration, dynamic_ncols=True,
-                         disable=not (is_main_process() and self.settings.progress_bar),
-                         desc="train")
-        stream = self._batch_stream()
+        self.stop_reason, self._accepting_stop = None, True
         try:
-            while self.iteration < self.max_iter:
+            for hook in self.hooks:
+                hook.before_train(self)
+            logger.info("training from iteration %d to %d (%d batches per epoch, %d process(es))",
+                        self.iteration, self.max_iter, self.batches_per_epoch, get_world_size())
+            self._bar = tqdm(total=self.max_iter, initial=self.iteration, dynamic_ncols=True,
+                             disable=not (is_main_process() and self.settings.progress_bar),
+                             desc="train")
+            stream = self._batch_stream()
+            while self.iteration < self.max_iter and not self._stop_agreed():
                 self.last_loss = self._run_step(stream)
                 self.iteration += 1
                 self._bar.update(1)
                 self._after_step()
+            self._accepting_stop = False
+            if self.stop_reason is not None:
+                self._record_stop()
             self._finish()
         finally:
+            self._accepting_stop = False
             self._bar.close()
-            if self.metrics_log is not None:
-                self.metrics_log.close()
-                self.metrics_log = None
+            for log in (self.metrics_log, self.tensorboard_log):
+                if log is not None:
+                    log.close()
+            self.metrics_log = self.tensorboard_log = None
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to end after the current step, as a normal end does (final evaluation
+        unless this step was just evaluated, ``model_final.pth``, ``after_train``).
+
+        Callable from any hook method on any rank; the first reason is kept, logged, written to
+        ``metrics.jsonl`` and to the final checkpoint (``stop_reason``). A request once the loop
+        has ended (from ``after_train`` or the final evaluation) changes nothing.
+
+        Args:
+            reason: One line saying why (shown in the log).
+        """
+        if not self._accepting_stop:
+            logger.debug("stop requested after the loop ended, ignored: %s", reason)
+            return
+        if self.stop_reason is None:
+            self.stop_reason = str(reason)
+
+    def _stop_agreed(self) -> bool:
+        """Whether a stop was requested on any rank (then every rank takes the first reason)."""
+        if not any_true(self.stop_reason is not None):
+            return False
+        reasons = [r for r in all_gather_object(self.stop_reason) if r is not None]
+        self.stop_reason = self.stop_reason or reasons[0]
+        return True
+
+    def _record_stop(self) -> None:
+        """The log line, the last train record and the ``"stop"`` record of an early end."""
+        logger.info("stopping at iteration %d of %d: %s", self.iteration, self.max_iter,
+                    self.stop_reason)
+        if self._period_times[2]:  # steps since the last train record: written as at the end
+            self._write_train_record()
+        self._log_record({"type": "stop", "iter": self.iteration,
+                          "epoch": self._epoch_of_last_step(), "reason": self.stop_reason})
+
+    def _log_record(self, record: dict[str, Any]) -> None:
+        """One record to ``metrics.jsonl`` and, with ``train.tensorboard``, to TensorBoard."""
+        for log in (self.metrics_log, self.tensorboard_log):
+            if log is not None:
+                log.write(record)
 
     def _run_step(self, stream: Iterator[Any]) -> float:
         """One optimiser step over ``grad_accum_steps`` micro-batches; returns the total loss."""
@@ -271,8 +331,8 @@ class Trainer:
         data_seconds, total_value = 0.0, 0.0
         for micro in range(accum):
             data_start = time.perf_counter()
-            images, targets = next(stream)
-            images, targets = _to_device(images, targets, self.device)
+            images, targets = next_batch(stream, self.iteration + 1, self._epoch_of_micro(micro))
+            images, targets = batch_to_device(images, targets, self.device)
             data_seconds += time.perf_counter() - data_start
             sync = micro == accum - 1 or not isinstance(self.model, DistributedDataParallel)
             with contextlib.nullcontext() if sync else self.model.no_sync():
@@ -349,7 +409,7 @@ class Trainer:
             hook.after_step(self)
 
     def _finish(self) -> None:
-        if self.evaluate_fn is not None:
+        if self.evaluate_fn is not None and self._last_eval_iteration != self.iteration:
             self.run_evaluation()
         self.save_checkpoint(self.checkpointer.final_path)
         for hook in self.hooks:
@@ -367,8 +427,7 @@ class Trainer:
                   "lr": self._lr(),
                   **values, "time": seconds / max(count, 1),
                   "data_time": data_seconds / max(count, 1)}
-        if self.metrics_log is not None:
-            self.metrics_log.write(record)
+        self._log_record(record)
         self._bar.set_postfix({**{k: f"{v:.4g}" for k, v in values.items()},
                                "lr": f"{record['lr']:.3g}"}, refresh=False)
         remaining = (self.max_iter - self.iteration) * record["time"]
@@ -392,9 +451,9 @@ class Trainer:
         with torch.no_grad():
             metrics = {k: float(v) for k, v in self.evaluate_fn(model).items()}
         self._set_train_mode()
-        if self.metrics_log is not None:
-            self.metrics_log.write({"type": "eval", "iter": self.iteration,
-                                    "epoch": self._epoch_of_last_step(), **metrics})
+        self._last_eval_iteration = self.iteration
+        self._log_record({"type": "eval", "iter": self.iteration,
+                          "epoch": self._epoch_of_last_step(), **metrics})
         logger.info("evaluation at iteration %d: %s", self.iteration,
                     ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
         if self.settings.best_metric:
@@ -403,6 +462,10 @@ class Trainer:
                 raise KeyError(decision)
             if decision:
                 self.save_checkpoint(self.checkpointer.best_path, best=True)
+        for hook in self.hooks:
+            after_eval = getattr(hook, "after_eval", None)  # duck-typed hooks may lack it
+            if after_eval is not None:
+                after_eval(self, metrics)
         return metrics
 
     def _improves_best(self, metrics: Mapping[str, float]) -> bool | str:
@@ -443,6 +506,9 @@ class Trainer:
             "epoch": self.epoch,
             "data_position": self.iteration * self.settings.grad_accum_steps,
             "best": dict(self.best),
+            "hooks": hook_states(self.hooks),
+            "last_eval_iteration": self._last_eval_iteration,
+            "stop_reason": self.stop_reason,
             "config": self.config_text,
             **described,
             "meta": {"detkit_version": detkit.__version__, "torch_version": str(torch.__version__),
@@ -482,6 +548,8 @@ class Trainer:
                 logger.warning("%s has no EMA state: the average restarts from the weights", path)
         self.iteration = int(checkpoint["iteration"])
         self.best = dict(checkpoint.get("best") or {})
+        self._last_eval_iteration = checkpoint.get("last_eval_iteration")
+        load_hook_states(self.hooks, checkpoint.get("hooks") or {})
         saved_accum = checkpoint.get("meta", {}).get("grad_accum_steps", 1)
         if saved_accum != self.settings.grad_accum_steps:
             logger.warning("grad_accum_steps changed from %s to %s: the data position is "

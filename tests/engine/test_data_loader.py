@@ -10,7 +10,7 @@ import torch
 
 from detkit.engine import MultiStepLR, TrainSettings, Trainer, build_optimizer
 from detkit.data.collate import collate_detection
-from detkit.engine.data import EpochBatchSampler, build_train_loader
+from detkit.engine.data import DataLoadingError, EpochBatchSampler, build_train_loader
 from toy_detector import ToyDataset, ToyDetector
 
 
@@ -83,3 +83,56 @@ def test_trainer_refuses_a_loader_it_cannot_resume(tmp_path):
     settings = TrainSettings.from_config({"max_iter": 1, "output_dir": str(tmp_path)})
     with pytest.raises(TypeError, match=r"resumable batch sampler.*set_epoch\(epoch, start_batch\)"):
         Trainer(model, build_optimizer(model), MultiStepLR([5]), loader, settings)
+
+
+class BrokenDataset(ToyDataset):
+    """Raises ``error`` when sample ``bad_index`` is read for the ``on_read``-th time."""
+
+    def __init__(self, error: BaseException, bad_index: int = 2, on_read: int = 1) -> None:
+        super().__init__(size=4)
+        self.error, self.bad_index, self.on_read, self.reads = error, bad_index, on_read, 0
+
+    def __getitem__(self, index: int):
+        if index == self.bad_index:
+            self.reads += 1
+            if self.reads == self.on_read:
+                raise self.error
+        return super().__getitem__(index)
+
+
+def train_on(dataset: torch.utils.data.Dataset, tmp_path, num_workers: int = 0) -> Trainer:
+    model = ToyDetector()
+    loader = build_train_loader(dataset, batch_size=1, shuffle=False, num_workers=num_workers)
+    settings = TrainSettings.from_config({"max_iter": 12, "output_dir": str(tmp_path),
+                                          "progress_bar": False, "checkpoint_period": 0})
+    trainer = Trainer(model, build_optimizer(model), MultiStepLR([50]), loader, settings)
+    trainer.train()
+    return trainer
+
+
+def test_a_data_error_names_the_iteration_and_keeps_the_message(tmp_path):
+    original = ValueError("data/ann.json: image 'b.jpg' (id 2): box 0 is not finite")
+    with pytest.raises(DataLoadingError) as error:
+        train_on(BrokenDataset(original, bad_index=2, on_read=2), tmp_path / "a")
+    # 4 images, batch 1, dataset order: index 2 is read by steps 3 and 7 (epoch 1).
+    assert str(error.value) == ("iteration 7 (epoch 1): data/ann.json: image 'b.jpg' (id 2): "
+                                "box 0 is not finite")
+    assert error.value.__cause__ is original and isinstance(error.value, ValueError)
+    assert not list((tmp_path / "a").glob("*.pth"))
+
+    with pytest.raises(DataLoadingError) as error:
+        train_on(BrokenDataset(TypeError("bad operand\nsecond line")), tmp_path / "b")
+    assert str(error.value) == "iteration 3 (epoch 0): TypeError: bad operand; second line"
+
+
+def test_a_data_error_in_a_worker_keeps_only_the_original_message(tmp_path):
+    original = ValueError("data/ann.json: image 'b.jpg' (id 2): box 0 is not finite")
+    with pytest.raises(DataLoadingError) as error:
+        train_on(BrokenDataset(original), tmp_path, num_workers=1)
+    assert str(error.value) == ("iteration 3 (epoch 0): data/ann.json: image 'b.jpg' (id 2): "
+                                "box 0 is not finite (in DataLoader worker process 0)")
+
+
+def test_a_keyboard_interrupt_while_loading_is_not_wrapped(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        train_on(BrokenDataset(KeyboardInterrupt()), tmp_path)

@@ -44,6 +44,25 @@ def test_two_gloo_processes_match_one_process_on_the_combined_batch(tmp_path: Pa
         "model_0000004.pth", "model_best.pth", "model_final.pth"]  # rank 0 only, no duplicates
 
 
+def test_a_stop_asked_on_one_rank_stops_every_rank_after_the_same_step(tmp_path: Path):
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    config = tmp_path / "stop_on_rank_1.py"
+    config.write_text(TOY_CONFIG.read_text() + "\nfrom stop_hooks import StopOnRank\n\n"
+                      "train.hooks = [L(StopOnRank)(rank=1, iteration=3)]\n")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1",
+                "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                "--master_port", str(free_port()), str(REPO_ROOT / "tools" / "train.py"),
+                str(config), "train.max_iter=8", "train.eval_period=0",
+                "dataloader.train.batch_size=1", "--output-dir", str(tmp_path / "run")]
+    ddp = run(torchrun, timeout=180)
+    assert ddp.returncode == 0, ddp.stdout[-2000:] + ddp.stderr[-4000:]
+    final = load_weights_only(tmp_path / "run" / "model_final.pth")
+    assert final["iteration"] == 3 and final["stop_reason"] == "rank 1 asked at iteration 3"
+    assert "stopping at iteration 3 of 8: rank 1 asked at iteration 3" in (
+        tmp_path / "run" / "log.txt").read_text()
+
+
 def test_single_process_helpers_answer_rank_zero_of_one(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
