@@ -167,11 +167,13 @@ def _check_segmentation(segmentation: Any, what: str) -> None:
         return
     if isinstance(segmentation, list):
         for polygon in segmentation:
-            if not isinstance(polygon, list) or len(polygon) < 6 or len(polygon) % 2:
+            coordinates = np.asarray(polygon) if isinstance(polygon, list) else np.zeros(0)
+            if coordinates.ndim != 1 or len(coordinates) < 6 or len(coordinates) % 2:
                 raise DatasetError(f"{what}: 'segmentation' polygons must be lists of >= 3 x, y pairs, "
                                    f"got {str(polygon)[:60]}")
-            for value in polygon:
-                parse_number(value, "'segmentation' polygon coordinate", what)
+            if coordinates.dtype.kind not in "iuf" or not np.isfinite(coordinates).all():
+                raise DatasetError(f"{what}: 'segmentation' polygon coordinates must be finite numbers, "
+                                   f"got {str(polygon)[:60]}")
     elif isinstance(segmentation, dict):
         if "counts" not in segmentation or "size" not in segmentation:
             raise DatasetError(f"{what}: an RLE 'segmentation' needs 'counts' and 'size' (has {sorted(segmentation)})")

@@ -104,6 +104,8 @@ COCO_CASES = {
     "category without name": (_set("categories.0.name", DELETE), r"categories\[0\]: missing 'name'"),
     "bad polygon": (_set("annotations.0.segmentation", [[1, 2, 3]]),
                     r"annotation 100: 'segmentation' polygons must be lists of >= 3 x, y pairs"),
+    "polygon with a string": (_set("annotations.0.segmentation", [[1, 2, 11, 2, 11, "x"]]),
+                              r"annotation 100: 'segmentation' polygon coordinates must be finite numbers"),
     "segmentation a number": (_set("annotations.0.segmentation", 7),
                               r"annotation 100: 'segmentation' must be polygons .* got int"),
 }
