@@ -114,3 +114,10 @@ def test_check_is_skipped_while_compiling() -> None:
 
     compiled = torch.compile(scan, fullgraph=True, backend="eager")
     assert compiled(torch.ones(3, 2, 2)).sum() == 24
+
+
+@pytest.mark.parametrize("case", sorted(BAD_IMAGES))
+def test_mtcnn_detect_checks_its_images_too(case: str) -> None:
+    make, pattern = BAD_IMAGES[case]
+    with pytest.raises(ValueError, match=r"^MTCNN: " + pattern):
+        MTCNN().detect([torch.rand(3, 40, 48), make()])
