@@ -24,7 +24,6 @@ Conventions at this edge:
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -35,6 +34,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .base import DetectionDataset, ImageRecord, Transforms
+from .parsing import parse_box, parse_number, read_json, require_keys, require_list_of_dicts
 from .validation import DatasetError, DatasetReport
 
 __all__ = ["CocoDetection", "coco_segmentation_to_mask", "group_annotations_by_image"]
@@ -86,16 +86,29 @@ def _area_of(annotation: dict, height: int, width: int, where: str) -> float:
     return value
 
 
+def _check_id(value: Any, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise DatasetError(f"{what} must be an int (or str), got {value!r}")
+
+
 def group_annotations_by_image(
     images: Sequence[dict], annotations: Sequence[dict], source: str
 ) -> dict[Any, list[dict]]:
     """Group annotations by ``image_id``, refusing ids that would silently merge or vanish.
 
     Raises:
-        DatasetError: two image records share an id (their annotations would be merged), or
-            annotations name image ids that are not in ``images`` (they would be dropped);
-            one line naming ``source``, the ids, the count and up to 5 annotation ids.
+        DatasetError: an image record without an ``id`` or an annotation without an
+            ``image_id`` (index named); two image records share an id (their annotations would
+            be merged), or annotations name image ids that are not in ``images`` (they would be
+            dropped); one line naming ``source``, the ids, the count and up to 5 annotation ids.
     """
+    for index, image in enumerate(images):
+        require_keys(image, ("id",), f"{source}: images[{index}]")
+        _check_id(image["id"], f"{source}: images[{index}] 'id'")
+    for index, annotation in enumerate(annotations):
+        what = f"{source}: annotations[{index}] (id {annotation.get('id')})"
+        require_keys(annotation, ("image_id",), what)
+        _check_id(annotation["image_id"], f"{what} 'image_id'")
     counts = Counter(image["id"] for image in images)
     duplicated = sorted((image_id for image_id, count in counts.items() if count > 1), key=str)
     if duplicated:
@@ -115,6 +128,58 @@ def group_annotations_by_image(
         raise DatasetError(f"{source}: {len(orphans)} annotations name image ids not in 'images', e.g. "
                            f"{quoted}{more} (a subset of a file must drop their annotations too)")
     return by_image
+
+
+def _read_categories(document: dict, source: str) -> list[dict]:
+    """The ``categories`` records sorted by id, each with an int ``id`` and a str ``name``, both unique.
+
+    Raises:
+        DatasetError: no ``categories`` list, a record without ``id`` / ``name``, or a duplicate
+            id or name (labels would be ambiguous); the file and record named.
+    """
+    categories = require_list_of_dicts(document, "categories", source)
+    for index, category in enumerate(categories):
+        what = f"{source}: categories[{index}]"
+        require_keys(category, ("id", "name"), what)
+        parse_number(category["id"], "'id'", what, integer=True)
+        if not isinstance(category["name"], str):
+            raise DatasetError(f"{what}: 'name' must be a string, got {category['name']!r}")
+    for key in ("id", "name"):
+        repeated = sorted((v for v, n in Counter(c[key] for c in categories).items() if n > 1), key=str)
+        if repeated:
+            raise DatasetError(f"{source}: duplicate category {key}s {repeated[:_MAX_QUOTED]} in 'categories' "
+                               "(labels would be ambiguous)")
+    return sorted(categories, key=lambda category: category["id"])
+
+
+def _image_size(image: dict, what: str) -> tuple[int, int]:
+    """``(height, width)`` of an image record, checked to be positive integers."""
+    require_keys(image, ("file_name", "height", "width"), what)
+    if not isinstance(image["file_name"], str) or not image["file_name"]:
+        raise DatasetError(f"{what}: 'file_name' must be a non-empty string, got {image['file_name']!r}")
+    return (int(parse_number(image["height"], "'height'", what, integer=True, positive=True)),
+            int(parse_number(image["width"], "'width'", what, integer=True, positive=True)))
+
+
+def _check_segmentation(segmentation: Any, what: str) -> None:
+    """A COCO segmentation's structure (polygons or RLE), checked before pycocotools sees it."""
+    if segmentation is None:
+        return
+    if isinstance(segmentation, list):
+        for polygon in segmentation:
+            coordinates = np.asarray(polygon) if isinstance(polygon, list) else np.zeros(0)
+            if coordinates.ndim != 1 or len(coordinates) < 6 or len(coordinates) % 2:
+                raise DatasetError(f"{what}: 'segmentation' polygons must be lists of >= 3 x, y pairs, "
+                                   f"got {str(polygon)[:60]}")
+            if coordinates.dtype.kind not in "iuf" or not np.isfinite(coordinates).all():
+                raise DatasetError(f"{what}: 'segmentation' polygon coordinates must be finite numbers, "
+                                   f"got {str(polygon)[:60]}")
+    elif isinstance(segmentation, dict):
+        if "counts" not in segmentation or "size" not in segmentation:
+            raise DatasetError(f"{what}: an RLE 'segmentation' needs 'counts' and 'size' (has {sorted(segmentation)})")
+    else:
+        raise DatasetError(f"{what}: 'segmentation' must be polygons (a list) or an RLE (an object), "
+                           f"got {type(segmentation).__name__}")
 
 
 class CocoDetection(DetectionDataset):
@@ -141,9 +206,15 @@ class CocoDetection(DetectionDataset):
         load_report: the clipping and dropping counts (logged once at load).
 
     Raises:
-        DatasetError: an annotation names a category id the json does not define, or a
-            requested class name is not among its categories, or two images share an id, or
-            annotations name image ids that no image has (message names the file and items).
+        FileNotFoundError: the json does not exist.
+        DatasetError: the file is not valid json (truncated: line and column named); it is not
+            an object with ``images``, ``annotations`` and ``categories`` lists; a record lacks
+            a required key or holds a value of the wrong kind (a ``bbox`` that is not four finite
+            numbers, a non-positive ``height``, ``iscrowd`` not 0 / 1, a malformed
+            ``segmentation``); an annotation names a category id the json does not define, or a
+            requested class name is not among its categories, or two images or categories share
+            an id, or annotations name image ids that no image has. One line naming the file and
+            the record (image id, annotation id or list index).
         ImageReadError: an image file does not exist (``check_files``).
     """
 
@@ -161,13 +232,14 @@ class CocoDetection(DetectionDataset):
     ) -> None:
         annotation_file = Path(annotation_file)
         image_dir = Path(image_dir)
-        with open(annotation_file, encoding="utf-8") as handle:
-            data = json.load(handle)
-        self.with_masks = with_masks
         source = str(annotation_file)
+        data = read_json(annotation_file, "COCO annotation file")
+        images = require_list_of_dicts(data, "images", source)
+        annotations = require_list_of_dicts(data, "annotations", source)
+        self.with_masks = with_masks
         report = DatasetReport(source)
 
-        categories = sorted(data.get("categories", []), key=lambda category: category["id"])
+        categories = _read_categories(data, source)
         name_to_id = {category["name"]: category["id"] for category in categories}
         known_ids = set(name_to_id.values())
         if class_names is None:
@@ -181,15 +253,18 @@ class CocoDetection(DetectionDataset):
             chosen = [next(c for c in categories if c["name"] == name) for name in class_names]
         self.category_id_to_label = {category["id"]: label for label, category in enumerate(chosen)}
 
-        images = data.get("images", [])
-        annotations_by_image = group_annotations_by_image(images, data.get("annotations", []), source)
+        annotations_by_image = group_annotations_by_image(images, annotations, source)
 
         records: list[ImageRecord] = []
-        for image in images:
+        for index, image in enumerate(images):
+            height, width = _image_size(image, f"{source}: images[{index}] (id {image['id']})")
             where = f"{source}: image {image['id']} ({image['file_name']})"
             boxes, labels, crowd, areas, segmentations = [], [], [], [], []
             for annotation in annotations_by_image.get(image["id"], []):
+                what = f"{where}: annotation {annotation.get('id')}"
+                require_keys(annotation, ("category_id", "bbox"), what)
                 category_id = annotation["category_id"]
+                _check_id(category_id, f"{what}: 'category_id'")
                 if category_id not in known_ids:
                     raise DatasetError(
                         f"{where}: annotation {annotation.get('id')} has category_id {category_id}, which is "
@@ -201,17 +276,23 @@ class CocoDetection(DetectionDataset):
                 if annotation.get("ignore", 0):
                     report.add("annotations marked 'ignore' skipped", f"{where}: annotation {annotation.get('id')}")
                     continue
-                x, y, w, h = annotation["bbox"]  # COCO: top-left corner and size
+                # COCO: top-left corner and size.
+                x, y, w, h = parse_box(annotation["bbox"], "'bbox'", what, "[x, y, width, height]")
                 boxes.append([x, y, x + w, y + h])
                 labels.append(self.category_id_to_label[category_id])
-                crowd.append(int(annotation.get("iscrowd", 0)))
-                areas.append(_area_of(annotation, int(image["height"]), int(image["width"]), where))
+                iscrowd = parse_number(annotation.get("iscrowd", 0), "'iscrowd'", what, integer=True)
+                if iscrowd not in (0, 1):
+                    raise DatasetError(f"{what}: 'iscrowd' must be 0 or 1, got {annotation['iscrowd']!r}")
+                crowd.append(int(iscrowd))
+                if with_masks or annotation.get("area") is None:
+                    _check_segmentation(annotation.get("segmentation"), what)
+                areas.append(_area_of(annotation, height, width, where))
                 segmentations.append(annotation.get("segmentation"))
             records.append(
                 ImageRecord(
                     image_id=image["id"],
                     path=image_dir / image["file_name"],
-                    size=(int(image["height"]), int(image["width"])),
+                    size=(height, width),
                     boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
                     labels=np.asarray(labels, dtype=np.int64),
                     box_fields={"iscrowd": np.asarray(crowd, dtype=np.int64),
@@ -243,5 +324,9 @@ class CocoDetection(DetectionDataset):
                 x1, y1, x2, y2 = np.round(record.boxes[index]).astype(int)
                 masks[index, y1:y2, x1:x2] = 1
             else:
-                masks[index] = coco_segmentation_to_mask(segmentation, height, width)
+                try:
+                    masks[index] = coco_segmentation_to_mask(segmentation, height, width)
+                except (TypeError, ValueError, KeyError) as error:  # pycocotools on a malformed RLE
+                    raise DatasetError(f"{record.where}: box {index}: cannot decode its 'segmentation' "
+                                       f"({type(error).__name__}: {error})") from None
         return masks

@@ -13,6 +13,11 @@ none. Typical YOLO training::
 
 Randomness comes from Python's ``random`` module, which the DataLoader seeds per worker.
 Crowd boxes are dropped by the final pipeline (``drop_crowd=True``) like any other field.
+
+Faults: a box that is NaN or infinite after a tile is scaled and placed raises a
+:class:`~detkit.data.validation.DatasetError` naming the wrapper, the tile's image file and the
+box; boxes a mosaic cuts to nothing at the canvas border are dropped (as documented) and counted
+in the wrapper's ``drop_report``.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from detkit.utils.image_io import image_to_tensor
 from .base import Transforms
 from .transforms.common import select_boxes
 from .transforms.yolo import YOLO_PAD_VALUE
-from .validation import DatasetReport, sanitize_boxes
+from .validation import DatasetError, DatasetReport, require_finite_boxes, sanitize_boxes
 
 __all__ = ["MosaicDataset", "MixupDataset"]
 
@@ -41,12 +46,18 @@ class RawDataset(Protocol):
     def load_raw(self, index: int) -> tuple[np.ndarray, dict[str, Any]]: ...
 
 
+def _source(target: dict[str, Any]) -> str:
+    return str(target.get("file_name", "<image>"))
+
+
 def _place(
     image: np.ndarray, target: dict[str, Any], scale: float, offset: tuple[int, int]
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Resize ``image`` by ``scale`` and shift its boxes/masks by ``offset`` ``(dx, dy)`` pixels
     (the caller pastes the image there); masks are resized with nearest neighbour."""
     height, width = image.shape[:2]
+    if height == 0 or width == 0:
+        raise DatasetError(f"{_source(target)}: image is empty ({width}x{height} WxH); cannot place it")
     new_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if scale != 1.0:
         image = cv2.resize(image, new_size, interpolation=cv2.INTER_LINEAR)
@@ -124,6 +135,13 @@ class MosaicDataset(_RawWrapper):
         prob: probability of a mosaic; otherwise item ``i`` alone.
         pad_value: canvas grey.
         min_box_size: boxes narrower or shorter than this after clipping are dropped (pixels).
+
+    Attributes:
+        drop_report: counts of the boxes clipped to the canvas and dropped as degenerate.
+
+    Raises:
+        DatasetError: (from :meth:`load_raw`) a tile's box is NaN or infinite once placed
+            (the tile's image file and the box named).
     """
 
     def __init__(
@@ -141,6 +159,7 @@ class MosaicDataset(_RawWrapper):
         self.prob = prob
         self.pad_value = pad_value
         self.min_box_size = min_box_size
+        self.drop_report = DatasetReport(type(self).__name__)
 
     def load_raw(self, index: int) -> tuple[np.ndarray, dict[str, Any]]:
         """Item ``index`` as a mosaic: ``([2s, 2s, 3] uint8, target)`` (or image ``index`` alone)."""
@@ -177,6 +196,7 @@ class MosaicDataset(_RawWrapper):
             placed["boxes"] = target["boxes"].clone()
             placed["boxes"][:, 0::2] += x1a - x1b
             placed["boxes"][:, 1::2] += y1a - y1b
+            require_finite_boxes(placed["boxes"], _source(target), f"after {type(self).__name__} (tile {position})")
             if "masks" in target:
                 placed["masks"] = _paste_masks(
                     target["masks"], (2 * s, 2 * s), (x1a, y1a, x2a, y2a), (x1b, y1b, x2b, y2b)
@@ -185,7 +205,8 @@ class MosaicDataset(_RawWrapper):
         merged = _concat_targets(parts, first)
         # Clip to the canvas and drop what became degenerate (tiles are cut at the canvas border).
         boxes, keep = sanitize_boxes(
-            merged["boxes"].numpy(), (2 * s, 2 * s), "mosaic", DatasetReport("mosaic"), self.min_box_size
+            merged["boxes"].numpy(), (2 * s, 2 * s), f"{type(self).__name__} of {_source(first)}", self.drop_report,
+            self.min_box_size,
         )
         merged["boxes"] = torch.from_numpy(boxes)
         merged = select_boxes(merged, keep)
@@ -235,6 +256,7 @@ class MixupDataset(_RawWrapper):
         canvas[:h, :w] = other_image
         if "masks" in other_target:
             other_target["masks"] = _paste_masks(other_target["masks"], (height, width), (0, 0, w, h), (0, 0, w, h))
+        require_finite_boxes(other_target["boxes"], _source(other_target), f"after {type(self).__name__}")
         lam = random.betavariate(self.alpha, self.alpha)
         blended = np.clip(np.rint(image * lam + canvas * (1.0 - lam)), 0, 255).astype(np.uint8)
         return blended, _concat_targets([target, other_target], target)

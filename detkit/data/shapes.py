@@ -43,6 +43,8 @@ from pycocotools import mask as mask_utils
 
 from detkit.utils.image_io import write_image_rgb
 
+from .parsing import read_json
+
 if TYPE_CHECKING:
     from .coco import CocoDetection
 
@@ -314,7 +316,7 @@ def shapes_coco_dataset(
                   "class_names": list(SHAPE_CLASSES)}
     record = root / "generation.json"
     if record.is_file():
-        existing = json.loads(record.read_text())
+        existing = read_json(record, "shapes generation record")
         if existing != parameters:
             raise ValueError(
                 f"shapes dataset at {root} was generated with {existing}, not {parameters}; "

@@ -14,7 +14,13 @@ What is checked, and when (each message names the annotation file or image and t
 * **duplicate COCO image ids** (two records would be merged) and **annotations of absent images**
   (they would vanish): a :class:`DatasetError` naming the file, the ids and the count
   (:func:`detkit.data.coco.group_annotations_by_image`, also run by ``detkit eval``'s reader);
-* **class list that does not match the model**: :func:`check_class_names` with a diff.
+* **class list that does not match the model**: :func:`check_class_names` with a diff;
+* **malformed annotation files** (truncated json or xml, missing keys, non-numeric fields): the
+  readers parse through :mod:`detkit.data.parsing`, one line naming the file and the record;
+* **a box that becomes NaN or infinite in a transform** (:class:`~detkit.data.transforms.DetectionTransform`,
+  mosaic, mixup): a :class:`DatasetError` naming the image file, the transform and the box
+  (:func:`require_finite_boxes`); boxes a pipeline crops away or shrinks below its minimum size
+  are dropped, as documented, and counted in the transform's ``drop_report``.
 
 Counts are gathered in a :class:`DatasetReport`, which a dataset logs once when it has loaded.
 (It was called ``LoadReport``, the name of the report of loading weights into a module,
@@ -38,6 +44,7 @@ from detkit.utils.image_io import ImageReadError, read_image_size
 __all__ = [
     "DatasetError",
     "DatasetReport",
+    "require_finite_boxes",
     "sanitize_boxes",
     "check_image_files",
     "verify_image_headers",
@@ -136,6 +143,27 @@ def sanitize_boxes(
             f"to {width}x{height})",
         )
     return np.where(finite[:, None], clipped, 0.0).astype(np.float32), keep
+
+
+def require_finite_boxes(boxes: Any, where: str, stage: str = "") -> None:
+    """Raise a :class:`DatasetError` naming the first box with a NaN or infinite coordinate.
+
+    For boxes made in memory (a transform's output, a mosaic), where a non-finite value is a bug
+    that must not reach the loss; annotation files are checked by their readers.
+
+    Args:
+        boxes: ``[N, 4]`` xyxy (array or tensor).
+        where: the image file (and item) for the message.
+        stage: what made the boxes (``"after MosaicDataset"``), quoted in the message.
+    """
+    array = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    finite = np.isfinite(array).all(axis=1)
+    if finite.all():
+        return
+    bad = np.flatnonzero(~finite)
+    more = f" ({len(bad)} of {len(array)} boxes)" if len(bad) > 1 else ""
+    stage = f" {stage}" if stage else ""
+    raise DatasetError(f"{where}: box {int(bad[0])} is not finite{stage}: {array[bad[0]].tolist()}{more}")
 
 
 def check_image_files(paths: Iterable[Path], source: str) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import DetectionDataset, ImageRecord, Transforms
+from .parsing import parse_number, read_text_lines, read_xml
 from .validation import DatasetError, DatasetReport
 
 __all__ = ["VOC_CLASSES", "VOCDetection", "parse_voc_xml"]
@@ -35,10 +36,14 @@ VOC_CLASSES: tuple[str, ...] = (
 )  # fmt: skip
 
 
-def _text(element: ET.Element, path: str, where: str) -> str:
+def _text(element: ET.Element, path: str, what: str) -> str:
+    """The stripped text of ``element/path``; a :class:`DatasetError` naming ``what`` when the
+    element is missing or empty."""
     found = element.find(path)
-    if found is None or found.text is None:
-        raise DatasetError(f"{where}: missing <{path}>")
+    if found is None:
+        raise DatasetError(f"{what}: missing <{path}>")
+    if found.text is None or not found.text.strip():
+        raise DatasetError(f"{what}: empty <{path}>")
     return found.text.strip()
 
 
@@ -57,28 +62,40 @@ def parse_voc_xml(
         labels [N] int64, difficult [N] bool)``.
 
     Raises:
-        DatasetError: malformed xml, or an object whose class is not in ``class_to_label``
-            (names the file, the object and the class).
+        DatasetError: malformed xml (truncated: line and column named), a missing or empty
+            ``<size>`` field or one that is not a positive integer, an object without
+            ``<name>`` or ``<bndbox>``, a coordinate that is not a finite number
+            (``<xmin>abc</xmin>``), ``<difficult>`` not 0 / 1, or an object whose class is not
+            in ``class_to_label``: one line naming the file, the object (index and class) and
+            the field.
     """
     where = str(xml_path)
-    try:
-        root = ET.parse(xml_path).getroot()
-    except (ET.ParseError, OSError) as error:
-        raise DatasetError(f"{where}: cannot parse VOC xml: {error}") from error
+    root = read_xml(xml_path, "VOC annotation file")
     filename = root.findtext("filename")
-    size = (int(float(_text(root, "size/height", where))), int(float(_text(root, "size/width", where))))
+    size = tuple(
+        int(parse_number(_text(root, f"size/{key}", where), f"<size><{key}>", where, integer=True, positive=True))
+        for key in ("height", "width")
+    )
     boxes, labels, difficult = [], [], []
     for index, obj in enumerate(root.iter("object")):
-        name = _text(obj, "name", where)
+        name = _text(obj, "name", f"{where}: object {index}")
+        what = f"{where}: object {index} ({name})"
         if name not in class_to_label:
             raise DatasetError(
                 f"{where}: object {index} has class {name!r}, which is not in the class list "
                 f"{sorted(class_to_label)} (pass class_names= matching the data)"
             )
-        is_difficult = int(obj.findtext("difficult", "0").strip() or 0) == 1
+        flag = obj.findtext("difficult", "0").strip() or "0"
+        if flag not in ("0", "1"):
+            raise DatasetError(f"{what}: <difficult> must be 0 or 1, got {flag!r}")
+        is_difficult = flag == "1"
         if is_difficult and not keep_difficult:
             continue
-        xmin, ymin, xmax, ymax = (float(_text(obj, f"bndbox/{key}", where)) for key in ("xmin", "ymin", "xmax", "ymax"))
+        if obj.find("bndbox") is None:
+            raise DatasetError(f"{what}: missing <bndbox>")
+        xmin, ymin, xmax, ymax = (
+            parse_number(_text(obj, f"bndbox/{key}", what), f"<{key}>", what) for key in ("xmin", "ymin", "xmax", "ymax")
+        )
         boxes.append([xmin - 1.0, ymin - 1.0, xmax, ymax])  # 1-based inclusive -> 0-based continuous
         labels.append(class_to_label[name])
         difficult.append(is_difficult)
@@ -140,9 +157,7 @@ class VOCDetection(DetectionDataset):
             set_file = (
                 Path(image_set_file) if image_set_file is not None else root / "ImageSets" / "Main" / f"{split}.txt"
             )
-            if not set_file.is_file():
-                raise FileNotFoundError(f"VOC image-set file not found: {set_file}")
-            ids = [line.split()[0] for line in set_file.read_text().splitlines() if line.strip()]
+            ids = [line.split()[0] for line in read_text_lines(set_file, "VOC image-set file") if line.strip()]
             source = str(set_file)
         else:
             ids, source = sorted(path.stem for path in annotation_dir.glob("*.xml")), str(annotation_dir)

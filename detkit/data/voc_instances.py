@@ -20,7 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from detkit.utils.image_io import ImageReadError
+
 from .base import DetectionDataset, ImageRecord, Transforms
+from .parsing import read_text_lines
 from .validation import DatasetError, DatasetReport, check_image_files
 from .voc import VOC_CLASSES, parse_voc_xml
 
@@ -33,16 +36,25 @@ def read_palette_png(path: str | Path) -> np.ndarray:
     Raises:
         FileNotFoundError: the file does not exist (the message names it).
         DatasetError: the PNG holds colours, not indices.
+        ImageReadError: the file is not a readable image, is truncated, or is empty (named).
     """
     from PIL import Image
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"VOC object segmentation not found: {path}")
-    with Image.open(path) as image:
-        if image.mode not in ("P", "L"):
-            raise DatasetError(f"{path}: expected a palette or grey PNG of object indices, got mode {image.mode!r}")
-        return np.asarray(image, dtype=np.uint8).copy()
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise DatasetError(f"{path}: expected a palette or grey PNG of object indices, got mode {image.mode!r}")
+            indices = np.asarray(image, dtype=np.uint8).copy()
+    except (OSError, ValueError, SyntaxError) as error:  # PIL: unidentified, truncated or broken file
+        if isinstance(error, DatasetError):
+            raise
+        raise ImageReadError(f"cannot read VOC object segmentation {path}: {error}") from None
+    if indices.size == 0:
+        raise ImageReadError(f"VOC object segmentation {path} is empty ({indices.shape[1]}x{indices.shape[0]})")
+    return indices
 
 
 class VOCInstanceSegmentation(DetectionDataset):
@@ -78,8 +90,7 @@ class VOCInstanceSegmentation(DetectionDataset):
     ) -> None:
         root = Path(root)
         set_file = root / "ImageSets" / "Segmentation" / f"{split}.txt"
-        if not set_file.is_file():
-            raise FileNotFoundError(f"VOC segmentation image-set file not found: {set_file}")
+        lines = read_text_lines(set_file, "VOC segmentation image-set file")
         source = str(set_file)
         if len(set(class_names)) != len(class_names):
             raise DatasetError(f"{source}: class_names has duplicates: {list(class_names)}")
@@ -87,7 +98,7 @@ class VOCInstanceSegmentation(DetectionDataset):
         self.segmentation_dir = root / "SegmentationObject"
 
         records = []
-        for image_id in (line.split()[0] for line in set_file.read_text().splitlines() if line.strip()):
+        for image_id in (line.split()[0] for line in lines if line.strip()):
             xml_path = root / "Annotations" / f"{image_id}.xml"
             if not xml_path.is_file():
                 raise FileNotFoundError(f"{source}: annotation file not found for image {image_id!r}: {xml_path}")

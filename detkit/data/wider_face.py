@@ -36,6 +36,7 @@ import numpy as np
 from detkit.utils.image_io import read_image_size
 
 from .base import DetectionDataset, ImageRecord, Transforms
+from .parsing import parse_number, read_text_lines
 from .validation import DatasetError, DatasetReport
 
 __all__ = ["WIDER_FACE_FLAGS", "WiderFaceEntry", "WiderFaceDetection", "parse_wider_face_gt", "wider_face_dataset"]
@@ -70,13 +71,13 @@ def parse_wider_face_gt(source: str | Path | Iterable[str]) -> list[WiderFaceEnt
         One entry per image, in file order.
 
     Raises:
-        DatasetError: a malformed count or face line (message gives file and line).
+        FileNotFoundError: the file does not exist.
+        DatasetError: a face line where an image path should be, a missing or non-integer count,
+            a face line with fewer than ten fields or a field that is not a finite number, or a
+            file that ends early (message gives the file and the line).
     """
     name = str(source) if isinstance(source, (str, Path)) else "<lines>"
-    if isinstance(source, (str, Path)):
-        lines = Path(source).read_text().splitlines()
-    else:
-        lines = list(source)
+    lines = read_text_lines(source, "WIDER FACE ground-truth file") if isinstance(source, (str, Path)) else list(source)
     entries: list[WiderFaceEntry] = []
     i = 0
     while i < len(lines):
@@ -85,27 +86,55 @@ def parse_wider_face_gt(source: str | Path | Iterable[str]) -> list[WiderFaceEnt
             i += 1
             continue
         where = f"{name}:{i + 1}"
-        try:
-            count = int(lines[i + 1].strip())
-        except (IndexError, ValueError) as error:
-            raise DatasetError(f"{where}: expected a face count after {file_name!r}") from error
-        if count < 0:
-            raise DatasetError(f"{where}: negative face count {count}")
+        if _is_numbers(file_name):
+            raise DatasetError(f"{where}: expected an image path, got {file_name!r} (a face line: the face count "
+                               "of the image before is too small?)")
+        count_line = lines[i + 1].strip() if i + 1 < len(lines) else ""
+        if not count_line.isdigit():
+            raise DatasetError(f"{name}:{i + 2}: expected the face count of {file_name!r} (an integer >= 0), got "
+                               f"{count_line!r}" + (" (the file ends)" if i + 1 >= len(lines) else ""))
+        count = int(count_line)
         # An image with no faces still has one (all-zero) face line.
         rows = lines[i + 2:i + 2 + max(count, 1)]
         if len(rows) < max(count, 1):
-            raise DatasetError(f"{where}: {file_name} announces {count} faces but the file ends")
-        try:
-            values = np.array([[float(v) for v in row.split()[:10]] for row in rows], dtype=np.float64).reshape(-1, 10)
-        except ValueError as error:
-            raise DatasetError(f"{where}: face lines of {file_name} must hold 10 numbers: {error}") from error
-        values = values[:count]
+            raise DatasetError(f"{where}: {file_name} announces {count} faces but the file ends after {len(rows)}")
+        values = np.array(
+            [_face_values(row, f"{name}:{i + 3 + k}", file_name) for k, row in enumerate(rows)], dtype=np.float64
+        ).reshape(-1, 10)[:count]
         xywh = values[:, :4].astype(np.float32)
         boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
         flags = {flag: values[:, 4 + k].astype(np.int64) for k, flag in enumerate(WIDER_FACE_FLAGS)}
         entries.append(WiderFaceEntry(file_name, boxes, flags, i + 1))
         i += 2 + max(count, 1)
     return entries
+
+
+def _is_numbers(line: str) -> bool:
+    try:
+        [float(value) for value in line.split()]
+    except ValueError:
+        return False
+    return True
+
+
+def _face_values(row: str, where: str, file_name: str) -> list[float]:
+    """The ten numbers of one face line (``x y w h`` and the six flags; extra fields ignored).
+
+    Raises:
+        DatasetError: fewer than ten fields, or one that is not a finite number (line named).
+    """
+    fields = row.split()
+    expected = f"a face line of {file_name} needs 10 numbers 'x y w h {' '.join(WIDER_FACE_FLAGS)}'"
+    if len(fields) < 10:
+        raise DatasetError(f"{where}: {expected}, got {len(fields)} fields: {row.strip()!r}")
+    values = []
+    for index, (name, value) in enumerate(zip(("x", "y", "w", "h", *WIDER_FACE_FLAGS), fields[:10])):
+        try:
+            values.append(parse_number(value, name, where, integer=index >= 4))
+        except DatasetError:
+            kind = "an integer" if index >= 4 else "a finite number"
+            raise DatasetError(f"{where}: {expected}; {name} is {value!r}, not {kind}") from None
+    return values
 
 
 class WiderFaceDetection(DetectionDataset):

@@ -18,6 +18,7 @@ import numpy as np
 from detkit.utils.image_io import read_image_size
 
 from .base import DetectionDataset, ImageRecord, Transforms
+from .parsing import parse_number, read_text_lines
 from .validation import DatasetError, DatasetReport
 
 __all__ = ["YOLODetection", "IMAGE_SUFFIXES"]
@@ -25,23 +26,30 @@ __all__ = ["YOLODetection", "IMAGE_SUFFIXES"]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+_FIELDS = ("class", "cx", "cy", "w", "h")
+
+
 def _read_label_file(path: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(normalised cxcywh [N, 4] float32, labels [N] int64)`` from one label file."""
+    """``(normalised cxcywh [N, 4] float32, labels [N] int64)`` from one label file.
+
+    Raises:
+        DatasetError: a line without exactly five fields, a field that is not a finite number
+            (the class an integer), or a class outside ``[0, num_classes)``: the file, the line
+            number and the field named.
+    """
     rows = []
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, line in enumerate(read_text_lines(path, "YOLO label file"), start=1):
         fields = line.split()
         if not fields:
             continue
+        what = f"{path}: line {line_number}"
         if len(fields) != 5:
-            raise DatasetError(f"{path}: line {line_number}: expected 'class cx cy w h', got {line!r}")
-        try:
-            label, values = int(fields[0]), [float(value) for value in fields[1:]]
-        except ValueError as error:
-            raise DatasetError(f"{path}: line {line_number}: {error}") from error
+            raise DatasetError(f"{what}: expected 5 fields 'class cx cy w h', got {len(fields)}: {line.strip()!r}")
+        label = int(parse_number(fields[0], "the class", what, integer=True))
+        values = [parse_number(value, name, what) for name, value in zip(_FIELDS[1:], fields[1:])]
         if not 0 <= label < num_classes:
             raise DatasetError(
-                f"{path}: line {line_number}: class {label} is not in [0, {num_classes}) (the class list has "
-                f"{num_classes} names)"
+                f"{what}: class {label} is not in [0, {num_classes}) (the class list has {num_classes} names)"
             )
         rows.append([label, *values])
     table = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
@@ -60,8 +68,10 @@ class YOLODetection(DetectionDataset):
         skip_empty: leave out images with no box.
 
     Raises:
-        DatasetError: a malformed line or a class index outside the class list (names the file
-            and the line).
+        FileNotFoundError: ``image_dir`` is not a folder.
+        DatasetError: a label file that is not UTF-8 text, a line without five fields, a field
+            that is not a finite number, or a class index outside the class list (names the
+            file, the line and the field).
         ImageReadError: an image is missing or its header is unreadable.
     """
 
@@ -84,6 +94,8 @@ class YOLODetection(DetectionDataset):
             label_dir = Path(*parts)
         label_dir = Path(label_dir)
         source = str(label_dir)
+        if not image_dir.is_dir():
+            raise FileNotFoundError(f"YOLO image folder not found: {image_dir}")
         image_paths = sorted(path for path in image_dir.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
 
         records = []

@@ -59,8 +59,8 @@ def read_image(path: str | Path, *, channels: Literal["bgr", "rgb"] = "bgr",
         ``[H, W, 3]`` ``uint8`` C-contiguous array.
 
     Raises:
-        ImageReadError: the file does not exist, is not a file, cannot be read or cannot be
-            decoded (the message names the file).
+        ImageReadError: the file does not exist, is not a file, cannot be read, cannot be
+            decoded or decodes to an image with no pixels (the message names the file).
         ValueError: ``channels`` is neither ``"bgr"`` nor ``"rgb"``.
     """
     if channels not in ("bgr", "rgb"):
@@ -77,6 +77,8 @@ def read_image(path: str | Path, *, channels: Literal["bgr", "rgb"] = "bgr",
     image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
         raise ImageReadError(f"cannot decode image file {path} ({data.size} bytes): corrupt or not an image")
+    if image.size == 0:
+        raise ImageReadError(f"image file {path} decodes to an empty image ({image.shape[1]}x{image.shape[0]} WxH)")
     if channels == "rgb":
         return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
     return image
@@ -95,7 +97,8 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
     checks (``verify_images=True``) and for formats whose annotations do not record sizes (YOLO).
 
     Raises:
-        ImageReadError: the file does not exist or its header is not an image's.
+        ImageReadError: the file does not exist, its header is not an image's, or it records a
+            width or height of 0.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -107,13 +110,27 @@ def read_image_size(path: str | Path) -> tuple[int, int]:
             width, height = image.size
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise ImageReadError(f"cannot read the header of image file {path}: {error}") from error
+    if width <= 0 or height <= 0:
+        raise ImageReadError(f"image file {path} is empty: its header says {width}x{height} (WxH)")
     return int(height), int(width)
 
 
 def image_to_tensor(image: np.ndarray) -> Tensor:
-    """``[H, W, 3]`` ``uint8`` RGB array -> ``[3, H, W]`` ``float32`` tensor in ``[0, 1]``."""
+    """``[H, W, 3]`` ``uint8`` RGB array -> ``[3, H, W]`` ``float32`` tensor in ``[0, 1]``.
+
+    A floating-point array is taken as already in ``[0, 1]`` and only converted to float32.
+
+    Raises:
+        ValueError: ``image`` is not ``[H, W, 3]``, has no pixels (``H`` or ``W`` is 0), or is a
+            floating-point array with NaN or infinite values (the message says which).
+    """
     if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an [H, W, 3] RGB image, got shape {image.shape}")
+        raise ValueError(f"image_to_tensor: image must be an [H, W, 3] RGB array, got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image_to_tensor: image is empty ({image.shape[1]}x{image.shape[0]} WxH)")
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        bad = int((~np.isfinite(image)).sum())
+        raise ValueError(f"image_to_tensor: image has {bad} NaN or infinite values (of {image.size})")
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     if image.dtype == np.uint8:
         return tensor.float().div_(255.0)

@@ -12,10 +12,17 @@ by the surviving indices (:func:`select_boxes`), so nothing falls out of step.
 
 Crowd boxes: the training pipelines drop ``iscrowd == 1`` boxes before augmenting
 (``drop_crowd=True``), the test pipelines keep them for evaluation (conventions.md).
+
+Faults: every box is checked after every transform, before albumentations filters the boxes
+(which would silently drop a NaN box and clip an infinite one to the border): a transform that
+makes a box NaN or infinite raises a :class:`~detkit.data.validation.DatasetError` naming the
+image file, the transform and the box. Boxes the pipeline drops as documented (cropped away, or
+narrower or shorter than ``min_box_size``) are counted in :attr:`DetectionTransform.drop_report`.
 """
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -27,7 +34,46 @@ from torch import Tensor
 
 from detkit.utils.image_io import image_to_tensor
 
+from ..validation import DatasetError, DatasetReport, require_finite_boxes
+
 __all__ = ["DetectionTransform", "select_boxes"]
+
+logger = logging.getLogger("detkit.data")
+
+_DROPPED = "boxes dropped by the pipeline (cropped away, or narrower or shorter than min_box_size)"
+
+
+class _NonFiniteBox(Exception):
+    """Raised inside the pipeline; :class:`DetectionTransform` adds the image file and re-raises."""
+
+    def __init__(self, transform: str, box_index: int, box: list[float]) -> None:
+        super().__init__(transform, box_index, box)
+        self.transform, self.box_index, self.box = transform, box_index, box
+
+
+class _CheckedCompose(A.Compose):
+    """``A.Compose`` that checks the boxes after each transform, before albumentations' own
+    per-transform filtering (which drops NaN boxes and clips infinite ones without a word).
+
+    albumentations (2.x) calls ``_track_transform_params(transform, data)`` right after each
+    transform, with its output in ``data`` (boxes normalised, extra columns the label fields:
+    column 4 is the ``box_indices`` field). tests/data/test_transform_faults.py pins this.
+    """
+
+    def _track_transform_params(self, transform: Any, data: dict[str, Any]) -> None:
+        super()._track_transform_params(transform, data)
+        boxes = data.get("bboxes")
+        if boxes is None or not len(boxes):
+            return
+        boxes = np.asarray(boxes, dtype=np.float64)
+        finite = np.isfinite(boxes[:, :4]).all(axis=1)
+        if finite.all():
+            return
+        row = int(np.flatnonzero(~finite)[0])
+        height, width = data["image"].shape[:2]
+        box = (boxes[row, :4] * np.array([width, height, width, height])).tolist()
+        index = int(boxes[row, 4]) if boxes.shape[1] > 4 and np.isfinite(boxes[row, 4]) else row
+        raise _NonFiniteBox(type(transform).__name__, index, box)
 
 
 def select_boxes(target: dict[str, Any], keep: Tensor | np.ndarray) -> dict[str, Any]:
@@ -49,6 +95,11 @@ class DetectionTransform:
     The returned target is the input's with boxes and per-box fields transformed, plus
     ``image_size`` ``(H', W')``: the size of the returned image (``orig_size`` stays the size of
     the file, so predictions can be mapped back when a pipeline resized).
+
+    Attributes:
+        drop_report: counts of the boxes the pipeline dropped (cropped away or too small), with
+            a few examples naming the image file (kept per process: each DataLoader worker
+            counts its own).
 
     Args:
         transforms: albumentations transforms, applied in order (may be empty).
@@ -81,7 +132,8 @@ class DetectionTransform:
                 format="pascal_voc", label_fields=["box_indices"], min_width=min_box_size, min_height=min_box_size,
                 clip=True,
             )  # fmt: skip
-            self.compose = A.Compose(list(transforms), bbox_params=bbox_params)
+            self.compose = _CheckedCompose(list(transforms), bbox_params=bbox_params)
+        self.drop_report = DatasetReport(type(self).__name__)
         self.seed = seed
         if seed is not None:
             self._seed_pipeline(seed)
@@ -94,7 +146,13 @@ class DetectionTransform:
 
     def __call__(self, image: np.ndarray, target: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         """Args: ``image`` ``[H, W, 3]`` uint8 RGB; ``target`` with ``boxes [N, 4]`` xyxy pixels.
-        Returns: ``(image [3, H', W'] float32 in [0, 1], target)`` with every per-box field aligned."""
+        Returns: ``(image [3, H', W'] float32 in [0, 1], target)`` with every per-box field aligned.
+
+        Raises:
+            DatasetError: a box is NaN or infinite before the pipeline, or a transform made one
+                so (the image file, the transform and the box named)."""
+        source = str(target.get("file_name", "<image>"))
+        require_finite_boxes(target["boxes"], source, "before the pipeline")
         if self.seed is None:
             self._seed_pipeline(random.getrandbits(63))
         if self.drop_crowd and "iscrowd" in target:
@@ -108,9 +166,20 @@ class DetectionTransform:
         has_masks = "masks" in target
         if has_masks and num_boxes:
             data["masks"] = target["masks"].numpy()
-        out = self.compose(**data) if self.compose is not None else dict(data, masks=list(data.get("masks", [])))
+        try:
+            out = self.compose(**data) if self.compose is not None else dict(data, masks=list(data.get("masks", [])))
+        except _NonFiniteBox as fault:
+            original = data["bboxes"][fault.box_index].tolist() if fault.box_index < num_boxes else "?"
+            raise DatasetError(
+                f"{source}: transform {fault.transform} made box {fault.box_index} non-finite: "
+                f"{[round(v, 3) for v in fault.box]} (was {original})"
+            ) from None
 
         kept = np.asarray(out["box_indices"], dtype=np.int64).reshape(-1)
+        if len(kept) < num_boxes:
+            dropped = sorted(set(range(num_boxes)) - set(kept.tolist()))
+            self.drop_report.add(_DROPPED, f"{source}: boxes {dropped}", len(dropped))
+            logger.debug("%s: the pipeline dropped boxes %s", source, dropped)
         new_image = out["image"]
         height, width = new_image.shape[:2]
         result = select_boxes({k: v for k, v in target.items() if k != "masks"}, kept)
@@ -124,6 +193,7 @@ class DetectionTransform:
             if self.recompute_boxes_from_masks:
                 result = _boxes_from_masks(result)
         result["image_size"] = (int(height), int(width))
+        require_finite_boxes(result["boxes"], source, "after the pipeline")
         return image_to_tensor(new_image), result
 
 

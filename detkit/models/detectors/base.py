@@ -3,7 +3,8 @@
 :class:`Detector` owns what every family shares, so that a family only wires its parts:
 
 * **Inputs.** ``images`` is a non-empty list of ``[3, H_i, W_i]`` float RGB images in [0, 1]
-  (:func:`~detkit.structures.check_image_list`). In training ``targets`` are required, one per
+  (:func:`~detkit.structures.check_image_list`), none empty and none with NaN or infinite values
+  (:func:`check_image_values`). In training ``targets`` are required, one per
   image, and checked (:func:`~detkit.structures.validate_targets`: boxes xyxy in pixels, labels
   0-based below ``num_classes``, plus the keys in ``required_target_keys``); in eval mode they are
   ignored.
@@ -27,15 +28,50 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from detkit.models.sizing import bind_in_shapes, output_shape_of
 from detkit.structures import ImageList, check_image_list, validate_targets
 
-__all__ = ["Detector", "hand_on_settings", "preprocess_or_build"]
+__all__ = ["Detector", "check_image_values", "hand_on_settings", "preprocess_or_build"]
 
 # What a required target key holds, for the error message.
 _TARGET_KEY_FORMATS = {"masks": "[N, H, W]", "landmarks": "[N, K, 2]", "keypoints": "[N, K, 3]"}
+
+
+def check_image_values(images: Sequence[Tensor], owner: str) -> None:
+    """Refuse images with no pixels and floating-point images holding NaN or infinity.
+
+    One ``isfinite().all()`` per floating image, reduced on the device and read back once (one
+    synchronisation per batch); skipped while tracing, compiling or exporting, so that the
+    model stays export-clean. Integer images cannot hold NaN and are not scanned.
+
+    Args:
+        images: ``[3, H_i, W_i]`` tensors (already checked by
+            :func:`~detkit.structures.check_image_list`).
+        owner: the detector's name, for the messages.
+
+    Raises:
+        ValueError: an image whose height or width is 0, or one with NaN or infinite values
+            (its index, shape and the number of bad values named).
+    """
+    for index, image in enumerate(images):
+        if image.shape[-2] == 0 or image.shape[-1] == 0:
+            raise ValueError(f"{owner}: image {index} is empty: shape {list(image.shape)} (an image needs height "
+                             "and width >= 1)")
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
+    floating = [(index, image) for index, image in enumerate(images) if image.is_floating_point()]
+    if not floating:
+        return
+    finite = torch.stack([torch.isfinite(image).all() for _, image in floating])
+    if bool(finite.all()):
+        return
+    index, image = floating[int((~finite).nonzero()[0])]
+    bad = int((~torch.isfinite(image)).sum())
+    raise ValueError(f"{owner}: image {index} (shape {list(image.shape)}) has {bad} NaN or infinite values of "
+                     f"{image.numel()}; images are RGB in [0, 1]")
 
 
 def _differs(value: object, default: object) -> bool:
@@ -164,13 +200,15 @@ class Detector(nn.Module):
         """Check the images (and in training the targets); return the images' ``(H, W)``.
 
         Raises:
-            TypeError, ValueError, KeyError: bad images, missing targets in training, as many
-                targets as images, or a target that breaks the format (image and box named).
+            TypeError, ValueError, KeyError: bad images (not ``[3, H, W]``, empty, NaN or
+                infinite values: :func:`check_image_values`), missing targets in training, as
+                many targets as images, or a target that breaks the format (image and box named).
         """
         name = type(self).__name__
         sizes = check_image_list(
             images, name, require_float=self.require_float_images, allow_empty=self.allow_empty_batch
         )
+        check_image_values(images, name)
         if not self.training:
             return sizes
         if targets is None:

@@ -54,10 +54,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from detkit.models.detectors.base import Detector
+from detkit.models.detectors.base import Detector, check_image_values
 from detkit.models.detectors.mtcnn.networks import ONet, PNet, RNet, input_affine
 from detkit.models.detectors.mtcnn.resampling import IntegralImages, area_crop_resize, area_resize, summed_area_table
 from detkit.ops import batched_nms
+from detkit.structures import check_image_list
 
 __all__ = ["MTCNN", "square_boxes"]
 
@@ -176,11 +177,23 @@ class MTCNN(Detector):
 
             return [], mtcnn_losses(self, images, targets)
         with torch.no_grad():
-            return self.detect(images), {}
+            return self._detect(images), {}
 
     @torch.no_grad()
     def detect(self, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
-        """Runs the cascade on a list of ``[3, H, W]`` [0, 1] images (see :meth:`forward`)."""
+        """Runs the cascade on a list of ``[3, H, W]`` [0, 1] images (see :meth:`forward`).
+
+        Raises:
+            TypeError, ValueError: the images break the input contract (not ``[3, H, W]``,
+                empty, NaN or infinite values), as in :meth:`forward`.
+        """
+        name = type(self).__name__
+        check_image_list(images, name, require_float=self.require_float_images, allow_empty=self.allow_empty_batch)
+        check_image_values(images, name)
+        return self._detect(images)
+
+    def _detect(self, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+        """:meth:`detect` on images already checked."""
         if len(images) == 0:
             return []
         # Images of the same size run PNet as one batch; their integral images serve the pyramid
