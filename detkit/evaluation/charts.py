@@ -152,7 +152,8 @@ def draw_matrix(
     """A matrix of numbers as a heat map, each cell showing its value.
 
     Args:
-        values: ``[R, C]`` numbers printed in the cells (integers printed without decimals).
+        values: ``[R, C]`` numbers printed in the cells (integers without decimals; zeros and NaN
+            left blank).
         row_names: ``R`` names, down the left side.
         col_names: ``C`` names, along the bottom (written upwards).
         title: chart title.
@@ -186,7 +187,7 @@ def draw_matrix(
             p0 = (left + c * cell, top + r * cell)
             cv2.rectangle(img, p0, (p0[0] + cell, p0[1] + cell), color, -1)
             v = values[r, c]
-            if np.isfinite(v):
+            if np.isfinite(v) and v != 0:  # an empty cell is white: zeros are not written
                 text = f"{int(v)}" if float(v).is_integer() else f"{v:.2f}"
                 (tw, th), _ = cv2.getTextSize(text, _FONT, scale, 1)
                 ink = (255, 255, 255) if np.isfinite(s) and s > 0.5 else _BLACK
