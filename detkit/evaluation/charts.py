@@ -226,6 +226,10 @@ def write_png(path: str | Path, img: np.ndarray) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), img):
+    try:
+        written = cv2.imwrite(str(path), img)
+    except cv2.error as error:  # e.g. no encoder for the extension
+        raise OSError(f"could not write {path}: {str(error).strip().splitlines()[-1]}") from None
+    if not written:
         raise OSError(f"could not write {path}")
     return path

@@ -36,8 +36,8 @@ INFER_KEYS = ("file_name", "bbox", "score", "category_id")
 _KEPT = ("bbox", "score", "segmentation")  # what a COCO result carries over
 
 
-def _listing(names: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(repr(n) for n in names[:limit])
+def _listing(names: Sequence[str], limit: int = 5, quote: bool = True) -> str:
+    shown = ", ".join(repr(n) if quote else n for n in names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
@@ -79,7 +79,7 @@ def _image_ids(records: Sequence[Mapping[str, Any]], images: Sequence[Mapping[st
         if len(found) == 1:
             ids[name] = found[0]
         elif found:
-            ambiguous.append(f"{name} (image ids {sorted(found)[:5]})")
+            ambiguous.append(f"{name!r} (image ids {sorted(found)[:5]})")
         else:
             missing.append(name)
     if missing:
@@ -87,7 +87,7 @@ def _image_ids(records: Sequence[Mapping[str, Any]], images: Sequence[Mapping[st
                          f"base name: {_listing(missing)}")
     if ambiguous:
         raise ValueError(f"{source}: {len(ambiguous)} file name(s) match several images of {gt_source}: "
-                         f"{_listing(ambiguous)}")
+                         f"{_listing(ambiguous, quote=False)}")
     return ids, num_exact
 
 
