@@ -17,7 +17,7 @@ EVAL_TESTS = Path(__file__).resolve().parents[1] / "evaluation"  # eval_toys.py
 if str(EVAL_TESTS) not in sys.path:
     sys.path.insert(0, str(EVAL_TESTS))
 
-from eval_toys import OracleDetector, ToyShapes  # noqa: E402
+from eval_toys import OracleDetector, ToyShapes
 
 CONFIG = f'''
 import sys

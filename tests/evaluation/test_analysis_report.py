@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from analysis_cases import hand_case
 
 from detkit.evaluation import ANALYSIS_FILES, analyze_coco_result, analyze_evaluator, analyze_results
 from detkit.evaluation.analysis_report import analyze_voc_result
 from detkit.evaluation.coco_eval import evaluate_coco, load_coco, read_results_json
 from detkit.evaluation.matching import box_iou_xywh, voc_to_coco
 from detkit.evaluation.voc_eval import box_iou_voc, voc_evaluate
-
-from test_confusion import hand_case
 
 COCO_DIR = Path(__file__).resolve().parents[1] / "fixtures" / "coco_eval"
 

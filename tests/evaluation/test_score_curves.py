@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from analysis_cases import hand_case
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detkit.evaluation.matching import match_results, voc_to_coco
 from detkit.evaluation.score_curves import ALL_CLASSES, ScoreCurve, curves_to_json, save_score_curves, score_curves
 from detkit.evaluation.voc_eval import voc_evaluate
-
-from test_confusion import hand_case
 
 
 def test_hand_case_values() -> None:
@@ -136,6 +135,10 @@ def test_precision_and_recall_equal_pycocotools(seed: int, thresh: float) -> Non
         assert p == pytest.approx(tp / det) if det else math.isnan(p)
 
 
+def xyxy(b: list[float]) -> list[float]:
+    return [b[0], b[1], b[0] + b[2], b[1] + b[3]]
+
+
 @pytest.mark.parametrize("seed", [3, 4])
 def test_precision_and_recall_equal_detkit_voc(seed: int) -> None:
     gt, results = random_dataset(seed, crowd=False)
@@ -145,7 +148,6 @@ def test_precision_and_recall_equal_detkit_voc(seed: int) -> None:
     for image in gt["images"]:
         anns = [a for a in gt["annotations"] if a["image_id"] == image["id"]]
         dets = [r for r in results if r["image_id"] == image["id"]]
-        xyxy = lambda b: [b[0], b[1], b[0] + b[2], b[1] + b[3]]  # noqa: E731
         targets.append({"boxes": np.array([xyxy(a["bbox"]) for a in anns]).reshape(-1, 4),
                         "labels": np.array([a["category_id"] - 1 for a in anns], np.int64),
                         "difficult": np.array([a["id"] in difficult_ids for a in anns], bool)})
