@@ -177,7 +177,8 @@ def draw_matrix(
     name_w = max([cv2.getTextSize(n[:24], _FONT, 0.4, 1)[0][0] for n in [*row_names, *col_names]] + [20])
     left, top = name_w + 34, 44
     width, height = left + cols * cell + 20, top + rows * cell + name_w + 34
-    img = np.full((height, max(width, 360), 3), 255, np.uint8)
+    width = max(width, cv2.getTextSize(title, _FONT, 0.5, 1)[0][0] + 16)  # room for the title
+    img = np.full((height, width, 3), 255, np.uint8)
     dark = np.array(PALETTE[0], np.float64)  # blue
     for r in range(rows):
         for c in range(cols):
