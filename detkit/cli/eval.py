@@ -1,10 +1,17 @@
-"""Offline evaluation of saved detections: COCO results json, or VOC-style text files.
+"""Offline evaluation of saved detections: COCO results json, ``detkit infer``'s predictions.json,
+or VOC-style text files.
 
 COCO (pycocotools; every image of the annotation file is evaluated)::
 
-    detkit eval --coco ANNOTATIONS.json RESULTS.json [--iou-type bbox|segm]
+    detkit eval --coco ANNOTATIONS.json RESULTS.json [--iou-type bbox|segm] [--out DIR]
 
-prints the standard 12-number COCO table and the per-class AP@[.5:.95].
+prints the standard 12-number COCO table and the per-class table (AP, AP50, AP75, and precision,
+recall and F1 at each class's best-F1 score threshold; every value a fraction in [0, 1]).
+RESULTS is a COCO results json (``image_id`` per detection) or the ``predictions.json`` that
+``detkit infer`` writes (``file_name`` per detection): its file names are matched to the images'
+``file_name`` (exactly, else by base name) and its categories by id, or by ``category_name`` when
+the ids are not the annotation file's (said in one line); names that match no image or several,
+and records of video frames, are an error.
 
 VOC (detkit's implementation) on the Object-Detection-Metrics text format, one ``.txt`` per image:
 ground truth ``class x y w h``, detections ``class confidence x y w h`` (absolute pixels, top-left
@@ -19,6 +26,14 @@ layout is never guessed: a row it cannot describe is an error naming ``file:line
 the other layout is an error until the layout is named (then a warning).
 
 ``--plot DIR`` writes per-class precision-recall curves (PNG); ``--json FILE`` the metrics.
+Without ``--out`` nothing else is written. ``--out DIR`` writes ``DIR/metrics.json`` and the
+analysis into ``DIR/analysis/`` (:mod:`detkit.evaluation.analysis_report`): ``per_class.json`` /
+``.txt``, ``confusion_matrix.png`` / ``.json`` (rows ground truth, columns prediction, background
+last), ``score_curves.json`` and ``precision_vs_score.png``, ``recall_vs_score.png``,
+``f1_vs_score.png``. The analysis matches at ``--analysis-iou`` (default 0.5 for COCO, ``--iou``
+for VOC); its confusion matrix counts detections with ``score >= --analysis-score-thresh``
+(default: the best-F1 threshold of all classes). ``--no-analysis`` prints and writes the
+evaluator's tables only. The analysis matches boxes: with ``--iou-type segm`` it is not made.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from detkit.cli import parse_command_args, run_command
 
@@ -54,6 +70,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="VOC: box columns of the detection files only (default: as --voc-layout)")
     parser.add_argument("--plot", metavar="DIR", help="write precision-recall curves (PNG) into DIR")
     parser.add_argument("--json", metavar="FILE", help="write the metrics as json")
+    parser.add_argument("--out", metavar="DIR", help="write metrics.json and the analysis (analysis/) into DIR")
+    add_analysis_arguments(parser)
+
+
+def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--no-analysis``, ``--analysis-iou`` and ``--analysis-score-thresh`` (``detkit eval`` and ``test``)."""
+    parser.add_argument("--no-analysis", action="store_true",
+                        help="no per-class / confusion-matrix / score-threshold analysis")
+    parser.add_argument("--analysis-iou", type=float, default=None, metavar="IOU",
+                        help="IoU a match needs in the analysis (default 0.5; VOC: the evaluation's)")
+    parser.add_argument("--analysis-score-thresh", type=float, default=None, metavar="SCORE",
+                        help="the confusion matrix counts detections with score >= SCORE "
+                             "(default: the best-F1 threshold of all classes)")
+
+
+def check_analysis_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An analysis IoU in (0, 1]."""
+    if args.analysis_iou is not None and not 0.0 < args.analysis_iou <= 1.0:
+        parser.error(f"--analysis-iou must be in (0, 1], got {args.analysis_iou}")
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -65,10 +100,31 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error("--iou-type applies to --coco only")
     if not 0.0 < args.iou <= 1.0:
         parser.error(f"--iou must be in (0, 1], got {args.iou}")
+    check_analysis_args(parser, args)
 
 
-def run_coco(args: argparse.Namespace) -> dict[str, float]:
-    """COCO evaluation: print the table and per-class AP, optionally plot; return the metrics."""
+def read_coco_results(annotations: str, results: str, coco_gt: Any) -> list[dict[str, Any]]:
+    """The results file as COCO results: ``detkit infer`` records are mapped to the annotation file
+    (the way it was done is printed in one line)."""
+    from detkit.evaluation.coco_eval import read_results_json
+    from detkit.evaluation.infer_predictions import infer_records_to_results, is_infer_predictions
+
+    records = read_results_json(results)
+    if not is_infer_predictions(records, results):
+        return records
+    records, notes = infer_records_to_results(records, coco_gt, results, annotations)
+    for note in notes:
+        print(note)
+    return records
+
+
+def run_coco(args: argparse.Namespace) -> tuple[dict[str, float], Any]:
+    """COCO evaluation: print the table and the per-class table, optionally plot.
+
+    Returns:
+        The metrics, and the analysis (``None`` when not asked for or not possible).
+    """
+    from detkit.evaluation.analysis_report import analyze_coco_result
     from detkit.evaluation.coco_eval import (
         coco_pr_curves,
         evaluate_coco,
@@ -80,21 +136,35 @@ def run_coco(args: argparse.Namespace) -> dict[str, float]:
 
     annotations, results = args.coco
     coco_gt = load_coco(annotations)
-    result = evaluate_coco(coco_gt, results, args.iou_type)
+    records = read_coco_results(annotations, results, coco_gt)
+    result = evaluate_coco(coco_gt, records, args.iou_type)
     print(f"COCO {args.iou_type} evaluation of {results} on {len(coco_gt.getImgIds())} images")
     print(result.table)
     print()
-    print(format_per_class_table(result.per_class, title=f"{args.iou_type} AP"))
+    analysis = None
+    if not args.no_analysis and args.iou_type == "bbox":
+        analysis = analyze_coco_result(result, records, iou_thresh=args.analysis_iou or 0.5,
+                                       score_thresh=args.analysis_score_thresh)
+        print(analysis.format_table())
+    else:
+        print(format_per_class_table(result.per_class, title=f"{args.iou_type} AP (%)"))
+        if not args.no_analysis:
+            print("\n(no analysis for --iou-type segm: it matches boxes; run with --iou-type bbox)")
     if args.plot:
         ap50 = {result.names.get(c, str(c)): v for c, v in per_class_ap(result.coco_eval, 0.5).items()}
         paths = save_pr_curves(coco_pr_curves(result.coco_eval, 0.5, result.names), args.plot, ap50,
                                f"COCO {args.iou_type} @0.5")
         print(f"\nwrote {len(paths)} precision-recall plots into {args.plot}")
-    return result.metrics()
+    return result.metrics(), analysis
 
 
-def run_voc(args: argparse.Namespace) -> dict[str, float]:
-    """VOC evaluation: print the per-class table, optionally plot; return the metrics."""
+def run_voc(args: argparse.Namespace) -> tuple[dict[str, float], Any]:
+    """VOC evaluation: print the per-class tables, optionally plot.
+
+    Returns:
+        The metrics, and the analysis (``None`` when not asked for).
+    """
+    from detkit.evaluation.analysis_report import analyze_voc_result
     from detkit.evaluation.pr_curves import save_pr_curves
     from detkit.evaluation.voc_eval import format_voc_table, read_txt_dirs, voc_evaluate
 
@@ -105,23 +175,61 @@ def run_voc(args: argparse.Namespace) -> dict[str, float]:
                           plus_one=not args.no_plus_one, metrics=metrics)
     print(f"{len(targets)} images, {len(class_names)} classes")
     print(format_voc_table(result))
+    analysis = None
+    if not args.no_analysis:
+        analysis = analyze_voc_result(result, targets, predictions, iou_thresh=args.analysis_iou,
+                                      score_thresh=args.analysis_score_thresh)
+        print()
+        print(analysis.format_table())
     if args.plot:
         curves = {n: (c.recall, c.precision) for n, c in zip(class_names, result.curves) if c.num_gt}
         ap = dict(zip(class_names, result.ap[metrics[-1]]))
         paths = save_pr_curves(curves, args.plot, ap, f"{metrics[-1]} @{args.iou:g}")
         print(f"\nwrote {len(paths)} precision-recall plots into {args.plot}")
-    return result.metrics()
+    return result.metrics(), analysis
+
+
+def write_metrics(metrics: dict[str, float], path: Path) -> Path:
+    """``metrics`` as json at ``path`` (NaN, for classes without ground truth, as null)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({k: None if math.isnan(v) else v for k, v in metrics.items()}, indent=1))
+    return path
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate, print, and write ``--json`` when asked."""
-    metrics = run_coco(args) if args.coco else run_voc(args)
+    """Evaluate, print, and write ``--json`` and ``--out`` when asked."""
+    if args.out:
+        check_output_dir(Path(args.out))
+    metrics, analysis = run_coco(args) if args.coco else run_voc(args)
+    written = []
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # json has no NaN: classes without ground truth are written as null.
-        path.write_text(json.dumps({k: None if math.isnan(v) else v for k, v in metrics.items()}, indent=1))
+        written.append(write_metrics(metrics, Path(args.json)))
+    if args.out:
+        written.append(write_metrics(metrics, Path(args.out) / "metrics.json"))
+        if analysis is not None:
+            written += analysis.write(Path(args.out) / "analysis")
+    if args.out:
+        print(f"\nwrote {len(written)} files into {args.out}: " + ", ".join(
+            str(p.relative_to(args.out)) if Path(args.out) in p.parents else str(p) for p in written))
     return 0
+
+
+def check_output_dir(out: Path) -> None:
+    """Make ``--out`` and check that it can be written, before any work.
+
+    Raises:
+        CommandError: the folder cannot be made or written (one line naming it).
+    """
+    import os
+
+    from detkit.cli.common import CommandError
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"--out {out}: cannot make the folder ({error.strerror or error})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise CommandError(f"--out {out}: the folder is not writable")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -1,6 +1,7 @@
 """Evaluate a trained detector on the test set of its config.
 
     detkit test CONFIG CHECKPOINT [key.path=value ...] [--out DIR] [--device cpu] [--plot]
+                [--no-analysis] [--analysis-iou 0.5] [--analysis-score-thresh SCORE]
 
 CONFIG is a config file or a model-zoo name defining ``model`` and ``dataloader.test``
 (``dataloader.evaluator`` or ``evaluator`` optional: without one the evaluator is chosen from the
@@ -9,6 +10,15 @@ the state dict (``none``: the model as the config builds it). Prints the evaluat
 writes into ``--out`` (default ``<checkpoint dir>/eval``): the detections (``coco_results.json``
 or ``voc_detections.json``), ``metrics.json`` and, with ``--plot``, precision-recall curves under
 ``pr_curves/`` (with CHECKPOINT ``none`` and no ``--out``, nothing is written).
+
+The analysis is on by default (``--no-analysis`` turns it off): the per-class table (AP, AP50,
+AP75 or the VOC APs, and precision, recall and F1 at each class's best-F1 score threshold; every
+value a fraction in [0, 1]) is printed, and ``analysis/`` under the output folder receives
+``per_class.json`` / ``.txt``, ``confusion_matrix.png`` / ``.json`` (rows ground truth, columns
+prediction, background last), ``score_curves.json`` and ``precision_vs_score.png``,
+``recall_vs_score.png``, ``f1_vs_score.png``. It matches boxes at ``--analysis-iou`` (default
+0.5; VOC: the evaluator's IoU) with pycocotools' rules; the confusion matrix counts detections
+with ``score >= --analysis-score-thresh`` (default: the best-F1 threshold of all classes).
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from pathlib import Path
 
 from detkit.cli import parse_command_args, run_command
 from detkit.cli.common import split_overrides
+from detkit.cli.eval import add_analysis_arguments, check_analysis_args
 
 HELP = "evaluate a checkpoint on the test set of its config"
 EPILOG = "Overrides are key.path=value (value parsed as a Python literal), e.g. dataloader.test.batch_size=4"
@@ -33,11 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when available)")
     parser.add_argument("--plot", action="store_true", help="also write precision-recall curves")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_analysis_arguments(parser)
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Overrides anywhere; anything else left over is an error."""
     split_overrides(parser, args, ["config", "checkpoint"])
+    check_analysis_args(parser, args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = None if args.checkpoint.lower() == "none" else Path(args.checkpoint)
     out = Path(args.out) if args.out else (checkpoint.resolve().parent / "eval" if checkpoint else None)
     report = evaluate_config(load_config_arg(args.config, args.overrides), checkpoint, device=args.device,
-                             output_dir=out, plot=args.plot, progress=not args.no_progress)
+                             output_dir=out, plot=args.plot, progress=not args.no_progress,
+                             analysis=not args.no_analysis, analysis_iou=args.analysis_iou,
+                             analysis_score_thresh=args.analysis_score_thresh)
     print(report.summary)
     if report.written:
         print("\nwrote " + ", ".join(str(p) for p in report.written))

@@ -10,7 +10,9 @@
   annotation file or the class list.
 - :func:`evaluate_config` is ``tools/test.py`` as a function: a config's model (with a checkpoint's
   weights, or a model given) run over its test loader, the metrics returned and optionally the
-  detections and ``metrics.json`` written.
+  detections and ``metrics.json`` written; with ``analysis=True`` also the analysis of
+  :mod:`detkit.evaluation.analysis_report` (per-class table, confusion matrix, precision / recall /
+  F1 against the score threshold), printed in the summary and written into ``analysis/``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from torch import nn
 from detkit.config import InstantiationError, LazyCall, instantiate
 from detkit.engine.class_check import check_classes
 from detkit.evaluation import evaluate, format_metrics
+from detkit.evaluation.analysis_report import DetectionAnalysis, analyze_evaluator
 from detkit.evaluation.evaluator import base_dataset, build_evaluator
 from detkit.utils.checkpoint import load_weights
 
@@ -73,12 +76,15 @@ def config_evaluator(cfg: Mapping[str, Any], dataset: Any, plot_dir: str | Path 
 
 class EvaluationReport(dict):
     """The metrics (``name -> value``) of :func:`evaluate_config`, plus ``summary`` (the evaluator's
-    table, or the metrics formatted) and ``written`` (the files written)."""
+    table, or the metrics formatted, then the analysis's per-class table), ``written`` (the files
+    written) and ``analysis`` (the :class:`~detkit.evaluation.DetectionAnalysis`, or None)."""
 
-    def __init__(self, metrics: Mapping[str, float], summary: str, written: list[Path]) -> None:
+    def __init__(self, metrics: Mapping[str, float], summary: str, written: list[Path],
+                 analysis: DetectionAnalysis | None = None) -> None:
         super().__init__(metrics)
         self.summary = summary
         self.written = written
+        self.analysis = analysis
 
 
 def evaluate_config(
@@ -90,6 +96,9 @@ def evaluate_config(
     output_dir: str | Path | None = None,
     plot: bool = False,
     progress: bool = True,
+    analysis: bool = False,
+    analysis_iou: float | None = None,
+    analysis_score_thresh: float | None = None,
 ) -> EvaluationReport:
     """Evaluate a config's model on its ``dataloader.test``.
 
@@ -103,6 +112,13 @@ def evaluate_config(
             ``metrics.json`` are written there (``pr_curves/`` too with ``plot``).
         plot: write precision-recall curves (needs ``output_dir``).
         progress: show a progress bar.
+        analysis: analyse the detections (a COCO evaluator's ``bbox`` evaluation, or a VOC
+            evaluator's): the per-class table joins the summary and, with ``output_dir``, the
+            files of :data:`~detkit.evaluation.ANALYSIS_FILES` are written into
+            ``output_dir/analysis``. Another evaluator is left unanalysed (a warning).
+        analysis_iou: the IoU a match needs in the analysis (default 0.5; VOC: its IoU).
+        analysis_score_thresh: the confusion matrix counts detections with ``score >=`` this
+            (default: the best-F1 threshold of all classes).
 
     Returns:
         The metrics, as an :class:`EvaluationReport`.
@@ -135,6 +151,14 @@ def evaluate_config(
         raise ValueError(f"{source} sets evaluator = None: there is nothing to evaluate with")
     metrics = evaluate(model, data_loader, evaluator, device=device, progress=progress)
     summary = (evaluator.summary() if hasattr(evaluator, "summary") else "") or format_metrics(metrics)
+    result_analysis = None
+    if analysis:
+        result_analysis = analyze_evaluator(evaluator, iou_thresh=analysis_iou, score_thresh=analysis_score_thresh)
+        if result_analysis is None:
+            logger.warning("no analysis: it needs a CocoEvaluator with a bbox evaluation or a VOCEvaluator, "
+                           "got %s", type(evaluator).__name__)
+        else:
+            summary += "\n\n" + result_analysis.format_table()
     written: list[Path] = []
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -144,4 +168,6 @@ def evaluate_config(
         # json has no NaN: classes without ground truth are written as null.
         metrics_path.write_text(json.dumps({k: None if math.isnan(v) else v for k, v in metrics.items()}, indent=1))
         written.append(metrics_path)
-    return EvaluationReport(metrics, summary, written)
+        if result_analysis is not None:
+            written += result_analysis.write(out / "analysis")
+    return EvaluationReport(metrics, summary, written, result_analysis)
