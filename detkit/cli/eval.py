@@ -147,7 +147,7 @@ def run_coco(args: argparse.Namespace) -> tuple[dict[str, float], Any]:
                                        score_thresh=args.analysis_score_thresh)
         print(analysis.format_table())
     else:
-        print(format_per_class_table(result.per_class, title=f"{args.iou_type} AP (%)"))
+        print(format_per_class_table(result.per_class, title=f"{args.iou_type} AP"))
         if not args.no_analysis:
             print("\n(no analysis for --iou-type segm: it matches boxes; run with --iou-type bbox)")
     if args.plot:
@@ -199,7 +199,9 @@ def write_metrics(metrics: dict[str, float], path: Path) -> Path:
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print, and write ``--json`` and ``--out`` when asked."""
     if args.out:
-        check_output_dir(Path(args.out))
+        from detkit.engine.run_folder import check_output_dir
+
+        check_output_dir(Path(args.out), "--out")
     metrics, analysis = run_coco(args) if args.coco else run_voc(args)
     written = []
     if args.json:
@@ -212,24 +214,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"\nwrote {len(written)} files into {args.out}: " + ", ".join(
             str(p.relative_to(args.out)) if Path(args.out) in p.parents else str(p) for p in written))
     return 0
-
-
-def check_output_dir(out: Path) -> None:
-    """Make ``--out`` and check that it can be written, before any work.
-
-    Raises:
-        CommandError: the folder cannot be made or written (one line naming it).
-    """
-    import os
-
-    from detkit.cli.common import CommandError
-
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CommandError(f"--out {out}: cannot make the folder ({error.strerror or error})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise CommandError(f"--out {out}: the folder is not writable")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

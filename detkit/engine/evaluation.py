@@ -29,6 +29,7 @@ from torch import nn
 
 from detkit.config import InstantiationError, LazyCall, instantiate
 from detkit.engine.class_check import check_classes
+from detkit.engine.run_folder import check_output_dir
 from detkit.evaluation import evaluate, format_metrics
 from detkit.evaluation.analysis_report import DetectionAnalysis, analyze_evaluator
 from detkit.evaluation.evaluator import base_dataset, build_evaluator
@@ -129,11 +130,14 @@ def evaluate_config(
         detkit.utils.checkpoint.CheckpointError: weights that do not fit (the path named).
         ConfigError: a config problem (the key is named).
         ClassMismatchError: the test dataset's classes are not the model's (the difference shown).
+        OutputDirError: ``output_dir`` cannot be written (checked before the model is built).
     """
     source = getattr(cfg, "__dict__", {}).get("_cfg_file", "the config")
     dataloader = cfg.get("dataloader") or {}
     if not isinstance(dataloader, Mapping) or "test" not in dataloader:
         raise KeyError(f"{source} has no dataloader.test (an L(build_test_loader)(...) node) to evaluate on")
+    if output_dir is not None:  # before any work: a folder that cannot be written loses nothing
+        check_output_dir(output_dir, "--out (output_dir)", create=False)
     if model is None:
         if "model" not in cfg:
             raise KeyError(f"{source} defines no `model`")

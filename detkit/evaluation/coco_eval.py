@@ -553,8 +553,12 @@ def evaluate_coco(
 
 
 def format_per_class_table(per_class: Mapping[str, float], columns: int = 3, title: str = "AP") -> str:
-    """Per-class AP as a text table, ``columns`` (name, AP %) pairs per row; NaN shown as n/a."""
-    items = [(n, "n/a" if math.isnan(a) else f"{100 * a:.3f}") for n, a in per_class.items()]
+    """Per-class AP as a text table, ``columns`` (name, AP) pairs per row; NaN shown as n/a.
+
+    AP is printed as pycocotools prints it, a fraction in [0, 1] (3 decimals); the header says so.
+    """
+    title = f"{title} [0-1]"
+    items = [(n, "n/a" if math.isnan(a) else f"{a:.3f}") for n, a in per_class.items()]
     if not items:
         return ""
     name_w = max(len("category"), *(len(n) for n, _ in items))

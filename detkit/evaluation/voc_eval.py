@@ -340,12 +340,13 @@ _METRIC_TITLES = {"voc07": "VOC07 11-point", "voc12": "VOC12 all-point"}
 def format_voc_table(result: VOCResult) -> str:
     """A text table: one row per class (gt count, detections, AP per metric), then the mean.
 
-    The header names the IoU threshold and whether the +1 pixel convention was used.
+    AP is a fraction in [0, 1] (4 decimals), as everywhere in detkit's tables. The header names the
+    IoU threshold and whether the +1 pixel convention was used.
     """
     metrics = list(result.ap)
     convention = ("+1 pixel widths (boxes as VOC's inclusive pixel indices)" if result.plus_one
                   else "continuous widths x2 - x1 (no +1)")
-    lines = [f"VOC AP @ IoU >= {result.iou_threshold:g}, {convention}"]
+    lines = [f"VOC AP (a fraction in [0, 1]) @ IoU >= {result.iou_threshold:g}, {convention}"]
     width = max([len("class"), len("mean")] + [len(n) for n in result.class_names])
     header = f"{'class':<{width}}  {'#gt':>5}  {'#det':>5}" + "".join(
         f"  {_METRIC_TITLES[m]:>15}" for m in metrics)
@@ -355,13 +356,13 @@ def format_voc_table(result: VOCResult) -> str:
         row = f"{name:<{width}}  {curve.num_gt:>5}  {len(curve.tp) + curve.num_ignored:>5}"
         for m in metrics:
             a = result.ap[m][c]
-            row += f"  {'n/a (no gt)' if math.isnan(a) else f'{100 * a:.2f} %':>15}"
+            row += f"  {'n/a (no gt)' if math.isnan(a) else f'{a:.4f}':>15}"
         lines.append(row)
     lines.append("-" * len(header))
     row = f"{'mean':<{width}}  {'':>5}  {'':>5}"
     for m in metrics:
         mean = result.mean_ap(m)
-        row += f"  {'n/a' if math.isnan(mean) else f'{100 * mean:.2f} %':>15}"
+        row += f"  {'n/a' if math.isnan(mean) else f'{mean:.4f}':>15}"
     lines.append(row)
     return "\n".join(lines)
 

@@ -94,3 +94,18 @@ def test_bad_analysis_iou_is_a_usage_error(files: tuple[Path, Path], capsys: pyt
     with pytest.raises(SystemExit):
         main(["test", str(config), str(checkpoint), "--analysis-iou", "1.5"])
     assert "--analysis-iou must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_unusable_out_fails_before_the_model_is_built(files: tuple[Path, Path], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    config, checkpoint = files
+    blocker = tmp_path / "a_file.txt"
+    blocker.write_text("not a folder")
+    built = []
+    monkeypatch.setattr(OracleDetector, "__init__", lambda self, *a, **k: built.append(1) or None)
+    assert main(["test", str(config), str(checkpoint), "--out", str(blocker / "eval"), "--device", "cpu",
+                 "--no-progress"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "a_file.txt is a file" in error[0] and "--out" in error[0]
+    assert built == []

@@ -65,7 +65,8 @@ def test_published_table(coco_gt, iou_type: str) -> None:
     # AP@[.5:.95] is the mean over categories with gt of the per-class AP.
     assert np.nanmean(values) == pytest.approx(result.stats["AP"], abs=1e-12)
     table = format_per_class_table(result.per_class)
-    assert "person" in table and "n/a" in table
+    assert "person" in table and "n/a" in table and "AP [0-1]" in table
+    assert f"{result.per_class['person']:.3f}" in table and "%" not in table
 
 
 def test_subset_of_images_and_pr_curves(coco_gt) -> None:

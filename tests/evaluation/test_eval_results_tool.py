@@ -91,7 +91,7 @@ def test_runs_as_a_script_from_elsewhere(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "24.57 %" in proc.stdout and "26.84 %" in proc.stdout
+    assert "0.2457" in proc.stdout and "0.2684" in proc.stdout
 
 
 def test_non_finite_scores_are_refused_naming_file_and_entry(tmp_path: Path,
