@@ -49,6 +49,7 @@ __all__ = [
     "read_state_dict",
     "save_checkpoint",
     "state_dict_of",
+    "temp_file_target",
 ]
 
 # Keys under which a checkpoint nests the model's state dict, in the order they are tried:
@@ -57,6 +58,9 @@ STATE_DICT_KEYS = ("model", "state_dict", "model_state_dict")
 _DDP_PREFIX = "module."  # what DistributedDataParallel adds to every key
 _KEYS_SHOWN = 8  # keys named per kind of mismatch before "... and N more"
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format starts like every zip file
+# The temporary file of an atomic write of ``name``: ``.{name}.{8 random chars}.tmp`` (mkstemp's).
+_TEMP_PREFIX, _TEMP_SUFFIX = ".", ".tmp"
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 class CheckpointError(ValueError):
@@ -99,7 +103,7 @@ def _foreign_format(path: Path, head: bytes) -> str | None:
             with zipfile.ZipFile(path) as archive:
                 names = archive.namelist()
         except (zipfile.BadZipFile, OSError):
-            return None  # a torn zip: truncated
+            return None  # a torn zip: truncated (said by _explain_load_error)
         if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
             shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
             return f"a zip archive that is not a torch checkpoint (it holds {shown or 'nothing'})"
@@ -128,7 +132,9 @@ def _explain_load_error(path: Path, error: Exception) -> str:
             return "truncated or corrupt torch file"
         return "not a torch checkpoint (a foreign pickle or not a pickle at all)"
     if head.startswith(_ZIP_MAGIC):
-        return f"truncated or corrupt torch file ({_first_line(error)})"
+        if not zipfile.is_zipfile(path):  # the zip's directory at the end of the file is missing
+            return "truncated or corrupt torch file (its zip archive is incomplete)"
+        return f"corrupt torch file ({_first_line(error)})"
     if isinstance(error, EOFError):
         return "truncated file (it ends too early)"
     return f"not a torch checkpoint ({type(error).__name__}: {_first_line(error)})"
@@ -219,6 +225,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def temp_file_target(name: str) -> str | None:
+    """The file an atomic write was writing when it left the temporary file ``name`` behind
+    (a process killed between writing and renaming), or ``None`` when ``name`` is not one.
+
+    >>> temp_file_target(".model_0000010.pth.k3x_9a0q.tmp")
+    'model_0000010.pth'
+    """
+    match = _TEMP_NAME.match(name)
+    return match.group("target") if match else None
+
+
 def _atomic_write(path: str | Path, write: Any) -> Path:
     """Call ``write(handle)`` on a temporary file next to ``path``, then move it over ``path``.
 
@@ -227,7 +244,7 @@ def _atomic_write(path: str | Path, write: Any) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
