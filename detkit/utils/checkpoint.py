@@ -115,8 +115,11 @@ def _foreign_format(path: Path, head: bytes) -> str | None:
 
 def _explain_load_error(path: Path, error: Exception) -> str:
     """Why ``torch.load(path, weights_only=True)`` failed, in a few words."""
-    with open(path, "rb") as handle:
-        head = handle.read(64)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError as os_error:  # no permission, a file that vanished...
+        return os_error.strerror or type(os_error).__name__
     text = str(error)
     if not head:
         return "the file is empty (0 bytes)"
