@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "infer": "infer",
     "eval": "eval",
     "convert": "convert",
+    "strip": "strip",
     "demo": "demo",
     "env": "env",
     "fetch": "fetch",

@@ -22,7 +22,7 @@ import argparse
 from collections.abc import Sequence
 
 from detkit.cli import parse_command_args, run_command
-from detkit.cli.common import CommandError, load_config_arg
+from detkit.cli.common import CommandError, load_config_arg, one_line
 
 HELP = "convert a torchvision checkpoint into a detkit checkpoint"
 
@@ -73,7 +73,10 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("give the source state dict and the checkpoint to write: IN.pth OUT.pth")
     state_dict = read_state_dict(args.input)  # weights_only; a bare state dict or its "model" entry
     convert = convert_torchvision_ssd if args.arch in TORCHVISION_SSD_ARCHS else convert_torchvision_rcnn
-    checkpoint = convert(state_dict, args.arch, coco_contiguous=args.coco_contiguous)
+    try:
+        checkpoint = convert(state_dict, args.arch, coco_contiguous=args.coco_contiguous)
+    except (ValueError, KeyError) as error:  # the weights of another model: name the file
+        raise CommandError(f"{args.input}: {one_line(error)}") from error
     meta = checkpoint["meta"]
     class_names = read_class_names("coco") if args.coco_contiguous else None
     config = args.config or ZOO_CONFIG_OF_ARCH[args.arch]

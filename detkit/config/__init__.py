@@ -25,7 +25,9 @@ The package, one concept per module:
   the errors;
 - :mod:`detkit.config.instantiate`: :func:`instantiate`;
 - :mod:`detkit.config.loader`: :func:`load_config`, :func:`apply_overrides`, the ``configs``
-  import binding;
+  import binding, :class:`ConfigFileError` (``file:line: reason`` of a config that does not run);
+- :mod:`detkit.config.override_types`: whether an override's value fits the value it replaces
+  (:class:`OverrideTypeError`);
 - :mod:`detkit.config.writer`: :func:`save_config`, :func:`format_config`;
 - :mod:`detkit.config.data`: the safe data form stored in checkpoints (:func:`config_to_data`,
   :func:`config_from_data`, :func:`model_config_entries`).
@@ -44,13 +46,14 @@ from detkit.config.instantiate import instantiate, resolve_inherit
 from detkit.config.lazy import (
     ConfigDict, ConfigError, ConfigKeyError, Inherit, InstantiationError, L, LazyCall,
 )
-from detkit.config.loader import apply_overrides, config_imports, load_config
+from detkit.config.loader import ConfigFileError, apply_overrides, config_imports, load_config
+from detkit.config.override_types import OverrideTypeError
 from detkit.config.writer import format_config, save_config
 
 __all__ = [
-    "CLASS_NAMES_KEY", "ConfigDict", "ConfigError", "ConfigKeyError", "DEFAULT_ALLOWED_MODULES",
-    "DEFAULT_DENIED_MODULES", "Inherit", "InstantiationError", "L", "LazyCall", "MODEL_CONFIG_KEY",
-    "UnsafeConfigError", "apply_overrides", "config_from_data", "config_imports", "config_to_data",
-    "format_config", "import_target", "instantiate", "load_config", "model_config_entries",
-    "resolve_inherit", "save_config",
+    "CLASS_NAMES_KEY", "ConfigDict", "ConfigError", "ConfigFileError", "ConfigKeyError",
+    "DEFAULT_ALLOWED_MODULES", "DEFAULT_DENIED_MODULES", "Inherit", "InstantiationError", "L",
+    "LazyCall", "MODEL_CONFIG_KEY", "OverrideTypeError", "UnsafeConfigError", "apply_overrides",
+    "config_from_data", "config_imports", "config_to_data", "format_config", "import_target",
+    "instantiate", "load_config", "model_config_entries", "resolve_inherit", "save_config",
 ]

@@ -14,17 +14,55 @@ import importlib
 import importlib.machinery
 import importlib.util
 import inspect
+import os
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from detkit.config.lazy import (
-    EXEC_MODULE, LOADING, ConfigDict, ConfigError, adopt, unknown_key,
+    EXEC_MODULE, LOADING, TARGET, ConfigDict, ConfigError, LazyCall, adopt, unknown_key,
 )
+from detkit.config.override_types import check_override_type, default_of
 
-__all__ = ["apply_overrides", "config_imports", "load_config"]
+__all__ = ["ConfigFileError", "apply_overrides", "config_imports", "load_config"]
+
+# Errors of a config file's own code that are reported at its line (a ConfigError is left as it is:
+# it already names the file and key).
+_CODE_ERRORS = (NameError, ImportError, AttributeError, TypeError)
+
+
+class ConfigFileError(ConfigError, ValueError):
+    """A config file (or a base it imports) that does not compile or fails while it runs; the
+    one-line message is ``file:line: reason``."""
+
+
+def _shown(filename: str) -> str:
+    """A file name as the user would type it: relative to the working folder when inside it."""
+    try:
+        relative = os.path.relpath(filename)
+    except ValueError:  # another drive (Windows)
+        return filename
+    return filename if relative.startswith("..") else relative
+
+
+def _syntax_message(error: SyntaxError) -> str:
+    msg = error.msg or "invalid syntax"
+    reason = msg if msg.startswith("invalid syntax") else f"invalid syntax ({msg})"
+    return f"{_shown(error.filename or '<config>')}:{error.lineno or '?'}: {reason}"
+
+
+def _code_message(error: BaseException, path: Path, root: Path | None) -> str:
+    """``file:line: Type: message`` at the innermost frame that is a config file (``path`` or a
+    file under ``root/configs``), else at ``path``."""
+    config_dir = str(root / "configs") + os.sep if root is not None else None
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if frame.filename == str(path) or (config_dir and frame.filename.startswith(config_dir))]
+    where = f"{_shown(frames[-1].filename)}:{frames[-1].lineno}" if frames else _shown(str(path))
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return f"{where}: {type(error).__name__}" + (f": {lines[0]}" if lines else "")
 
 
 def _to_config(value: Any, path: str) -> Any:
@@ -91,17 +129,32 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> ConfigD
     Returns:
         The names the file defines (modules, classes, functions and ``_private`` names left out),
         with plain dicts turned into :class:`ConfigDict`.
+
+    Raises:
+        ConfigFileError: the file, or a base it imports, has a syntax error, or its code raises
+            a ``NameError``, ``ImportError``, ``AttributeError`` or ``TypeError``; the message is
+            ``file:line: reason`` (``configs/x.py:12: invalid syntax ('(' was never closed)``).
+        ConfigError: a key the target does not take (file and line named), a bad override.
     """
     path = Path(path).resolve()
     root = next((p.parent for p in path.parents if p.name == "configs"), None)
     namespace: dict[str, Any] = {"__name__": EXEC_MODULE, "__file__": str(path)}
     if root is not None:  # lets the file use relative imports within configs/
         namespace["__package__"] = ".".join(path.parent.relative_to(root).parts)
-    code = compile(path.read_text(), str(path), "exec")
+    try:
+        code = compile(path.read_text(), str(path), "exec")
+    except SyntaxError as error:
+        raise ConfigFileError(_syntax_message(error)) from error
     LOADING.append(root / "configs" if root else path)
     try:
         with config_imports(root):
             exec(code, namespace)
+    except ConfigError:
+        raise
+    except SyntaxError as error:  # in a base the file imports
+        raise ConfigFileError(_syntax_message(error)) from error
+    except _CODE_ERRORS as error:
+        raise ConfigFileError(_code_message(error, path, root)) from error
     finally:
         LOADING.pop()
     cfg = ConfigDict()
@@ -121,15 +174,29 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def _replaced_value(node: Any, index: Any) -> tuple[Any, Any]:
+    """The value an override of ``node[index]`` replaces (the target's default for an argument the
+    node leaves unset; ``inspect.Parameter.empty`` when none) and the node's target, if any."""
+    target = node[TARGET] if isinstance(node, LazyCall) and TARGET in node else None
+    if isinstance(node, list) or index in node:
+        return node[index], target
+    return (default_of(target, index) if target is not None else inspect.Parameter.empty), target
+
+
 def apply_overrides(cfg: ConfigDict, overrides: list[str]) -> ConfigDict:
     """Apply ``"a.b.c=value"`` overrides in place; values are Python literals, else strings.
 
     Every key on the path must exist (a node also accepts any argument of its target); list
-    items are addressed by index (``train.steps.0=100``).
+    items are addressed by index (``train.steps.0=100``). The value must fit the one it replaces
+    (the config's, or the target's default for an unset argument; the rules are in
+    :mod:`detkit.config.override_types`): ``optimizer.lr=fast`` is refused here, not deep in
+    the optimiser.
 
     Raises:
         ConfigError: malformed override, or a path that does not exist (the message names the
             path, the config file and the nearest valid keys).
+        OverrideTypeError: a value of the wrong type (a ``ConfigError`` and a ``ValueError``;
+            the message names the key, the expected type and the config's value).
     """
     source = cfg.__dict__.get("_cfg_file", "<in memory>")
     for item in overrides:
@@ -155,6 +222,8 @@ def apply_overrides(cfg: ConfigDict, overrides: list[str]) -> ConfigDict:
             if not ok:
                 raise ConfigError(f"override {item!r} (config {source}): {problem}")
             if last:
+                current, target = _replaced_value(node, index)
+                check_override_type(key.strip(), value, current, target)
                 node[index] = value
             else:
                 node = node[index]

@@ -62,12 +62,18 @@ def load_init_checkpoint(model: nn.Module, path: str | Path) -> LoadReport:
     A detkit training checkpoint (weights under ``"model"``) or a plain state dict, read by
     :func:`detkit.utils.checkpoint.load_weights`. Missing, unexpected and shape-mismatched keys
     (e.g. a classifier for another number of classes) are listed by name in the returned report
-    and the log.
+    and the log. A file of which not one tensor fits (the weights of another model) is an error:
+    training from it would silently start from scratch.
 
     Raises:
-        CheckpointError: the file is missing or unreadable; the message names ``train.init_checkpoint``.
+        CheckpointError: the file is missing, unreadable, or nothing in it fits ``model``; the
+            message names ``train.init_checkpoint`` and the path.
     """
     try:
-        return load_weights(model, path)
+        report = load_weights(model, path)
     except CheckpointError as error:
         raise type(error)(f"train.init_checkpoint: {error}") from error
+    if not report.loaded_keys and model.state_dict():
+        raise CheckpointError(f"train.init_checkpoint: nothing in {path} fits the model "
+                              f"({type(model).__name__}): " + "; ".join(report.problems()))
+    return report

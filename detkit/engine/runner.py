@@ -135,12 +135,20 @@ def check_train_config(cfg: ConfigDict, output_dir: str | Path | None = None,
 
 
 def resolve_resume(resume: str | None, output_dir: Path) -> Path | None:
-    """``None``, ``"auto"`` (the newest checkpoint of ``output_dir``, or None to start fresh)
-    or a checkpoint path (which must exist)."""
+    """``None``, ``"auto"`` or a checkpoint path (which must exist).
+
+    ``"auto"`` is the newest intact checkpoint of ``output_dir``
+    (:meth:`~detkit.engine.checkpoint.Checkpointer.latest_intact`: a truncated or unreadable
+    newer one is skipped with a warning naming it), or ``None`` to start fresh when there is none.
+
+    Raises:
+        CheckpointError: ``"auto"`` in a folder whose checkpoints are all unreadable.
+        FileNotFoundError: a path to no file.
+    """
     if resume is None:
         return None
     if resume == "auto":
-        latest = Checkpointer(output_dir).latest()
+        latest = Checkpointer(output_dir, remove_stale=False).latest_intact()
         logger.info("--resume auto: %s", latest or f"no checkpoint in {output_dir}, starting fresh")
         return latest
     path = Path(resume)

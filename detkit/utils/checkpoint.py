@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 import tempfile
+import warnings
+import zipfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ __all__ = [
     "read_state_dict",
     "save_checkpoint",
     "state_dict_of",
+    "temp_file_target",
 ]
 
 # Keys under which a checkpoint nests the model's state dict, in the order they are tried:
@@ -56,6 +58,9 @@ STATE_DICT_KEYS = ("model", "state_dict", "model_state_dict")
 _DDP_PREFIX = "module."  # what DistributedDataParallel adds to every key
 _KEYS_SHOWN = 8  # keys named per kind of mismatch before "... and N more"
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format starts like every zip file
+# The temporary file of an atomic write of ``name``: ``.{name}.{8 random chars}.tmp`` (mkstemp's).
+_TEMP_PREFIX, _TEMP_SUFFIX = ".", ".tmp"
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp$")
 
 
 class CheckpointError(ValueError):
@@ -72,17 +77,55 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 
 def _first_line(error: BaseException) -> str:
+    """The first sentence of the first non-empty line of ``error``'s message."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
+    if not lines:
+        return type(error).__name__
+    line = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", lines[0])  # c10's source location
+    return line.split(". ")[0].rstrip(".")
+
+
+def _foreign_format(path: Path, head: bytes) -> str | None:
+    """What a file that is not a torch checkpoint looks like it is, from its first bytes
+    (``None`` when it could be one)."""
+    if head.startswith(b"\x93NUMPY"):
+        return "a NumPy .npy array file, not a torch checkpoint"
+    if head.startswith(b"\x89HDF"):
+        return "an HDF5 file (Keras / h5py?), not a torch checkpoint"
+    if head.startswith(b"\x08\x01\x12") or path.suffix.lower() == ".onnx":
+        return "looks like an ONNX / protobuf file, not a torch checkpoint"
+    if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")):
+        return "an image, not a torch checkpoint"
+    if head.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer (the weights were never downloaded), not a torch checkpoint"
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return None  # a torn zip: truncated (said by _explain_load_error)
+        if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            return f"a zip archive that is not a torch checkpoint (it holds {shown or 'nothing'})"
+        return None
+    if head and head[:1] != b"\x80" and all(32 <= byte < 127 or byte in b"\t\r\n" for byte in head):
+        return "a text file, not a torch checkpoint"
+    return None
 
 
 def _explain_load_error(path: Path, error: Exception) -> str:
     """Why ``torch.load(path, weights_only=True)`` failed, in a few words."""
-    with open(path, "rb") as handle:
-        head = handle.read(4)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError as os_error:  # no permission, a file that vanished...
+        return os_error.strerror or type(os_error).__name__
     text = str(error)
     if not head:
         return "the file is empty (0 bytes)"
+    foreign = _foreign_format(path, head)
+    if foreign:
+        return foreign
     if "Weights only load failed" in text:
         refused = re.search(r"GLOBAL ([\w.]+)", text)
         if refused and not refused.group(1).startswith("torch."):
@@ -91,13 +134,13 @@ def _explain_load_error(path: Path, error: Exception) -> str:
         if refused:  # a torch name cut short: the end of a legacy-format file is missing
             return "truncated or corrupt torch file"
         return "not a torch checkpoint (a foreign pickle or not a pickle at all)"
-    if head == _ZIP_MAGIC:
-        return f"truncated or corrupt torch file ({_first_line(error)})"
+    if head.startswith(_ZIP_MAGIC):
+        if not zipfile.is_zipfile(path):  # the zip's directory at the end of the file is missing
+            return "truncated or corrupt torch file (its zip archive is incomplete)"
+        return f"corrupt torch file ({_first_line(error)})"
     if isinstance(error, EOFError):
         return "truncated file (it ends too early)"
-    if isinstance(error, (pickle.UnpicklingError, RuntimeError, ValueError)) or type(error).__module__ == "struct":
-        return f"not a torch checkpoint ({type(error).__name__}: {_first_line(error)})"
-    return f"{type(error).__name__}: {_first_line(error)}"
+    return f"not a torch checkpoint ({type(error).__name__}: {_first_line(error)})"
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -120,10 +163,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointNotFoundError(f"checkpoint not found: {path}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint path is not a file: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - every unpickling problem becomes one clear line
-        raise CheckpointError(f"cannot read checkpoint {path}: {_explain_load_error(path, error)}") from error
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # noqa: BLE001 - every unpickling problem becomes one clear line
+            # torch's own warnings about a file it then refuses (pickle protocol...) are dropped:
+            # the one line below says what is wrong with it.
+            raise CheckpointError(f"cannot read checkpoint {path}: {_explain_load_error(path, error)}") from error
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"cannot read checkpoint {path}: it holds a {type(checkpoint).__name__}, "
                               "not a dict")
@@ -179,6 +228,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def temp_file_target(name: str) -> str | None:
+    """The file an atomic write was writing when it left the temporary file ``name`` behind
+    (a process killed between writing and renaming), or ``None`` when ``name`` is not one.
+
+    >>> temp_file_target(".model_0000010.pth.k3x_9a0q.tmp")
+    'model_0000010.pth'
+    """
+    match = _TEMP_NAME.match(name)
+    return match.group("target") if match else None
+
+
 def _atomic_write(path: str | Path, write: Any) -> Path:
     """Call ``write(handle)`` on a temporary file next to ``path``, then move it over ``path``.
 
@@ -187,7 +247,7 @@ def _atomic_write(path: str | Path, write: Any) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
@@ -329,6 +389,7 @@ def load_weights(
     prefix_map: Mapping[str, str] | None = None,
     strict: bool = False,
     drop_ddp_prefix: bool = False,
+    name: str | Path | None = None,
 ) -> LoadReport:
     """Load a checkpoint (or a state dict) into ``module`` and report what did not fit.
 
@@ -350,6 +411,8 @@ def load_weights(
         drop_ddp_prefix: When every checkpoint key starts with ``module.`` (saved from a
             DistributedDataParallel wrapper) and the module's keys do not, drop that prefix. Off
             by default: a raw load reports such keys as unexpected.
+        name: The file an in-memory ``source`` came from, named in messages and the report
+            (default ``<state dict>``; a file ``source`` is named by its path).
 
     Returns:
         The :class:`LoadReport`.
@@ -360,7 +423,7 @@ def load_weights(
             state dict does not fit (a few missing, unexpected and shape-mismatched keys named).
     """
     if isinstance(source, Mapping):
-        path = Path("<state dict>")
+        path = Path(name if name is not None else "<state dict>")
         state = state_dict_of(source, path)
     else:
         path = Path(source)

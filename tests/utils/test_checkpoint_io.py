@@ -194,3 +194,18 @@ def test_atomic_write_leaves_no_temp_file_when_fsync_fails(tmp_path: Path, monke
     with pytest.raises(OSError, match="no space left"):
         ckpt.atomic_write_bytes(tmp_path / "data.bin", b"12345")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_cannot_be_opened_is_one_line_naming_it(tmp_path: Path, monkeypatch) -> None:
+    path = save_checkpoint({"model": small_model().state_dict()}, tmp_path / "locked.pth")
+    real_open = open
+
+    def no_permission(file, *args, **kwargs):
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", no_permission)
+    with pytest.raises(CheckpointError) as caught:
+        read_checkpoint(path)
+    assert one_line(caught) == f"cannot read checkpoint {path}: Permission denied"
