@@ -277,6 +277,7 @@ def run_training(cfg: ConfigDict | str | Path, output_dir: str | Path | None = N
     if overwrite is None:
         overwrite = settings.overwrite
     prepare_output_dir(out, resume, overwrite)
+    resume_path = resolve_resume(resume, out)  # a bad --resume stops before the model and data are built
     joined_here = not (torch.distributed.is_available() and torch.distributed.is_initialized())
     dist_info = init_distributed(settings.device)
     try:
@@ -284,7 +285,7 @@ def run_training(cfg: ConfigDict | str | Path, output_dir: str | Path | None = N
         logger.info("torch %s, device %s, rank %d of %d", torch.__version__, dist_info.device,
                     dist_info.rank, dist_info.world_size)
         trainer = build_trainer(cfg, out, dist_info)
-        trainer.train(resume=resolve_resume(resume, out))
+        trainer.train(resume=resume_path)
         # Ranks leave together: a rank that tears its process group down while another is still
         # writing the final checkpoint can abort inside gloo at exit ("terminate called ...").
         barrier()

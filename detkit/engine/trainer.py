@@ -85,6 +85,7 @@ from detkit.engine.rng import capture_rng_state, restore_rng_state
 from detkit.engine.schedules import LRSchedule
 from detkit.engine.settings import TrainSettings
 from detkit.engine.tensorboard_log import TensorBoardLog, require_tensorboard
+from detkit.utils.checkpoint import load_weights
 from detkit.utils.distributed import (
     all_gather_object, all_reduce_mean, any_true, get_rank, get_world_size, is_distributed,
     is_main_process,
@@ -535,7 +536,9 @@ class Trainer:
         if missing:
             raise KeyError(f"{path} is not a training checkpoint: no {', '.join(missing)} "
                            "(use train.init_checkpoint to start from weights only)")
-        self.unwrapped_model.load_state_dict(checkpoint.get("model_raw", checkpoint["model"]))
+        # Strict, through load_weights: a checkpoint of another model is one line naming the file.
+        load_weights(self.unwrapped_model, checkpoint.get("model_raw", checkpoint["model"]), strict=True,
+                     name=path)
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         for change in self.lr_schedule.load_state_dict(checkpoint.get("scheduler") or {}):
             logger.warning("lr schedule differs from the checkpoint's: %s", change)

@@ -193,9 +193,6 @@ def _toy_weights(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="detkit/engine/trainer.py Trainer.resume loads the weights with "
-                   "load_state_dict (a RuntimeError traceback); it should call detkit.utils.checkpoint."
-                   "load_weights(model, state, strict=True, name=path) -- left to the owner of trainer.py")
 def test_resume_from_the_training_checkpoint_of_another_model(
         tmp_path: Path, training_checkpoint: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = cli_main(["train", str(TOY_CONFIG), *SHORT_RUN, "model.width=6", "--resume",
