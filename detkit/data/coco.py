@@ -24,6 +24,8 @@ Conventions at this edge:
 
 from __future__ import annotations
 
+import logging
+
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -36,6 +38,8 @@ from pycocotools import mask as mask_utils
 from .base import DetectionDataset, ImageRecord, Transforms
 from .parsing import parse_box, parse_number, read_json, require_keys, require_list_of_dicts
 from .validation import DatasetError, DatasetReport
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CocoDetection", "coco_segmentation_to_mask", "group_annotations_by_image"]
 
@@ -235,6 +239,11 @@ class CocoDetection(DetectionDataset):
         source = str(annotation_file)
         data = read_json(annotation_file, "COCO annotation file")
         images = require_list_of_dicts(data, "images", source)
+        if isinstance(data, dict) and "annotations" not in data and "images" in data:
+            # An image-info file (COCO's test-dev, a folder to run on): images, no ground truth.
+            logger.warning("%s has no 'annotations' list: an image-info file (like COCO test-dev), "
+                           "its %d images have no ground truth", source, len(data["images"] or []))
+            data = {**data, "annotations": []}
         annotations = require_list_of_dicts(data, "annotations", source)
         self.with_masks = with_masks
         report = DatasetReport(source)

@@ -78,7 +78,7 @@ COCO_CASES = {
     "empty file": (lambda: "", r"ann\.json: .*is empty"),
     "not an object": (lambda: "[1, 2, 3]", r"ann\.json: expected a json object with 'images', got a list"),
     "no images": (_set("images", DELETE), r"ann\.json: no 'images' list"),
-    "no annotations": (_set("annotations", DELETE), r"ann\.json: no 'annotations' list"),
+    "annotations not a list": (_set("annotations", {"a": 1}), r"ann\.json: 'annotations' must be a list"),
     "no categories": (_set("categories", DELETE), r"ann\.json: no 'categories' list"),
     "images not a list": (_set("images", {"id": 5}), r"ann\.json: 'images' must be a list, got a dict"),
     "image not an object": (_set("images.0", 5), r"ann\.json: images\[0\] must be a json object"),
@@ -129,6 +129,18 @@ def test_coco_well_formed_document_loads(tmp_path: Path) -> None:
     (tmp_path / "ann.json").write_text(json.dumps(_coco_document()))
     dataset = CocoDetection(tmp_path, tmp_path / "ann.json", with_masks=True)
     assert dataset[0][1]["boxes"].tolist() == [[1.0, 2.0, 11.0, 22.0]]
+
+
+def test_coco_image_info_file_loads_without_ground_truth(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # COCO's test-dev ships image_info_test-dev2017.json: images and categories, no annotations.
+    write_image_rgb(tmp_path / "img.png", np.zeros((40, 50, 3), np.uint8))
+    document = _coco_document()
+    del document["annotations"]
+    (tmp_path / "ann.json").write_text(json.dumps(document))
+    with caplog.at_level("WARNING"):
+        dataset = CocoDetection(tmp_path, tmp_path / "ann.json")
+    assert len(dataset) == 1 and dataset[0][1]["boxes"].shape == (0, 4)
+    assert "has no 'annotations' list: an image-info file" in caplog.text
 
 
 def test_coco_malformed_rle_is_named_when_decoded(tmp_path: Path) -> None:
