@@ -41,74 +41,21 @@ def load_curves(path: Path, kind: str, keys: Sequence[str] | None = None
     return curves
 
 
-def _nice_ticks(low: float, high: float, count: int = 8) -> list[float]:
-    if high <= low:
-        high = low + (abs(low) or 1.0)
-    step = 10 ** np.floor(np.log10((high - low) / count))
-    for multiple in (1, 2, 5, 10):
-        if (high - low) / (step * multiple) <= count:
-            step *= multiple
-            break
-    first = np.ceil(low / step) * step
-    return [float(t) for t in np.arange(first, high + step * 1e-9, step)]
+def _plot_opencv(series: Series, title: str, ylabel: str, out: Path, size: tuple[int, int] = (960, 560)) -> None:
+    """The curves on one chart with :func:`detkit.evaluation.charts.draw_line_chart`."""
+    from detkit.evaluation.charts import PALETTE, draw_line_chart, write_png
+    from detkit.evaluation.charts import Series as Line
 
-
-def _plot_opencv(series: Series, title: str, ylabel: str, out: Path,
-                 size: tuple[int, int] = (960, 560)) -> None:
-    import cv2
-
-    width, height = size
-    left, right, top, bottom = 90, 220, 50, 60
-    image = np.full((height, width, 3), 255, np.uint8)
-    xs_all = np.concatenate([np.asarray(x, float) for x, _ in series.values()])
-    ys_all = np.concatenate([np.asarray(y, float) for _, y in series.values()])
-    finite = np.isfinite(ys_all)
-    x0, x1 = float(xs_all.min()), float(xs_all.max())
-    y0, y1 = (float(ys_all[finite].min()), float(ys_all[finite].max())) if finite.any() else (0, 1)
-    if x1 <= x0:
-        x1 = x0 + 1
-    if y1 <= y0:
-        y0, y1 = y0 - 0.5, y1 + 0.5
-    pad = 0.05 * (y1 - y0)
-    y0, y1 = y0 - pad, y1 + pad
-
-    def px(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        u = left + (x - x0) / (x1 - x0) * (width - left - right)
-        v = height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
-        return np.stack([u, v], axis=-1).round().astype(np.int32)
-
-    font, gray, black = cv2.FONT_HERSHEY_SIMPLEX, (220, 220, 220), (0, 0, 0)
-    for tick in _nice_ticks(y0, y1):
-        (u, v), = px(np.array([x0]), np.array([tick]))
-        cv2.line(image, (left, v), (width - right, v), gray, 1)
-        cv2.putText(image, f"{tick:.3g}", (8, v + 5), font, 0.45, black, 1, cv2.LINE_AA)
-    for tick in _nice_ticks(x0, x1):
-        (u, v), = px(np.array([tick]), np.array([y0]))
-        cv2.line(image, (u, top), (u, height - bottom), gray, 1)
-        cv2.putText(image, f"{tick:.6g}", (u - 15, height - bottom + 20), font, 0.45, black, 1,
-                    cv2.LINE_AA)
-    cv2.rectangle(image, (left, top), (width - right, height - bottom), black, 1)
-    cv2.putText(image, title, (left, 32), font, 0.7, black, 1, cv2.LINE_AA)
-    cv2.putText(image, "iteration", (width // 2 - 60, height - 15), font, 0.5, black, 1,
-                cv2.LINE_AA)
-    cv2.putText(image, ylabel, (8, top - 12), font, 0.45, black, 1, cv2.LINE_AA)
-    palette = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
-               (75, 86, 140), (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23)]
-    for index, (name, (xs, ys)) in enumerate(series.items()):
-        color = palette[index % len(palette)]
-        x, y = np.asarray(xs, float), np.asarray(ys, float)
-        keep = np.isfinite(y)
-        points = px(x[keep], y[keep])
-        if len(points) > 1:
-            cv2.polylines(image, [points.reshape(-1, 1, 2)], False, color, 2, cv2.LINE_AA)
-        for point in points if len(points) <= 50 else points[-1:]:
-            cv2.circle(image, tuple(int(c) for c in point), 3, color, -1, cv2.LINE_AA)
-        legend_y = top + 10 + 22 * index
-        cv2.line(image, (width - right + 15, legend_y), (width - right + 40, legend_y), color, 3)
-        cv2.putText(image, name[:22], (width - right + 48, legend_y + 5), font, 0.45, black, 1,
-                    cv2.LINE_AA)
-    if not cv2.imwrite(str(out), image):
-        raise OSError(f"could not write {out}")
+    xs = np.concatenate([np.asarray(x, np.float64) for x, _ in series.values()])
+    ys = np.concatenate([np.asarray(y, np.float64) for _, y in series.values()])
+    ys = ys[np.isfinite(ys)]
+    low, high = (float(ys.min()), float(ys.max())) if len(ys) else (0.0, 1.0)
+    margin = 0.05 * (high - low) or 0.05 * (abs(high) or 1.0)
+    lines = [Line(np.asarray(x, np.float64), np.asarray(y, np.float64), PALETTE[i % len(PALETTE)], name)
+             for i, (name, (x, y)) in enumerate(series.items())]
+    image = draw_line_chart(lines, title, "iteration", ylabel, x_range=(float(xs.min()), float(xs.max())),
+                            y_range=(low - margin, high + margin), size=size)
+    write_png(out, image)
 
 
 def _plot_matplotlib(series: Series, title: str, ylabel: str, out: Path) -> None:
