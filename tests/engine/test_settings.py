@@ -62,7 +62,12 @@ def test_a_bad_override_fails_before_the_output_folder_or_the_model(tmp_path: Pa
     def not_built(*args, **kwargs):
         raise AssertionError("the model was built before the train section was checked")
 
-    cfg = load_config(TOY_CONFIG, ["train.checkpoint_period='5'"])
+    # An override of the wrong type stops in load_config (detkit.config.override_types); a config
+    # that holds one itself (written so, or changed in Python) is caught here, before any work.
+    with pytest.raises(ValueError, match=r"override train.checkpoint_period='5': expected int"):
+        load_config(TOY_CONFIG, ["train.checkpoint_period='5'"])
+    cfg = load_config(TOY_CONFIG)
+    cfg.train.checkpoint_period = "5"
     monkeypatch.setattr(ToyDetector, "__init__", not_built)
     with pytest.raises(ValueError, match=r"toy_train.py: train.checkpoint_period must be int, "
                                          r"got '5' \(str\)"):
@@ -93,5 +98,5 @@ def test_the_command_line_reports_a_wrong_type_in_one_line(tmp_path: Path, capsy
     err = capsys.readouterr().err.strip()
     assert status == 2
     assert err.startswith("detkit train: error: ") and "\n" not in err
-    assert "train.max_iter must be int or None, got 1.5 (float)" in err
+    assert "override train.max_iter=1.5: expected int (the config has 30), got float" in err
     assert not (tmp_path / "run").exists()
