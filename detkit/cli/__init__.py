@@ -39,8 +39,10 @@ COMMANDS: dict[str, str] = {
     "fetch": "fetch",
     "plot": "plot",
     # "export": "export",  # the export issue adds detkit/cli/export.py and this line
-    # "data": "data",      # dataset tools (shapes generator, format conversion) go here
+    # Dataset tools are two words, `detkit data SUBCOMMAND` (a module detkit/cli/data_<sub>.py
+    # each), e.g. "data convert": "data_convert".
 }
+GROUPS = ("data",)  # `detkit data convert ...` runs the command "data convert"
 
 DESCRIPTION = """detkit: object detection in PyTorch.
 
@@ -133,6 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _top_parser().print_help(sys.stderr)
         return 2
     name = argv.pop(0)
+    if name in GROUPS:
+        subcommands = [command.split(" ", 1)[1] for command in COMMANDS if command.startswith(name + " ")]
+        if not argv or argv[0] not in subcommands:
+            _top_parser().error(f"{name} needs a subcommand: {', '.join(subcommands) or 'none yet'}")
+        name = f"{name} {argv.pop(0)}"
     if name not in COMMANDS:
         _top_parser().error(f"unknown command {name!r} (choose from {', '.join(COMMANDS)})")
     return run_command(name, argv + (["--debug"] if debug else []))
