@@ -101,7 +101,7 @@ class Histogram:
     edges: list[float]
     counts: list[int]
 
-    def labels(self, digits: int = 2) -> list[str]:
+    def labels(self, digits: int = 3) -> list[str]:
         """A text label per bin: ``"4-8"``, ``"<4"`` for a first bin from 0, ``">=512"`` for an open last."""
         def text(value: float) -> str:
             return f"{value:.{digits}g}"
@@ -237,6 +237,11 @@ def _display_names(paths: Sequence[str]) -> list[str]:
     return [os.path.relpath(os.path.abspath(p), root) for p in paths]
 
 
+def _shorten(example: str, source: str) -> str:
+    """A load-report example with the annotation file's folders dropped (its name kept)."""
+    return example.replace(source, os.path.basename(source), 1) if source else example
+
+
 def _box_text(box: np.ndarray) -> str:
     return "[" + ", ".join(f"{float(v):.1f}" for v in box) + "]"
 
@@ -325,7 +330,8 @@ def compute_statistics(
                 "small, so delete them or train at a larger input size"),
     ]
     report_counts = load_report.counts if load_report is not None else {}
-    report_examples = load_report.examples if load_report is not None else {}
+    report_examples = {kind: [_shorten(example, load_report.dataset) for example in examples]
+                       for kind, examples in load_report.examples.items()} if load_report is not None else {}
     problems.append(Problem(
         "boxes_outside_image", "boxes reaching outside the image (clipped to it on load)",
         int(report_counts.get(_CLIPPED_KIND, 0)), list(report_examples.get(_CLIPPED_KIND, []))[:max_examples],
@@ -367,7 +373,7 @@ def _duplicate_problems(files: Sequence[str], names: Sequence[str], hash_images:
         sum(len(indices) - 1 for indices in listed_twice),
         [f"{names[indices[0]]} listed {len(indices)} times (images {', '.join(map(str, indices))})"
          for indices in listed_twice[:max_examples]],
-        "list each image once: its objects count twice in training and its duplicates are scored twice")]
+        "list each image once: its objects count twice in training and twice in the evaluation")]
     by_digest: dict[str, list[int]] = defaultdict(list)
     if hash_images:
         for indices in by_path.values():  # one file per path

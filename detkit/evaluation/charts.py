@@ -222,14 +222,16 @@ def draw_matrix(
     return img
 
 
-def nice_ticks(high: float, count: int = 5) -> np.ndarray:
+def nice_ticks(high: float, count: int = 5, integer: bool = False) -> np.ndarray:
     """Tick values ``0, step, 2 * step, ...`` up to at least ``high``, ``step`` 1, 2 or 5 times a
-    power of ten, about ``count`` of them (``[0, 1]`` for ``high <= 0``)."""
+    power of ten, about ``count`` of them (``[0, 1]`` for ``high <= 0``); ``integer``: a step of
+    at least 1 (counts have no half ticks)."""
     if not np.isfinite(high) or high <= 0:
         return np.array([0.0, 1.0])
     raw = high / max(count, 1)
     power = 10.0 ** np.floor(np.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = max(step, 1.0) if integer else step
     return np.arange(0, np.ceil(high / step - 1e-9) + 1) * step
 
 
@@ -256,6 +258,7 @@ def draw_bar_chart(
     colors: Sequence[tuple[int, int, int]] | None = None,
     size: tuple[int, int] = (640, 480),
     show_values: bool = True,
+    label_zeros: bool = True,
     max_name_chars: int = 24,
 ) -> np.ndarray:
     """Bars of counts per category (a histogram: one category per bin), with axes, ticks and values.
@@ -275,6 +278,8 @@ def draw_bar_chart(
         colors: ``S`` BGR colours (default :data:`PALETTE` in order).
         size: ``(width, height)`` in pixels, the smallest the chart is.
         show_values: write each value above its bar.
+        label_zeros: write zeros too (``False`` for sparse histograms; a class with no objects
+            reads better with its 0).
         max_name_chars: names longer than this are cut.
 
     Returns:
@@ -294,7 +299,7 @@ def draw_bar_chart(
         raise ValueError("draw_bar_chart: values must be finite counts >= 0")
     num_series, num_bars = data.shape
     colors = list(colors or [PALETTE[i % len(PALETTE)] for i in range(num_series)])
-    ticks = nice_ticks(float(data.max()) if data.size else 0.0)
+    ticks = nice_ticks(float(data.max()) if data.size else 0.0, integer=bool((data == np.round(data)).all()))
     top_value = float(ticks[-1])
     tick_texts = [f"{t:.0f}" if float(t).is_integer() else f"{t:g}" for t in ticks]
     left = 16 + max(cv2.getTextSize(t, _FONT, 0.45, 1)[0][0] for t in tick_texts)
@@ -331,7 +336,7 @@ def draw_bar_chart(
             bx0 = x0 + k * pitch + gap + s * bar_w
             if v > 0:
                 cv2.rectangle(img, (bx0, to_y(v)), (bx0 + bar_w - 1, y1), colors[s], cv2.FILLED)
-            if show_values:
+            if show_values and (v > 0 or label_zeros):
                 text = f"{v:.0f}" if v.is_integer() else f"{v:.2g}"
                 (tw, th), _ = cv2.getTextSize(text, _FONT, value_scale, 1)
                 if tw <= bar_w + gap:
@@ -352,14 +357,14 @@ def draw_bar_chart(
     cv2.putText(img, y_label, (4, top - 10), _FONT, 0.5, _BLACK, 1, cv2.LINE_AA)
     cv2.putText(img, title, (4, 22), _FONT, 0.6, _BLACK, 1, cv2.LINE_AA)
     if series_labels:
-        # Legend at the top right, above the plot, one entry after another.
+        # Legend right-aligned on the line under the title (the y label's line), entry after entry.
         cursor = width - right
         for label, color in reversed(list(zip(series_labels, colors))):
             tw = cv2.getTextSize(label, _FONT, 0.45, 1)[0][0]
-            cursor -= tw + 24
-            cv2.rectangle(img, (cursor, 12), (cursor + 12, 24), color, cv2.FILLED)
-            cv2.putText(img, label, (cursor + 16, 23), _FONT, 0.45, _BLACK, 1, cv2.LINE_AA)
-            cursor -= 12
+            cursor -= tw + 18
+            cv2.rectangle(img, (cursor, top - 22), (cursor + 12, top - 10), color, cv2.FILLED)
+            cv2.putText(img, label, (cursor + 16, top - 11), _FONT, 0.45, _BLACK, 1, cv2.LINE_AA)
+            cursor -= 14
     return img
 
 

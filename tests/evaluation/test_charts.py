@@ -87,3 +87,4 @@ def test_nice_ticks_are_round_and_cover_the_maximum() -> None:
     assert nice_ticks(4800).tolist() == [0, 1000, 2000, 3000, 4000, 5000]
     assert nice_ticks(0).tolist() == [0, 1]
     assert nice_ticks(7)[-1] >= 7
+    assert nice_ticks(2).tolist() == [0, 0.5, 1, 1.5, 2] and nice_ticks(2, integer=True).tolist() == [0, 1, 2]
