@@ -65,11 +65,11 @@ def test_bar_heights_are_proportional_to_the_values() -> None:
 def test_grouped_bars_have_one_colour_per_series_and_a_legend() -> None:
     img = draw_bar_chart([[3, 6], [1, 2]], ["x", "y"], "t", "class", "count",
                          series_labels=["objects", "images"], show_values=False)
-    blue, orange = _bar_heights(img[40:], PALETTE[0]), _bar_heights(img[40:], PALETTE[1])
+    blue, orange = _bar_heights(img[50:], PALETTE[0]), _bar_heights(img[50:], PALETTE[1])
     assert len(blue) == 2 and len(orange) == 2
     assert abs(blue[1] / blue[0] - 2.0) < 0.05 and abs(blue[0] / orange[0] - 3.0) < 0.1
-    # the legend swatches (above the plot) carry both colours
-    assert _pixels(img[:30], PALETTE[0]).sum() > 50 and _pixels(img[:30], PALETTE[1]).sum() > 50
+    # the legend swatches (under the title, above the plot) carry both colours
+    assert _pixels(img[25:48], PALETTE[0]).sum() > 50 and _pixels(img[25:48], PALETTE[1]).sum() > 50
 
 
 def test_many_categories_widen_the_chart_and_bad_values_are_refused() -> None:
