@@ -365,11 +365,12 @@ def run(args: argparse.Namespace) -> int:
     from detkit.engine.run_folder import check_output_dir
     from detkit.utils.image_io import ImageReadError
 
-    out = check_output_dir(args.out, "--out")
+    out = check_output_dir(args.out, "--out", create=False)  # checked now, made once the data has loaded
     dataset = open_dataset(args.format, args.source, args.split, args.names, args.images, with_masks=True)
     if len(dataset) == 0:
         raise CommandError(f"{args.source}: the dataset has no images")
     chosen = choose_images(len(dataset), args.num_images, args.seed)
+    out.mkdir(parents=True, exist_ok=True)
     pictures, captions, used = [], [], set()  # pictures: thumbnails drawn at their own size
     for index in chosen:
         image_rgb, target = dataset.load_raw(index)

@@ -111,10 +111,11 @@ def run(args: argparse.Namespace) -> int:
     from detkit.engine.run_folder import check_output_dir
     from detkit.evaluation.charts import write_png
 
-    out = check_output_dir(args.out, "--out")
+    out = check_output_dir(args.out, "--out", create=False)  # checked now, made once the data has loaded
     dataset = open_dataset(args.format, args.source, args.split, args.names, args.images)
     stats = dataset_statistics(dataset, tiny_box_size=args.tiny_box, hash_images=not args.no_hash)
     print(format_report(stats, str(dataset.source)))
+    out.mkdir(parents=True, exist_ok=True)
     record = {"source": str(dataset.source), "format": args.format, "split": args.split,
               "tiny_box_px": args.tiny_box, **stats.to_dict()}
     (out / STATS_JSON).write_text(json.dumps(record, indent=2) + "\n")
