@@ -1,8 +1,9 @@
-"""Charts drawn with OpenCV (matplotlib is not a dependency): line charts and annotated matrices.
+"""Charts drawn with OpenCV (matplotlib is not a dependency): line, bar charts and annotated matrices.
 
 :func:`draw_line_chart` renders any number of :class:`Series` on one chart (axes, grid, tick
-labels, a legend); :func:`draw_matrix` a matrix of counts as a heat map with the value in every
-cell. Both return a BGR ``uint8`` image; :func:`write_png` writes one and refuses to fail silently.
+labels, a legend); :func:`draw_bar_chart` counts per category (or per histogram bin) as bars,
+side by side when there are several series; :func:`draw_matrix` a matrix of counts as a heat map
+with the value in every cell. All return a BGR ``uint8`` image; :func:`write_png` writes one and refuses to fail silently.
 The precision-recall charts (:mod:`detkit.evaluation.pr_curves`) and the score-threshold charts of
 the analysis (:mod:`detkit.evaluation.score_curves`) are line charts of this module.
 """
@@ -16,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["PALETTE", "Series", "draw_line_chart", "draw_matrix", "lighter", "write_png"]
+__all__ = ["PALETTE", "Series", "draw_bar_chart", "draw_line_chart", "draw_matrix", "lighter", "nice_ticks",
+           "write_png"]
 
 # Tableau-10 colours (the matplotlib default cycle), as BGR for OpenCV.
 PALETTE: tuple[tuple[int, int, int], ...] = tuple(
@@ -217,6 +219,152 @@ def draw_matrix(
     h_label = min(rotated.shape[0], img.shape[0] - y_label)
     img[y_label:y_label + h_label, 2:2 + rotated.shape[1]] = rotated[:h_label]
     cv2.putText(img, title, (8, 26), _FONT, 0.5, _BLACK, 1, cv2.LINE_AA)
+    return img
+
+
+def nice_ticks(high: float, count: int = 5, integer: bool = False) -> np.ndarray:
+    """Tick values ``0, step, 2 * step, ...`` up to at least ``high``, ``step`` 1, 2 or 5 times a
+    power of ten, about ``count`` of them (``[0, 1]`` for ``high <= 0``); ``integer``: a step of
+    at least 1 (counts have no half ticks)."""
+    if not np.isfinite(high) or high <= 0:
+        return np.array([0.0, 1.0])
+    raw = high / max(count, 1)
+    power = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = max(step, 1.0) if integer else step
+    return np.arange(0, np.ceil(high / step - 1e-9) + 1) * step
+
+
+def _upward_text(names: Sequence[str], pitch: int, scale: float) -> np.ndarray:
+    """Names written upwards (read bottom to top), one per ``pitch`` pixels from the left, ending
+    at the top edge: a ``[max text width + 6, len(names) * pitch, 3]`` white image."""
+    text_w = max([cv2.getTextSize(n, _FONT, scale, 1)[0][0] for n in names] + [1])
+    strip = np.full((pitch * len(names), text_w + 6, 3), 255, np.uint8)
+    for i, name in enumerate(names):
+        tw, th = cv2.getTextSize(name, _FONT, scale, 1)[0]
+        # right-aligned before rotating: the names end just under the axis
+        cv2.putText(strip, name, (text_w + 2 - tw, i * pitch + (pitch + th) // 2), _FONT, scale, _BLACK, 1,
+                    cv2.LINE_AA)
+    return cv2.rotate(strip, cv2.ROTATE_90_COUNTERCLOCKWISE)
+
+
+def draw_bar_chart(
+    values: np.ndarray | Sequence[float] | Sequence[Sequence[float]],
+    categories: Sequence[str],
+    title: str,
+    x_label: str,
+    y_label: str,
+    series_labels: Sequence[str] | None = None,
+    colors: Sequence[tuple[int, int, int]] | None = None,
+    size: tuple[int, int] = (640, 480),
+    show_values: bool = True,
+    label_zeros: bool = True,
+    max_name_chars: int = 24,
+) -> np.ndarray:
+    """Bars of counts per category (a histogram: one category per bin), with axes, ticks and values.
+
+    The y axis starts at 0 and ends at a round number; each bar carries its value above it when
+    the value fits the bar's width. Category names are written under their bars, upwards when
+    they do not fit side by side; the chart grows wider than ``size`` when there are too many
+    categories for bars at least 6 pixels wide.
+
+    Args:
+        values: ``[K]`` one value per category, or ``[S, K]`` S series drawn side by side.
+        categories: ``K`` names (cut to ``max_name_chars``).
+        title: chart title.
+        x_label: what the categories are (under the axis), with units.
+        y_label: what the bars count (above the axis), with units.
+        series_labels: ``S`` legend entries (no legend when ``None``).
+        colors: ``S`` BGR colours (default :data:`PALETTE` in order).
+        size: ``(width, height)`` in pixels, the smallest the chart is.
+        show_values: write each value above its bar.
+        label_zeros: write zeros too (``False`` for sparse histograms; a class with no objects
+            reads better with its 0).
+        max_name_chars: names longer than this are cut.
+
+    Returns:
+        ``[H, W, 3]`` uint8 BGR image.
+
+    Raises:
+        ValueError: ``values`` is not ``[K]`` or ``[S, K]`` for the ``K`` categories, or a value
+            is negative or not finite.
+    """
+    data = np.asarray(values, np.float64)
+    data = data[None] if data.ndim == 1 else data
+    names = [str(n)[:max_name_chars] for n in categories]
+    if data.ndim != 2 or data.shape[1] != len(names):
+        raise ValueError(f"draw_bar_chart: values of shape {np.shape(values)} for {len(names)} categories "
+                         "(expected [K] or [S, K])")
+    if not np.isfinite(data).all() or (data < 0).any():
+        raise ValueError("draw_bar_chart: values must be finite counts >= 0")
+    num_series, num_bars = data.shape
+    colors = list(colors or [PALETTE[i % len(PALETTE)] for i in range(num_series)])
+    ticks = nice_ticks(float(data.max()) if data.size else 0.0, integer=bool((data == np.round(data)).all()))
+    top_value = float(ticks[-1])
+    tick_texts = [f"{t:.0f}" if float(t).is_integer() else f"{t:g}" for t in ticks]
+    left = 16 + max(cv2.getTextSize(t, _FONT, 0.45, 1)[0][0] for t in tick_texts)
+    left = max(left, 40)
+    right, top = 20, 52
+    width, height = size
+    pitch = max(6 * num_series + 4, int((width - left - right) / max(num_bars, 1)))
+    name_scale = 0.45
+    name_w = max([cv2.getTextSize(n, _FONT, name_scale, 1)[0][0] for n in names] + [1])
+    upward = name_w + 4 > pitch
+    if upward:  # one line of upward text per bar: at least its height plus a gap
+        pitch = max(pitch, cv2.getTextSize("Ag", _FONT, name_scale, 1)[0][1] + 8)
+    width = max(width, left + right + pitch * num_bars)
+    name_h = (name_w + 10) if upward else 22
+    bottom = name_h + 34
+    height = max(height, top + bottom + 240)  # long upward names never squash the plot
+    x0, x1, y0, y1 = left, left + pitch * num_bars, top, height - bottom
+    img = np.full((height, width, 3), 255, np.uint8)
+
+    def to_y(v: float) -> int:
+        return int(round(y1 - (v / top_value) * (y1 - y0)))
+
+    for t, text in zip(ticks, tick_texts):
+        gy = to_y(float(t))
+        cv2.line(img, (x0, gy), (x1, gy), (225, 225, 225), 1)
+        tw = cv2.getTextSize(text, _FONT, 0.45, 1)[0][0]
+        cv2.putText(img, text, (x0 - tw - 6, gy + 5), _FONT, 0.45, _BLACK, 1, cv2.LINE_AA)
+    gap = max(1, pitch // 6)  # space between the groups of bars
+    bar_w = max(1, (pitch - 2 * gap) // num_series)
+    value_scale = 0.4
+    for k in range(num_bars):
+        for s in range(num_series):
+            v = float(data[s, k])
+            bx0 = x0 + k * pitch + gap + s * bar_w
+            if v > 0:
+                cv2.rectangle(img, (bx0, to_y(v)), (bx0 + bar_w - 1, y1), colors[s], cv2.FILLED)
+            if show_values and (v > 0 or label_zeros):
+                text = f"{v:.0f}" if v.is_integer() else f"{v:.2g}"
+                (tw, th), _ = cv2.getTextSize(text, _FONT, value_scale, 1)
+                if tw <= bar_w + gap:
+                    cv2.putText(img, text, (bx0 + (bar_w - tw) // 2, to_y(v) - 4), _FONT, value_scale, _BLACK,
+                                1, cv2.LINE_AA)
+    cv2.line(img, (x0, y0), (x0, y1), _BLACK, 1)
+    cv2.line(img, (x0, y1), (x1, y1), _BLACK, 1)
+    if upward:
+        strip = _upward_text(names, pitch, name_scale)
+        img[y1 + 4:y1 + 4 + strip.shape[0], x0:x0 + strip.shape[1]] = strip
+    else:
+        for k, name in enumerate(names):
+            tw = cv2.getTextSize(name, _FONT, name_scale, 1)[0][0]
+            cv2.putText(img, name, (x0 + k * pitch + (pitch - tw) // 2, y1 + 18), _FONT, name_scale, _BLACK, 1,
+                        cv2.LINE_AA)
+    xw = cv2.getTextSize(x_label, _FONT, 0.5, 1)[0][0]
+    cv2.putText(img, x_label, (max(4, (x0 + x1) // 2 - xw // 2), height - 12), _FONT, 0.5, _BLACK, 1, cv2.LINE_AA)
+    cv2.putText(img, y_label, (4, top - 10), _FONT, 0.5, _BLACK, 1, cv2.LINE_AA)
+    cv2.putText(img, title, (4, 22), _FONT, 0.6, _BLACK, 1, cv2.LINE_AA)
+    if series_labels:
+        # Legend right-aligned on the line under the title (the y label's line), entry after entry.
+        cursor = width - right
+        for label, color in reversed(list(zip(series_labels, colors))):
+            tw = cv2.getTextSize(label, _FONT, 0.45, 1)[0][0]
+            cursor -= tw + 18
+            cv2.rectangle(img, (cursor, top - 22), (cursor + 12, top - 10), color, cv2.FILLED)
+            cv2.putText(img, label, (cursor + 16, top - 11), _FONT, 0.45, _BLACK, 1, cv2.LINE_AA)
+            cursor -= 14
     return img
 
 
