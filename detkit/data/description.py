@@ -54,7 +54,7 @@ import numpy as np
 from .base import DetectionDataset, Transforms
 from .coco import CocoDetection
 from .parsing import read_json, read_text_lines, read_xml
-from .validation import DatasetError, check_class_names
+from .validation import DatasetError
 from .voc import VOCDetection
 from .yolo_txt import IMAGE_SUFFIXES, YOLODetection
 
@@ -358,6 +358,16 @@ def _coco_names(path: Path) -> list[str]:
     return [str(c["name"]) for c in sorted(categories, key=lambda c: c["id"])]
 
 
+def _names_diff(split_names: Sequence[str], train_names: Sequence[str]) -> str:
+    """How a split's class list differs from train's, in one phrase."""
+    only_split = [name for name in split_names if name not in train_names]
+    only_train = [name for name in train_names if name not in split_names]
+    if not only_split and not only_train:
+        return f"the same names in another order ({list(split_names)} vs train's {list(train_names)})"
+    return "; ".join(part for part in (only_split and f"only it has {only_split}",
+                                       only_train and f"only train has {only_train}") if part)
+
+
 def class_names_of(description: DatasetDescription) -> list[str]:
     """The class names of the dataset, in label order, the same for every split (see the module
     docstring).
@@ -379,11 +389,9 @@ def class_names_of(description: DatasetDescription) -> list[str]:
         per_split = {split: _coco_names(location.annotations) for split, location in description.splits.items()}
         names = per_split["train"]
         for split, others in per_split.items():
-            try:
-                check_class_names(others, names)
-            except DatasetError as error:
+            if others != names:
                 raise DatasetError(f"{description.source}: the {split} split's categories differ from train's "
-                                   f"({description.splits[split].annotations}): {error}") from None
+                                   f"({description.splits[split].annotations}): {_names_diff(others, names)}")
     description._names_cache.append(tuple(names))
     return names
 
@@ -504,7 +512,9 @@ def build_datasets(
         if not len(dataset):
             folder = description.splits["train" if carved else name].images
             raise DatasetError(f"{description.source}: {name}: no images in {folder}")
-        check_class_names(dataset.class_names, names)
+        if dataset.class_names != names:
+            raise DatasetError(f"{description.source}: {name}: its classes differ from the dataset's: "
+                               f"{_names_diff(dataset.class_names, names)}")
         built[name] = dataset
     return built
 
