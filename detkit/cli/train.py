@@ -75,12 +75,12 @@ def load_train_config(config: str, overrides: Sequence[str], data: str | None = 
     from detkit.config import apply_overrides
     from detkit.engine.own_data import use_own_data
 
+    if weights is not None and not Path(weights).is_file():
+        raise CommandError(f"--weights {weights}: no such checkpoint file")
     cfg = load_config_arg(config, [])
     if data is not None:
         use_own_data(cfg, data)
     if weights is not None:
-        if not Path(weights).is_file():
-            raise CommandError(f"--weights {weights}: no such checkpoint file")
         cfg["train"]["init_checkpoint"] = str(weights)
     return apply_overrides(cfg, list(overrides)) if overrides else cfg
 
