@@ -430,8 +430,11 @@ def _read_split(description: DatasetDescription, split: str, names: list[str], *
         if location.annotations is None and "images" not in location.images.parts:
             raise DatasetError(f"{description.source}: {split}: cannot find the labels of {location.images} (no "
                                "'images' folder in its path to replace by 'labels'); give annotations: LABEL_FOLDER")
-        return YOLODetection(location.images, names, label_dir=location.annotations, transforms=transforms,
-                             skip_empty=skip_empty)
+        labels = location.annotations or _labels_beside(location.images)
+        if not labels.is_dir():  # YOLO reads an image without a label file as background: say it here
+            raise DatasetError(f"{description.source}: {split}: no label folder {labels} for the images in "
+                               f"{location.images}")
+        return YOLODetection(location.images, names, label_dir=labels, transforms=transforms, skip_empty=skip_empty)
     suffix = description.image_suffix or _common_suffix(location.images)
     assert location.annotations is not None
     devkit = (location.annotations.name == "Annotations" and location.images.name == "JPEGImages"
@@ -443,6 +446,13 @@ def _read_split(description: DatasetDescription, split: str, names: list[str], *
 
     return VOCFolderDetection(location.annotations, location.images, names, image_set_file=location.image_set,
                               transforms=transforms, skip_empty=skip_empty)
+
+
+def _labels_beside(image_dir: Path) -> Path:
+    """ultralytics' rule: the last ``images`` component of the path replaced by ``labels``."""
+    parts = list(image_dir.parts)
+    index = len(parts) - 1 - parts[::-1].index("images")
+    return Path(*parts[:index], "labels", *parts[index + 1:])
 
 
 def _subset(dataset: DetectionDataset, indices: np.ndarray) -> DetectionDataset:

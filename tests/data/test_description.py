@@ -146,6 +146,7 @@ ERRORS = {
     "bad fraction": ("format: yolo\ntrain: images\nnames: [a]\nval_fraction: 1.5\n", r"data\.yaml: val_fraction"),
     "bad yaml": ("format: coco\ntrain: [unclosed\n", r"data\.yaml: not valid yaml at line \d+"),
     "not a mapping": ("- a\n- b\n", r"data\.yaml: a dataset description is a mapping"),
+    "no labels": ("format: yolo\ntrain: images\nnames: [a]\n", r"data\.yaml: train: no label folder .*labels for the"),
     "nc disagrees": ("train: images\nnames: [a, b]\nnc: 3\n", r"data\.yaml: nc: 3 but names has 2 names"),
 }
 
