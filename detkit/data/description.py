@@ -59,8 +59,14 @@ from .voc import VOCDetection
 from .yolo_txt import IMAGE_SUFFIXES, YOLODetection
 
 __all__ = [
-    "DATA_FORMATS", "DatasetDescription", "SPLITS", "SplitLocation", "build_datasets", "class_names_of",
-    "described_dataset", "read_description",
+    "DATA_FORMATS",
+    "SPLITS",
+    "DatasetDescription",
+    "SplitLocation",
+    "build_datasets",
+    "class_names_of",
+    "described_dataset",
+    "read_description",
 ]
 
 DATA_FORMATS = ("coco", "voc", "yolo")
@@ -337,7 +343,7 @@ def read_description(data: str | Path | Mapping[str, Any] | DatasetDescription) 
 def _voc_names(description: DatasetDescription) -> list[str]:
     """Every object ``<name>`` of every split's xml files, sorted."""
     names: set[str] = set()
-    for split, location in description.splits.items():
+    for location in description.splits.values():
         for xml_path in _voc_xml_files(location):
             for obj in read_xml(xml_path, "VOC annotation file").iter("object"):
                 text = obj.findtext("name")
@@ -473,7 +479,7 @@ def carve_validation(dataset: DetectionDataset, val_fraction: float, seed: int, 
     if count < 2:
         raise DatasetError(f"{source}: train has {count} image(s): too few to carve a validation split "
                            f"(val_fraction {val_fraction}); give a val split")
-    num_val = min(max(int(round(val_fraction * count)), 1), count - 1)
+    num_val = min(max(round(val_fraction * count), 1), count - 1)
     order = np.random.default_rng(seed).permutation(count)
     return _subset(dataset, np.sort(order[num_val:])), _subset(dataset, np.sort(order[:num_val]))
 

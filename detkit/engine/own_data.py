@@ -31,7 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from detkit.config import ConfigDict, L, LazyCall
-from detkit.data.description import DatasetDescription, class_names_of, described_dataset, read_description
+from detkit.data.description import (
+    DatasetDescription,
+    class_names_of,
+    described_dataset,
+    read_description,
+)
 
 logger = logging.getLogger(__name__)
 
