@@ -1,6 +1,7 @@
 """Train a detector from a config (a file or a model-zoo name).
 
     detkit train CONFIG [key.path=value ...] [--resume PATH|auto] [--output-dir DIR] [--overwrite]
+                 [--data DATASET] [--weights CHECKPOINT]
     torchrun --nproc_per_node 8 -m detkit.cli train CONFIG ...     # several GPUs (or CPU/gloo)
     torchrun --nnodes 2 --node_rank R --master_addr HOST --master_port PORT \\
         --nproc_per_node 8 -m detkit.cli train CONFIG ...          # several machines
@@ -11,12 +12,24 @@ written to ``OUTPUT_DIR/config.py``, the log to ``OUTPUT_DIR/log.txt``, the metr
 the newest checkpoint in the output folder (or starts fresh when there is none). A fresh run into
 a folder that holds another run's checkpoints or metrics stops before any work, unless
 ``--overwrite`` (``train.overwrite=True``) is given, which deletes them first.
+
+Your own data: ``--data DATASET`` (a description .yaml / .json, an ultralytics data.yaml, or a
+folder in a COCO, VOC or YOLO layout; :mod:`detkit.data.description`) replaces the config's
+training and validation datasets, keeping its pipelines and wrappers, and sets ``model.num_classes``
+and ``model.class_names`` from the data (:func:`detkit.engine.own_data.use_own_data`); the run goes
+to ``<train.output_dir>-<dataset name>`` unless ``--output-dir`` says otherwise. ``--weights
+CHECKPOINT`` starts from a detkit checkpoint (``train.init_checkpoint``): every tensor whose name
+and shape match is loaded, and ``init_report.json`` in the run folder (and the log) lists what was
+loaded, the layers resized for the new class count, what was left new and what was unused.
+Overrides apply after ``--data``, so they reach the new dataset nodes.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from detkit.cli import parse_command_args, run_command
 from detkit.cli.common import split_overrides
@@ -34,6 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", default=None,
                         help="start over in an output dir that holds another run (deletes its "
                              "checkpoints and metrics; train.overwrite=True)")
+    parser.add_argument("--data", default=None, metavar="DATASET",
+                        help="train on your own data: a description .yaml/.json, an ultralytics data.yaml, or a "
+                             "COCO / VOC / YOLO folder (classes and num_classes come from it)")
+    parser.add_argument("--weights", default=None, metavar="CHECKPOINT",
+                        help="start from this detkit checkpoint (train.init_checkpoint): tensors that match by "
+                             "name and shape are loaded, the rest reported in init_report.json")
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -41,13 +60,37 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     split_overrides(parser, args, ["config"])
 
 
+def load_train_config(config: str, overrides: Sequence[str], data: str | None = None,
+                      weights: str | None = None) -> Any:
+    """The config to train: loaded, retargeted at ``data`` (:func:`detkit.engine.own_data.use_own_data`),
+    started from ``weights`` (``train.init_checkpoint``), then the overrides applied.
+
+    Raises:
+        CommandError: ``weights`` is not a file.
+    """
+    from detkit.cli.common import CommandError, load_config_arg
+
+    if data is None and weights is None:
+        return load_config_arg(config, overrides)
+    from detkit.config import apply_overrides
+    from detkit.engine.own_data import use_own_data
+
+    if weights is not None and not Path(weights).is_file():
+        raise CommandError(f"--weights {weights}: no such checkpoint file")
+    cfg = load_config_arg(config, [])
+    if data is not None:
+        use_own_data(cfg, data)
+    if weights is not None:
+        cfg["train"]["init_checkpoint"] = str(weights)
+    return apply_overrides(cfg, list(overrides)) if overrides else cfg
+
+
 def run(args: argparse.Namespace) -> int:
-    """Load the config with its overrides and train."""
-    from detkit.cli.common import load_config_arg
+    """Load the config with its overrides (and --data, --weights) and train."""
     from detkit.engine.runner import run_training
 
-    run_training(load_config_arg(args.config, args.overrides), output_dir=args.output_dir, resume=args.resume,
-                 overwrite=args.overwrite)
+    cfg = load_train_config(args.config, args.overrides, args.data, args.weights)
+    run_training(cfg, output_dir=args.output_dir, resume=args.resume, overwrite=args.overwrite)
     return 0
 
 

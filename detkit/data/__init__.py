@@ -2,6 +2,8 @@
 
 * readers: :class:`CocoDetection`, :class:`VOCDetection`, :class:`YOLODetection`, all built on
   :class:`DetectionDataset` (shared load-time checks, :mod:`detkit.data.validation`);
+* your own data: :class:`DatasetDescription` (:func:`read_description` of a yaml / json file, an
+  ultralytics data.yaml or a bare folder in a common layout) and :func:`build_datasets`;
 * synthetic data: :func:`generate_shapes_dataset` (COCO + VOC on disk, exact masks);
 * augmentation: :mod:`detkit.data.transforms` (albumentations pipelines per model family) and
   :mod:`detkit.data.mosaic` (mosaic / mixup dataset wrappers);
@@ -18,6 +20,10 @@ from .builtin import coco_dataset, voc_dataset
 from .coco import CocoDetection, coco_segmentation_to_mask
 from .collate import collate_detection, collate_padded
 from .concat import ConcatDetection
+from .description import (
+    DatasetDescription, SplitLocation, build_datasets, class_names_of, described_dataset, read_description,
+)
+from .layouts import VOCFolderDetection, describe_folder
 from .mosaic import MixupDataset, MosaicDataset
 from .samplers import DistributedShardSampler, GroupedBatchSampler, aspect_ratio_group_ids
 from .shapes import SHAPE_CLASSES, ShapesDatasetPaths, generate_shapes_dataset, shapes_coco_dataset
@@ -47,6 +53,7 @@ __all__ = [
     "coco_dataset",
     "voc_dataset",
     "CocoDetection",
+    "DatasetDescription",
     "DatasetError",
     "DetectionDataset",
     "DetectionTransform",
@@ -61,25 +68,32 @@ __all__ = [
     "RandomHSV",
     "ResizeShortestEdge",
     "SHAPE_CLASSES",
+    "SplitLocation",
     "SSDPhotometricDistort",
     "ShapesDatasetPaths",
     "VOCDetection",
+    "VOCFolderDetection",
     "VOC_CLASSES",
     "WIDER_FACE_FLAGS",
     "WiderFaceDetection",
     "YOLODetection",
     "ZoomOut",
     "aspect_ratio_group_ids",
+    "build_datasets",
+    "class_names_of",
     "check_class_names",
     "coco_segmentation_to_mask",
     "collate_detection",
     "collate_padded",
+    "describe_folder",
+    "described_dataset",
     "generate_shapes_dataset",
     "image_to_tensor",
     "parse_wider_face_gt",
     "wider_face_dataset",
     "rcnn_test_transforms",
     "rcnn_train_transforms",
+    "read_description",
     "read_image_rgb",
     "shapes_coco_dataset",
     "ssd_test_transforms",

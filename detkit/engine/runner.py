@@ -24,7 +24,7 @@ from detkit.engine.checkpoint import Checkpointer
 from detkit.engine.class_check import check_classes
 from detkit.engine.console_log import TqdmLoggingHandler
 from detkit.engine.evaluation import config_evaluator
-from detkit.engine.model_setup import freeze_by_prefix, load_init_checkpoint
+from detkit.engine.model_setup import freeze_by_prefix, load_init_checkpoint, write_init_report
 from detkit.engine.run_folder import prepare_output_dir
 from detkit.engine.rng import seed_everything
 from detkit.engine.schedules import LRSchedule
@@ -215,8 +215,9 @@ def build_trainer(cfg: ConfigDict, output_dir: str | Path | None = None,
     seed_everything(settings.seed + dist_info.rank)
     model: nn.Module = instantiate(cfg["model"], "model")
     freeze_by_prefix(model, settings.freeze)
-    if settings.init_checkpoint:
-        load_init_checkpoint(model, settings.init_checkpoint)
+    if settings.init_checkpoint:  # fine-tuning: the report goes to the log and out/init_report.json
+        write_init_report(load_init_checkpoint(model, settings.init_checkpoint),
+                          out if is_main_process() else None)
     if settings.sync_bn:
         model = convert_sync_batchnorm(model, dist_info.device)
     model.to(dist_info.device)
