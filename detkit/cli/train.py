@@ -18,8 +18,10 @@ folder in a COCO, VOC or YOLO layout; :mod:`detkit.data.description`) replaces t
 training and validation datasets, keeping its pipelines and wrappers, and sets ``model.num_classes``
 and ``model.class_names`` from the data (:func:`detkit.engine.own_data.use_own_data`); the run goes
 to ``<train.output_dir>-<dataset name>`` unless ``--output-dir`` says otherwise. ``--weights
-CHECKPOINT`` starts from a detkit checkpoint (``train.init_checkpoint``): every tensor whose name
-and shape match is loaded, and ``init_report.json`` in the run folder (and the log) lists what was
+CHECKPOINT`` starts from a detkit checkpoint (``train.init_checkpoint``), or from the weights of a
+pretrained zoo config (``--weights yolov3_tiny_coco_pretrained``: the official COCO YOLOv3-tiny,
+written once as a checkpoint under ``$DETKIT_CACHE/zoo_weights``): every tensor whose name and
+shape match is loaded, and ``init_report.json`` in the run folder (and the log) lists what was
 loaded, the layers resized for the new class count, what was left new and what was unused.
 Overrides apply after ``--data``, so they reach the new dataset nodes.
 """
@@ -51,8 +53,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train on your own data: a description .yaml/.json, an ultralytics data.yaml, or a "
                              "COCO / VOC / YOLO folder (classes and num_classes come from it)")
     parser.add_argument("--weights", default=None, metavar="CHECKPOINT",
-                        help="start from this detkit checkpoint (train.init_checkpoint): tensors that match by "
-                             "name and shape are loaded, the rest reported in init_report.json")
+                        help="start from this detkit checkpoint or pretrained zoo config (train.init_checkpoint): "
+                             "tensors that match by name and shape are loaded, the rest reported in init_report.json")
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -66,7 +68,7 @@ def load_train_config(config: str, overrides: Sequence[str], data: str | None = 
     started from ``weights`` (``train.init_checkpoint``), then the overrides applied.
 
     Raises:
-        CommandError: ``weights`` is not a file.
+        CommandError: ``weights`` is neither a file nor a pretrained zoo config.
     """
     from detkit.cli.common import CommandError, load_config_arg
 
@@ -76,13 +78,27 @@ def load_train_config(config: str, overrides: Sequence[str], data: str | None = 
     from detkit.engine.own_data import use_own_data
 
     if weights is not None and not Path(weights).is_file():
-        raise CommandError(f"--weights {weights}: no such checkpoint file")
+        weights = _zoo_weights(weights)
     cfg = load_config_arg(config, [])
     if data is not None:
         use_own_data(cfg, data)
     if weights is not None:
         cfg["train"]["init_checkpoint"] = str(weights)
     return apply_overrides(cfg, list(overrides)) if overrides else cfg
+
+
+def _zoo_weights(name: str) -> str:
+    """The cached checkpoint of a pretrained zoo model, for ``--weights NAME``."""
+    from detkit.cli.common import CommandError
+    from detkit.model_zoo import list_configs, pretrained_weights_file
+
+    if name not in list_configs():
+        raise CommandError(f"--weights {name}: no such checkpoint file (nor a pretrained zoo config: "
+                           "e.g. yolov3_tiny_coco_pretrained)")
+    try:
+        return str(pretrained_weights_file(name))
+    except ValueError as error:
+        raise CommandError(f"--weights {name}: {error}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,9 @@ Configs ship inside the package (``detkit/model_zoo/configs``) or come from the 
 ``configs/``; everything works from any working directory.
 """
 
-from detkit.model_zoo.api import CheckpointError, build_model, load, load_config_like, read_checkpoint
+from detkit.model_zoo.api import (
+    CheckpointError, build_model, load, load_config_like, pretrained_weights_file, read_checkpoint,
+)
 from detkit.model_zoo.registry import (
     UnknownConfigError, config_module, configs_dir, get_config, get_config_file, list_configs,
     resolve_config_file,
@@ -22,5 +24,6 @@ from detkit.model_zoo.registry import (
 
 __all__ = [
     "CheckpointError", "UnknownConfigError", "build_model", "config_module", "configs_dir", "get_config",
-    "get_config_file", "list_configs", "load", "load_config_like", "read_checkpoint", "resolve_config_file",
+    "get_config_file", "list_configs", "load", "load_config_like", "pretrained_weights_file", "read_checkpoint",
+    "resolve_config_file",
 ]

@@ -27,9 +27,10 @@ from detkit.config import (
     ConfigError, LazyCall, apply_overrides, config_from_data, instantiate, load_config,
 )
 from detkit.model_zoo.registry import get_config_file, resolve_config_file
-from detkit.utils.checkpoint import CheckpointError, load_weights, read_checkpoint
+from detkit.utils.checkpoint import CheckpointError, load_weights, read_checkpoint, save_checkpoint
+from detkit.utils.pypi_files import default_cache_dir
 
-__all__ = ["CheckpointError", "build_model", "load", "load_config_like", "read_checkpoint"]
+__all__ = ["CheckpointError", "build_model", "load", "load_config_like", "pretrained_weights_file", "read_checkpoint"]
 
 
 def _looks_like_path(value: str | Path) -> bool:
@@ -137,3 +138,27 @@ def load(path_or_name: str | Path, device: str | torch.device = "cpu", *,
                              "builds it untrained, detkit.load(<checkpoint>) loads a trained one")
         model = instantiate(cfg["model"], "model")
     return model.to(device).eval()
+
+
+def pretrained_weights_file(name: str, cache_dir: str | Path | None = None) -> Path:
+    """The weights of a pretrained zoo model as a detkit checkpoint file, written once and cached.
+
+    ``train.init_checkpoint`` (``detkit train --weights NAME``) takes a file; this makes one from a
+    zoo config that loads its own weights (``pretrained = True``, e.g. the official COCO
+    YOLOv3-tiny as ``"yolov3_tiny_coco_pretrained"``): ``{"model": state dict, "class_names"}``.
+
+    Args:
+        name: the zoo config name.
+        cache_dir: cache root (default ``$DETKIT_CACHE`` or ``~/.cache/detkit``); the file is
+            ``<cache_dir>/zoo_weights/<name>.pth``.
+
+    Raises:
+        UnknownConfigError: no zoo config of that name.
+        ValueError: the config has no pretrained weights.
+    """
+    path = Path(cache_dir or default_cache_dir()) / "zoo_weights" / f"{name}.pth"
+    if not path.is_file():
+        model = load(name)
+        save_checkpoint({"model": model.state_dict(), "class_names": list(getattr(model, "class_names", None) or []),
+                         "meta": {"pretrained_zoo_config": name}}, path)
+    return path
