@@ -2,6 +2,8 @@
 
 * readers: :class:`CocoDetection`, :class:`VOCDetection`, :class:`YOLODetection`, all built on
   :class:`DetectionDataset` (shared load-time checks, :mod:`detkit.data.validation`);
+* format converters: :mod:`detkit.data.formats` (COCO json <-> VOC xml <-> YOLO txt,
+  :func:`convert_dataset`; ``detkit data convert``);
 * synthetic data: :func:`generate_shapes_dataset` (COCO + VOC on disk, exact masks);
 * augmentation: :mod:`detkit.data.transforms` (albumentations pipelines per model family) and
   :mod:`detkit.data.mosaic` (mosaic / mixup dataset wrappers);
@@ -18,6 +20,14 @@ from .builtin import coco_dataset, voc_dataset
 from .coco import CocoDetection, coco_segmentation_to_mask
 from .collate import collate_detection, collate_padded
 from .concat import ConcatDetection
+from .formats import (  # format converters (detkit data convert)
+    ConversionReport,
+    DetectionAnnotations,
+    ImageAnnotations,
+    convert_dataset,
+    read_annotations,
+    write_annotations,
+)
 from .mosaic import MixupDataset, MosaicDataset
 from .samplers import DistributedShardSampler, GroupedBatchSampler, aspect_ratio_group_ids
 from .shapes import SHAPE_CLASSES, ShapesDatasetPaths, generate_shapes_dataset, shapes_coco_dataset
@@ -42,6 +52,14 @@ from .yolo_txt import YOLODetection
 from .wider_face import WIDER_FACE_FLAGS, WiderFaceDetection, parse_wider_face_gt, wider_face_dataset
 
 __all__ = [
+    # format converters (detkit data convert)
+    "ConversionReport",
+    "DetectionAnnotations",
+    "ImageAnnotations",
+    "convert_dataset",
+    "read_annotations",
+    "write_annotations",
+    # datasets, transforms, batching
     "ConcatDetection",
     "VOCInstanceSegmentation",
     "coco_dataset",
