@@ -14,14 +14,14 @@ from .annotations import FORMATS, ConversionError, ConversionReport, DetectionAn
 from .coco_writer import write_coco
 from .convert import convert_dataset, write_annotations
 from .files import read_class_names
-from .readers import YOLO_SNAP_PX, read_annotations, read_coco, read_voc, read_yolo
+from .readers import YOLO_SNAP_EPS, read_annotations, read_coco, read_voc, read_yolo
 from .voc_writer import write_voc
 from .yolo_writer import YOLO_DIGITS, write_yolo
 
 __all__ = [
     "FORMATS",
     "YOLO_DIGITS",
-    "YOLO_SNAP_PX",
+    "YOLO_SNAP_EPS",
     "ConversionError",
     "ConversionReport",
     "DetectionAnnotations",

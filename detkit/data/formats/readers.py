@@ -27,9 +27,10 @@ categories sorted by id; VOC's ``src/classes.txt`` (which detkit's VOC writer le
 sorted names found in the xml files.
 
 YOLO coordinates are normalised: the pixel boxes come back from float32 arithmetic
-(``(cx - w / 2) * W``), a few 1e-5 px off whole pixels; coordinates within
-:data:`YOLO_SNAP_PX` of a whole pixel are taken as that pixel, so that a box written from whole
-pixels reads back as whole pixels.
+(``(cx - w / 2) * W``), up to about one float32 epsilon times the image side off (1.5e-5 px on a
+128-pixel side, 5e-4 px on 4000); coordinates within :data:`YOLO_SNAP_EPS` such epsilons
+(``2 * 1.19e-7 * max(W, H)`` px) of a whole pixel are taken as that pixel, so that a box written
+from whole pixels reads back as whole pixels. Nothing farther from a whole pixel is moved.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ from ..yolo_txt import IMAGE_SUFFIXES, YOLODetection
 from .annotations import FORMATS, DetectionAnnotations, ImageAnnotations
 from .files import CLASSES_FILE, read_class_names
 
-__all__ = ["YOLO_SNAP_PX", "read_annotations", "read_coco", "read_voc", "read_yolo", "source_split"]
+__all__ = ["YOLO_SNAP_EPS", "read_annotations", "read_coco", "read_voc", "read_yolo", "source_split"]
 
-YOLO_SNAP_PX = 1e-3  # YOLO boxes this close to a whole pixel are taken as that pixel
+YOLO_SNAP_EPS = 2.0  # YOLO coordinates this many float32 epsilons x the image side from a whole pixel snap to it
 
 
 def _from_dataset(dataset: DetectionDataset, file_names: Sequence[str], source_format: str,
@@ -211,7 +212,8 @@ def read_yolo(root: str | Path, split: str | None = None,
     dataset = YOLODetection(image_dir, names)
     for record in dataset.records:  # float32 noise of the normalised coordinates (module docstring)
         whole = np.rint(record.boxes)
-        record.boxes = np.where(np.abs(record.boxes - whole) <= YOLO_SNAP_PX, whole, record.boxes).astype(np.float32)
+        tolerance = YOLO_SNAP_EPS * float(np.finfo(np.float32).eps) * max(record.size)
+        record.boxes = np.where(np.abs(record.boxes - whole) <= tolerance, whole, record.boxes).astype(np.float32)
     file_names = [Path(record.path).relative_to(image_dir).as_posix() for record in dataset.records]
     return _from_dataset(dataset, file_names, "yolo")
 
