@@ -95,8 +95,9 @@ def write_voc(annotations: DetectionAnnotations, out_dir: str | Path, split: str
     require_free([set_file], overwrite, f"split {split!r}")
     stems = check_unique_stems(annotations.images, f"{out_dir}/JPEGImages")
     report = ConversionReport.start(annotations, "voc", out_dir, split)
-    (out_dir / "Annotations").mkdir(parents=True, exist_ok=True)
-    report.files.append(write_class_names(out_dir, annotations.class_names, overwrite))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report.files.append(write_class_names(out_dir, annotations.class_names, overwrite))  # checked first
+    (out_dir / "Annotations").mkdir(exist_ok=True)
     suffixes = [PurePosixPath(image.file_name).suffix for image in annotations.images]
     for image, stem, suffix in zip(annotations.images, stems, suffixes):
         place_image(image.image_path, out_dir / "JPEGImages" / f"{stem}{suffix}", images)

@@ -81,9 +81,10 @@ def write_yolo(annotations: DetectionAnnotations, out_dir: str | Path, split: st
     require_free([label_dir], overwrite, f"split {split!r}")
     stems = check_unique_stems(annotations.images, str(image_dir))
     report = ConversionReport.start(annotations, "yolo", out_dir, split)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report.files.append(write_class_names(out_dir, annotations.class_names, overwrite))  # checked first
     label_dir.mkdir(parents=True, exist_ok=True)
     image_dir.mkdir(parents=True, exist_ok=True)
-    report.files.append(write_class_names(out_dir, annotations.class_names, overwrite))
     for image, stem in zip(annotations.images, stems):
         place_image(image.image_path, image_dir / f"{stem}{PurePosixPath(image.file_name).suffix}", images)
         crowd, difficult = image.crowd_flags(), image.difficult_flags()
