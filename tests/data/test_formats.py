@@ -182,3 +182,12 @@ def test_splits_share_a_destination_and_data_yaml_lists_them(shapes: ShapesDatas
     assert len(read_yolo(tmp_path / "yolo", "val").images) == 4
     yaml = pytest.importorskip("yaml")
     assert yaml.safe_load(data_yaml)["names"] == dict(enumerate(shapes.class_names))
+
+
+def test_coco_class_names_in_another_order_keep_that_order_through_coco(tmp_path: Path) -> None:
+    json_path = write_sub_pixel_coco(tmp_path / "src")
+    convert_dataset("coco", json_path, "coco", tmp_path / "out", class_names=["zebra", "apple"])
+    written = read_coco(tmp_path / "out")  # no class_names: the categories sorted by id
+    assert written.class_names == ["zebra", "apple"]
+    assert written.category_ids == [1, 2]  # renumbered: the source's 7, 3 would sort back to apple, zebra
+    assert [image.labels.tolist() for image in written.images] == [[0, 1], [0, 1]]

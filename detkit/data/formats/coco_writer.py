@@ -11,7 +11,8 @@ the top-left corner: ``x = x1``, ``width = x2 - x1`` (no +1), the inverse of
 that gives back the same float32 box through that reader (``[10.3, 5, 5.1, 2]`` stays so).
 
 Records: ``images`` keep a COCO source's ids (else 1, 2, ...), ``categories`` its category ids
-(else ``label + 1``), ``annotations`` are numbered 1, 2, ... with ``area`` (a COCO source's own
+when they increase in label order (else ``label + 1``: COCO readers number the categories by
+sorted id, so ids out of label order would reorder the classes), ``annotations`` are numbered 1, 2, ... with ``area`` (a COCO source's own
 ``area``, else the box's), ``iscrowd`` and, where the source has one, its ``segmentation``
 (polygons or RLE, unchanged). COCO has no ``difficult`` flag: difficult boxes are written as
 ordinary annotations, and counted in the report.
@@ -79,7 +80,10 @@ def write_coco(annotations: DetectionAnnotations, out_dir: str | Path, split: st
     json_path = out_dir / "annotations" / f"instances_{split}.json"
     require_free([json_path], overwrite, f"split {split!r}")
     report = ConversionReport.start(annotations, "coco", out_dir, split)
-    category_ids = annotations.category_ids or [label + 1 for label in range(len(annotations.class_names))]
+    category_ids = annotations.category_ids
+    if not category_ids or any(a >= b for a, b in zip(category_ids, category_ids[1:])):
+        # COCO readers number the categories by sorted id: ids out of label order would reorder the classes.
+        category_ids = [label + 1 for label in range(len(annotations.class_names))]
     categories = [{"id": int(category_id), "name": name, "supercategory": ""}
                   for category_id, name in zip(category_ids, annotations.class_names)]
     records, objects = [], []
