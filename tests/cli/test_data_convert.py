@@ -63,7 +63,8 @@ def test_voc_split_with_names_file_and_linked_images(shapes: ShapesDatasetPaths,
     coco = CocoDetection(shapes.image_dir, shapes.coco_json("val"))
     for index in range(len(coco)):
         relabel = {0: 2, 1: 1, 2: 0}  # circle, square, triangle -> the file's order
-        assert dataset.get_target(index)["labels"].tolist() == [relabel[int(v)] for v in coco.get_target(index)["labels"]]
+        expected = [relabel[int(label)] for label in coco.get_target(index)["labels"]]
+        assert dataset.get_target(index)["labels"].tolist() == expected
 
 
 def test_the_tools_wrapper_runs_the_same_command(shapes: ShapesDatasetPaths, tmp_path: Path,

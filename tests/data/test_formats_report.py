@@ -14,10 +14,9 @@ from detkit.data.formats import (
     DetectionAnnotations,
     ImageAnnotations,
     convert_dataset,
-    read_coco,
     read_voc,
-    write_coco,
     write_annotations,
+    write_coco,
     write_voc,
     write_yolo,
 )

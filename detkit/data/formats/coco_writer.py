@@ -12,14 +12,15 @@ that gives back the same float32 box through that reader (``[10.3, 5, 5.1, 2]`` 
 
 Records: ``images`` keep a COCO source's ids (else 1, 2, ...), ``categories`` its category ids
 when they increase in label order (else ``label + 1``: COCO readers number the categories by
-sorted id, so ids out of label order would reorder the classes), ``annotations`` are numbered 1, 2, ... with ``area`` (a COCO source's own
-``area``, else the box's), ``iscrowd`` and, where the source has one, its ``segmentation``
-(polygons or RLE, unchanged). COCO has no ``difficult`` flag: difficult boxes are written as
+sorted id, so ids out of label order would reorder the classes), ``annotations`` are numbered
+1, 2, ... with ``area`` (a COCO source's own ``area``, else the box's), ``iscrowd`` and, where
+the source has one, its ``segmentation`` (polygons or RLE, unchanged). COCO has no ``difficult`` flag: difficult boxes are written as
 ordinary annotations, and counted in the report.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path, PurePosixPath
 
@@ -81,7 +82,7 @@ def write_coco(annotations: DetectionAnnotations, out_dir: str | Path, split: st
     require_free([json_path], overwrite, f"split {split!r}")
     report = ConversionReport.start(annotations, "coco", out_dir, split)
     category_ids = annotations.category_ids
-    if not category_ids or any(a >= b for a, b in zip(category_ids, category_ids[1:])):
+    if not category_ids or any(a >= b for a, b in itertools.pairwise(category_ids)):
         # COCO readers number the categories by sorted id: ids out of label order would reorder the classes.
         category_ids = [label + 1 for label in range(len(annotations.class_names))]
     categories = [{"id": int(category_id), "name": name, "supercategory": ""}
