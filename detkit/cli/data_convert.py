@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from detkit.data.formats import convert_dataset, read_class_names
     from detkit.engine.run_folder import check_output_dir
 
-    check_output_dir(args.dst, "DST")
+    check_output_dir(args.dst, "DST", create=False)  # before reading; the writer makes it
     class_names = read_class_names(args.names) if args.names is not None else None
     report = convert_dataset(args.source_format, args.src, args.target_format, args.dst, split=args.split,
                              class_names=class_names, image_dir=args.image_dir, images=args.images,

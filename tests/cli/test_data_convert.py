@@ -86,6 +86,7 @@ def test_bad_input_is_one_line(shapes: ShapesDatasetPaths, tmp_path: Path,
     assert "is a file, not a folder; choose another DST" in error_line(capsys)
     assert convert("--from", "coco", "--to", "voc", str(tmp_path / "nothing"), str(tmp_path / "out")) == 2
     assert "instances_train.json" in error_line(capsys)
+    assert not (tmp_path / "out").exists()  # DST is checked, not left behind by a failed conversion
     cut = tmp_path / "cut.json"
     cut.write_text(json.dumps({"images": [], "annotations": []})[:-3])
     assert convert("--from", "coco", "--to", "yolo", str(cut), str(tmp_path / "out")) == 2

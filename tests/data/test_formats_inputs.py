@@ -56,8 +56,16 @@ def test_yolo_without_class_names_asks_for_them(shapes: ShapesDatasetPaths, tmp_
         read_yolo(tmp_path, "val")
     assert "--names" in one_line(error) and str(tmp_path) in str(error.value)
     assert read_yolo(tmp_path, "val", ["circle", "square", "triangle"]).num_boxes > 0
+    (tmp_path / "images" / "val").rename(tmp_path / "images" / "other")
+    with pytest.raises(FileNotFoundError) as error:
+        read_yolo(tmp_path, "other", ["circle", "square", "triangle"])
+    assert f"YOLO label folder not found: {tmp_path / 'labels' / 'other'}" in one_line(error)
+    (tmp_path / "labels" / "val").rename(tmp_path / "labels" / "other")
+    with pytest.raises(FileNotFoundError) as error:  # no train split, and images/ holds only splits
+        read_yolo(tmp_path, None, ["circle", "square", "triangle"])
+    assert "holds no images but the splits ['other']; choose one (--split)" in one_line(error)
     with pytest.raises(DatasetError) as error:  # too few names: YOLODetection names the line
-        read_yolo(tmp_path, "val", ["circle"])
+        read_yolo(tmp_path, "other", ["circle"])
     assert ".txt: line" in one_line(error)
 
 

@@ -175,6 +175,9 @@ def _yolo_image_dir(root: Path, split: str | None) -> Path:
     candidates = [root / "images" / name for name in names] + ([] if split else [root / "images"])
     for folder in candidates:
         if folder.is_dir():
+            splits = sorted(path.name for path in folder.iterdir() if path.is_dir())
+            if not split and splits and not any(path.suffix.lower() in IMAGE_SUFFIXES for path in folder.iterdir()):
+                raise FileNotFoundError(f"{folder} holds no images but the splits {splits}; choose one (--split)")
             return folder
     raise FileNotFoundError(f"YOLO folder {root} has none of {', '.join(str(c) for c in candidates)} "
                             "(images/<split>/ beside labels/<split>/)")
@@ -202,12 +205,16 @@ def read_yolo(root: str | Path, split: str | None = None,
         class_names: names of the class indices; ``None``: found as the module docstring says.
 
     Raises:
-        FileNotFoundError: no image folder.
+        FileNotFoundError: no image folder, or no label folder beside it (every image would read
+            as having no object), or, with no split given, ``images/`` holding only split folders.
         DatasetError: no class names found, or what :class:`~detkit.data.YOLODetection` refuses.
         ImageReadError: an image header is unreadable.
     """
     root = Path(root)
     image_dir = _yolo_image_dir(root, split)
+    label_dir = root / "labels" / image_dir.relative_to(root / "images")  # YOLODetection's rule
+    if not label_dir.is_dir():  # YOLODetection would read every image as having no object
+        raise FileNotFoundError(f"YOLO label folder not found: {label_dir} (for the images in {image_dir})")
     names = list(class_names) if class_names is not None else _yolo_class_names(root)
     dataset = YOLODetection(image_dir, names)
     for record in dataset.records:  # float32 noise of the normalised coordinates (module docstring)
