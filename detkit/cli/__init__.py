@@ -43,6 +43,7 @@ COMMANDS: dict[str, str] = {
     "data stats": "data_stats",
     # Dataset tools are two words, `detkit data SUBCOMMAND` (a module detkit/cli/data_<sub>.py
     # each), e.g. "data convert": "data_convert".
+    "data convert": "data_convert",
 }
 GROUPS = ("data",)  # `detkit data convert ...` runs the command "data convert"
 

@@ -4,6 +4,8 @@
   :class:`DetectionDataset` (shared load-time checks, :mod:`detkit.data.validation`);
 * your own data: :class:`DatasetDescription` (:func:`read_description` of a yaml / json file, an
   ultralytics data.yaml or a bare folder in a common layout) and :func:`build_datasets`;
+* format converters: :mod:`detkit.data.formats` (COCO json <-> VOC xml <-> YOLO txt,
+  :func:`convert_dataset`; ``detkit data convert``);
 * synthetic data: :func:`generate_shapes_dataset` (COCO + VOC on disk, exact masks);
 * augmentation: :mod:`detkit.data.transforms` (albumentations pipelines per model family) and
   :mod:`detkit.data.mosaic` (mosaic / mixup dataset wrappers);
@@ -24,6 +26,14 @@ from .description import (
     DatasetDescription, SplitLocation, build_datasets, class_names_of, described_dataset, read_description,
 )
 from .layouts import VOCFolderDetection, describe_folder
+from .formats import (  # format converters (detkit data convert)
+    ConversionReport,
+    DetectionAnnotations,
+    ImageAnnotations,
+    convert_dataset,
+    read_annotations,
+    write_annotations,
+)
 from .mosaic import MixupDataset, MosaicDataset
 from .samplers import DistributedShardSampler, GroupedBatchSampler, aspect_ratio_group_ids
 from .shapes import SHAPE_CLASSES, ShapesDatasetPaths, generate_shapes_dataset, shapes_coco_dataset
@@ -48,6 +58,14 @@ from .yolo_txt import YOLODetection
 from .wider_face import WIDER_FACE_FLAGS, WiderFaceDetection, parse_wider_face_gt, wider_face_dataset
 
 __all__ = [
+    # format converters (detkit data convert)
+    "ConversionReport",
+    "DetectionAnnotations",
+    "ImageAnnotations",
+    "convert_dataset",
+    "read_annotations",
+    "write_annotations",
+    # datasets, transforms, batching
     "ConcatDetection",
     "VOCInstanceSegmentation",
     "coco_dataset",
