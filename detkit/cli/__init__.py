@@ -39,11 +39,10 @@ COMMANDS: dict[str, str] = {
     "fetch": "fetch",
     "plot": "plot",
     # "export": "export",  # the export issue adds detkit/cli/export.py and this line
+    # Dataset tools are two words, `detkit data SUBCOMMAND` (a module detkit/cli/data_<sub>.py each).
+    "data convert": "data_convert",
     "data browse": "data_browse",
     "data stats": "data_stats",
-    # Dataset tools are two words, `detkit data SUBCOMMAND` (a module detkit/cli/data_<sub>.py
-    # each), e.g. "data convert": "data_convert".
-    "data convert": "data_convert",
 }
 GROUPS = ("data",)  # `detkit data convert ...` runs the command "data convert"
 

@@ -1,7 +1,7 @@
 """Draw the ground truth of a dataset's images, to look at the labels before training on them.
 
+    detkit data browse DATASET [--split NAME] --out DIR [-n 16] [--seed 0]
     detkit data browse --format coco|voc|yolo SRC [--split NAME] [--names classes.txt] --out DIR
-                       [-n 16] [--seed 0]
 
 Writes one picture per chosen image into DIR (``<image name>.jpg``: boxes with class names, masks
 where the annotations have segmentations, keypoints where present; crowd and difficult objects
@@ -9,7 +9,11 @@ labelled ``(crowd)`` / ``(difficult)``) and ``contact_sheet.jpg``, all the pictu
 with their file names. Small images are drawn enlarged (nearest neighbour, so annotation edges
 stay exact) so that the labels can be read.
 
-SRC, by format (as the readers take it):
+Without ``--format``, SRC is a dataset as ``detkit train --data`` takes it: a description file
+(.yaml / .json, an ultralytics data.yaml) or a folder in a COCO, VOC or YOLO layout
+(:func:`detkit.data.read_description`); ``--split`` picks the split (default ``train``).
+
+With ``--format``, SRC is named directly, as the readers take it:
 
 * ``coco``: the annotation json (images in ``--images DIR``, else found beside it: ``ROOT/SPLIT``,
   ``ROOT/images/SPLIT``, ``ROOT/images``, ``ROOT/JPEGImages`` for ``ROOT/annotations/x.json``), or
@@ -48,9 +52,12 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that name a dataset (shared by ``detkit data browse`` and ``detkit data stats``)."""
-    parser.add_argument("source", metavar="SRC", help="the dataset: a COCO json or folder, a VOC folder, "
-                        "a YOLO image or dataset folder (see the description)")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="annotation format")
+    parser.add_argument("source", metavar="SRC", help="the dataset: a description file or a folder as for "
+                        "detkit train --data; with --format a COCO json or folder, a VOC folder, a YOLO "
+                        "image or dataset folder (see the description)")
+    parser.add_argument("--format", default=None, choices=FORMATS,
+                        help="annotation format of SRC given directly (default: SRC is a dataset description "
+                             "or a folder in a common layout)")
     parser.add_argument("--split", default=None, help="split name (train, val, ...)")
     parser.add_argument("--names", default=None, metavar="FILE",
                         help="class names, one a line (YOLO: required unless a classes.txt is found; "
@@ -171,12 +178,13 @@ def _yolo(source: Path, split: str | None, names: list[str] | None) -> Any:
     return YOLODetection(image_dir, names, label_dir=label_dir)
 
 
-def open_dataset(format: str, source: str | Path, split: str | None = None, names: str | Path | None = None,
+def open_dataset(format: str | None, source: str | Path, split: str | None = None, names: str | Path | None = None,
                  images: str | Path | None = None, *, with_masks: bool = False) -> Any:
     """The dataset that ``--format FORMAT SRC [--split] [--names] [--images]`` name.
 
     Args:
-        format: ``"coco"``, ``"voc"`` or ``"yolo"``.
+        format: ``"coco"``, ``"voc"`` or ``"yolo"``, or None: ``source`` is a dataset description
+            or a folder in a common layout (:func:`detkit.data.read_description`).
         source: SRC, as the module docstring describes per format.
         split: the split name, or ``None``.
         names: a class names file, or ``None``.
@@ -190,11 +198,22 @@ def open_dataset(format: str, source: str | Path, split: str | None = None, name
         CommandError: SRC or a folder it implies does not exist, or YOLO class names are missing.
         DatasetError, FileNotFoundError, ImageReadError: from the readers, naming the file.
     """
-    if format not in FORMATS:
-        raise CommandError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     path = Path(source)
     if not path.exists():
         raise CommandError(f"SRC {path} does not exist")
+    if format is None:  # a dataset description or a folder, as `detkit train --data` takes it
+        from detkit.data import build_datasets, read_description
+
+        if names is not None or images is not None:
+            raise CommandError("--names and --images go with --format; a description names its classes "
+                               "and images itself")
+        split = split or "train"
+        description = read_description(path)
+        # Masks where the format holds them (COCO); the others are drawn with boxes only.
+        masks = with_masks and description.format == "coco"
+        return build_datasets(description, split, with_masks=masks)[split]
+    if format not in FORMATS:
+        raise CommandError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
     class_names = read_class_names(names) if names is not None else None
     if format == "coco":
         return _coco(path, split, class_names, None if images is None else str(images), with_masks)

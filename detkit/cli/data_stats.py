@@ -1,5 +1,6 @@
 """Count what a dataset holds, plot it, and flag what looks wrong, before training on it.
 
+    detkit data stats DATASET [--split NAME] --out DIR [--tiny-box 4] [--no-hash]
     detkit data stats --format coco|voc|yolo SRC [--split NAME] [--names classes.txt] --out DIR
                       [--tiny-box 4] [--no-hash]
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from detkit.cli import main
+from detkit.cli.common import CommandError
 from detkit.cli.data_browse import (choose_images, contact_sheet, draw_ground_truth, ground_truth_result,
                                     open_dataset)
 from detkit.data.shapes import ShapesDatasetPaths, generate_shapes_dataset
@@ -120,3 +121,18 @@ def test_mistakes_are_one_line_errors(shapes: ShapesDatasetPaths, tmp_path: Path
     assert "is a file" in error(["--format", "coco", str(shapes.coco_json("train")), "--out", str(blocker)])
     with pytest.raises(SystemExit):
         main(["data", "browse", "--format", "coco", str(shapes.coco_json("train")), "--out", out, "-n", "0"])
+
+
+def test_a_dataset_as_train_takes_it_needs_no_format(shapes: ShapesDatasetPaths, tmp_path: Path) -> None:
+    # The same DATASET as `detkit train --data`: here the shapes folder, read through its layout.
+    described = open_dataset(None, shapes.root, "val")
+    named = open_dataset("coco", shapes.root, "val")
+    assert described.class_names == named.class_names and len(described) == len(named) == 2
+    for index in range(2):
+        np.testing.assert_allclose(described.get_target(index)["boxes"].numpy(),
+                                   named.get_target(index)["boxes"].numpy(), atol=1e-4)
+    out = tmp_path / "browse"
+    assert main(["data", "browse", str(shapes.root), "--split", "val", "--out", str(out), "-n", "2"]) == 0
+    assert (out / "contact_sheet.jpg").is_file()
+    with pytest.raises(CommandError, match="--names and --images go with --format"):
+        open_dataset(None, shapes.root, "val", names=tmp_path / "x.txt")
