@@ -207,8 +207,11 @@ def open_dataset(format: str | None, source: str | Path, split: str | None = Non
         if names is not None or images is not None:
             raise CommandError("--names and --images go with --format; a description names its classes "
                                "and images itself")
+        import dataclasses
+
         split = split or "train"
-        description = read_description(path)
+        # The whole split as the files hold it: no validation carved out of train for looking.
+        description = dataclasses.replace(read_description(path), val_fraction=0.0)
         # Masks where the format holds them (COCO); the others are drawn with boxes only.
         masks = with_masks and description.format == "coco"
         return build_datasets(description, split, with_masks=masks)[split]

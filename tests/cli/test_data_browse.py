@@ -131,6 +131,8 @@ def test_a_dataset_as_train_takes_it_needs_no_format(shapes: ShapesDatasetPaths,
     for index in range(2):
         np.testing.assert_allclose(described.get_target(index)["boxes"].numpy(),
                                    named.get_target(index)["boxes"].numpy(), atol=1e-4)
+    # A YOLO folder with a train split only: train is looked at whole (no validation carved out)
+    assert len(open_dataset(None, shapes.root / "yolo", "train")) == 10
     out = tmp_path / "browse"
     assert main(["data", "browse", str(shapes.root), "--split", "val", "--out", str(out), "-n", "2"]) == 0
     assert (out / "contact_sheet.jpg").is_file()
