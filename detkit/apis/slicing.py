@@ -39,7 +39,8 @@ from detkit.apis.slicing_merge import (
     MATCH_METRICS, MERGE_METHODS, Window, merge_tile_predictions,
 )
 
-__all__ = ["MATCH_METRICS", "MERGE_METHODS", "SliceSettings", "slice_windows", "sliced_predict"]
+__all__ = ["MATCH_METRICS", "MERGE_METHODS", "SliceSettings", "slice_windows", "sliced_predict",
+           "tile_predictions"]
 
 Detect = Callable[[list[Tensor]], list[dict[str, Tensor]]]
 
@@ -134,31 +135,24 @@ def _as_detect(detector: nn.Module | Detect) -> Detect:
     return detect
 
 
-def sliced_predict(detector: nn.Module | Detect, image: Tensor, settings: SliceSettings, *,
-                   batch_size: int = 8, score_thresh: float | None = None,
-                   detections_per_img: int | None = None) -> dict[str, Tensor]:
-    """Detect objects in one image tile by tile (and whole), merged into one prediction.
+def tile_predictions(detector: nn.Module | Detect, image: Tensor, settings: SliceSettings, *,
+                     batch_size: int = 8) -> tuple[list[Window], list[dict[str, Tensor]]]:
+    """Run the detector on each tile of one image (and the whole image), nothing merged yet.
 
     Args:
-        detector: a detector module in eval mode (called under ``torch.inference_mode``) or a
-            function ``list of [3, h, w] images -> list of prediction dicts``.
-        image: ``[3, H, W]`` RGB, float in [0, 1] (or uint8 when ``detector`` takes it); the
-            tiles are views of it, on its device.
-        settings: the tiles and the merge.
-        batch_size: tiles per detector call (the full image is the last item).
-        score_thresh: drop detections below this before merging; None keeps all.
-        detections_per_img: keep at most this many after merging (before masks are pasted).
+        detector, image, settings, batch_size: as for :func:`sliced_predict`.
 
     Returns:
-        The image's prediction dict in image pixels, sorted by decreasing score (see
-        :func:`detkit.apis.slicing_merge.merge_tile_predictions`).
+        ``(windows, predictions)``: the :func:`slice_windows` of the image, then ``(0, 0, W, H)``
+        with ``settings.full_image`` (unless one tile is the whole image already), and the
+        detector's prediction for each, in its tile's pixels.
 
     Raises:
         ValueError: an image that is not ``[3, H, W]``, ``batch_size`` below 1, or a detector
             that returns the wrong number of predictions.
     """
     if image.dim() != 3:
-        raise ValueError(f"sliced_predict takes one [3, H, W] image, got shape {list(image.shape)}")
+        raise ValueError(f"sliced inference takes one [3, H, W] image, got shape {list(image.shape)}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     height, width = int(image.shape[-2]), int(image.shape[-1])
@@ -175,7 +169,35 @@ def sliced_predict(detector: nn.Module | Detect, image: Tensor, settings: SliceS
             raise ValueError(f"the detector returned {type(outputs).__name__} for {len(tiles)} tiles; "
                              "a detector returns one prediction dict per image")
         predictions += outputs
-    return merge_tile_predictions(predictions, windows, (height, width), method=settings.merge,
-                                  match_metric=settings.match_metric,
+    return windows, predictions
+
+
+def sliced_predict(detector: nn.Module | Detect, image: Tensor, settings: SliceSettings, *,
+                   batch_size: int = 8, score_thresh: float | None = None,
+                   detections_per_img: int | None = None) -> dict[str, Tensor]:
+    """Detect objects in one image tile by tile (and whole), merged into one prediction.
+
+    Args:
+        detector: a detector module in eval mode (called under ``torch.inference_mode``) or a
+            function ``list of [3, h, w] images -> list of prediction dicts``.
+        image: ``[3, H, W]`` RGB, float in [0, 1] (or uint8 when ``detector`` takes it); the
+            tiles are views of it, on its device.
+        settings: the tiles and the merge.
+        batch_size: tiles per detector call (the full image is the last item).
+        score_thresh: drop detections below this before merging; None keeps all. Greedy
+            merging wants one (0.3, say): low-scored boxes around an object would grow its union.
+        detections_per_img: keep at most this many after merging (before masks are pasted).
+
+    Returns:
+        The image's prediction dict in image pixels, sorted by decreasing score (see
+        :func:`detkit.apis.slicing_merge.merge_tile_predictions`).
+
+    Raises:
+        ValueError: as :func:`tile_predictions` and
+            :func:`~detkit.apis.slicing_merge.merge_tile_predictions`.
+    """
+    windows, predictions = tile_predictions(detector, image, settings, batch_size=batch_size)
+    return merge_tile_predictions(predictions, windows, (int(image.shape[-2]), int(image.shape[-1])),
+                                  method=settings.merge, match_metric=settings.match_metric,
                                   match_thresh=settings.match_thresh, score_thresh=score_thresh,
                                   detections_per_img=detections_per_img)
