@@ -42,6 +42,7 @@ from torch import nn
 from detkit.apis.images import (
     ImageInput, ImageReadError, as_float_image, describe_input, to_chw_tensor,
 )
+from detkit.apis.slicing import SliceSettings, sliced_predict
 from detkit.config import instantiate, load_config
 from detkit.utils.checkpoint import CheckpointError, load_weights
 from detkit.utils.deprecation import renamed_keyword
@@ -129,14 +130,24 @@ class Predictor:
             ``model.label_to_category_id`` when the model has one.
         score_threshold, max_detections: Deprecated names of ``score_thresh`` and
             ``detections_per_img``.
+        slice_size: Run the model on tiles of this many pixels (an int, or ``(height, width)``)
+            and merge their detections (sliced inference, :mod:`detkit.apis.slicing`), for small
+            objects in large images; None (the default) runs it on whole images.
+        slice_overlap: Fraction of a tile shared with its neighbour, in [0, 1).
+        slice_full_image: Also run the model on the whole image (large objects).
+        slice_merge: ``"nms"`` (class-wise NMS) or ``"merge"`` (overlapping boxes of a class
+            merged into their union); both match by intersection over the smaller box > 0.5.
+            With slicing, ``score_thresh`` applies before the merge.
 
     Attributes:
         weights: What trained weights the model holds, as :meth:`from_config` knows it
             (``"checkpoint PATH"``, ``"pretrained ..."``, or None: random weights); None too for
             a model handed in ready (the predictor cannot tell).
+        slicing: The :class:`~detkit.apis.slicing.SliceSettings`, or None (no slicing).
 
     Raises:
-        ValueError: A class name or id in ``classes`` that the model does not have.
+        ValueError: A class name or id in ``classes`` that the model does not have; a bad
+            ``slice_*`` value (the message names it).
     """
 
     def __init__(self, model: nn.Module, *, device: str | torch.device | None = None,
@@ -144,7 +155,9 @@ class Predictor:
                  classes: Iterable[str | int] | str | None = None,
                  detections_per_img: int | None = None,
                  label_to_category_id: Mapping[int, int] | None = None,
-                 score_threshold: float | None = None, max_detections: int | None = None) -> None:
+                 score_threshold: float | None = None, max_detections: int | None = None,
+                 slice_size: int | tuple[int, int] | None = None, slice_overlap: float = 0.2,
+                 slice_full_image: bool = True, slice_merge: str = "nms") -> None:
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.eval().to(self.device)
         names = class_names if class_names is not None else getattr(model, "class_names", None)
@@ -158,6 +171,9 @@ class Predictor:
                                      else getattr(model, "label_to_category_id", None))
         self.class_ids = self._resolve_classes(classes)
         self.weights: str | None = None
+        self.slicing: SliceSettings | None = None
+        if slice_size is not None:
+            self.slicing = SliceSettings(slice_size, slice_overlap, slice_full_image, slice_merge)
 
     @classmethod
     def from_config(cls, config_path: str | Path, checkpoint_path: str | Path | None = None, *,
@@ -165,7 +181,9 @@ class Predictor:
                     score_thresh: float | None = None,
                     classes: Iterable[str | int] | str | None = None,
                     detections_per_img: int | None = None,
-                    score_threshold: float | None = None, max_detections: int | None = None) -> Predictor:
+                    score_threshold: float | None = None, max_detections: int | None = None,
+                    slice_size: int | tuple[int, int] | None = None, slice_overlap: float = 0.2,
+                    slice_full_image: bool = True, slice_merge: str = "nms") -> Predictor:
         """Build ``model`` of a detkit config, load a checkpoint into it, wrap it.
 
         Args:
@@ -174,8 +192,8 @@ class Predictor:
                 state dict, also one saved from DistributedDataParallel), loaded strictly by
                 :func:`detkit.utils.checkpoint.load_weights`;
                 None for a config whose model loads its own weights.
-            device, score_thresh, classes, detections_per_img, score_threshold, max_detections: As
-                for :class:`Predictor`.
+            device, score_thresh, classes, detections_per_img, score_threshold, max_detections,
+                slice_size, slice_overlap, slice_full_image, slice_merge: As for :class:`Predictor`.
             overrides: ``"key.path=value"`` config overrides.
 
         Warns:
@@ -195,7 +213,9 @@ class Predictor:
             load_weights(model, checkpoint_path, strict=True, drop_ddp_prefix=True)
         predictor = cls(model, device=device, score_thresh=score_thresh, classes=classes,
                         detections_per_img=detections_per_img, score_threshold=score_threshold,
-                        max_detections=max_detections)
+                        max_detections=max_detections, slice_size=slice_size,
+                        slice_overlap=slice_overlap, slice_full_image=slice_full_image,
+                        slice_merge=slice_merge)
         predictor.weights = loaded_weights(cfg, checkpoint_path)
         if predictor.weights is None:
             parts = list(_weight_paths(cfg.model, "model"))
@@ -243,6 +263,17 @@ class Predictor:
                             f"for {len(images)} images; a detector returns (predictions: list of "
                             "one dict per image, losses) in eval mode")
         return predictions
+
+    def detect(self, images: list[torch.Tensor], batch_size: int = 8) -> list[dict[str, torch.Tensor]]:
+        """The model's predictions for ``[3, H, W]`` images: :meth:`run_model`, or with
+        :attr:`slicing` each image tile by tile, ``batch_size`` tiles per model call, merged."""
+        if self.slicing is None:
+            return self.run_model(images)
+        # the cap only when no class filter follows (it must apply after that filter)
+        cap = self.detections_per_img if self.class_ids is None else None
+        return [sliced_predict(self.run_model, image.to(self.device), self.slicing,
+                               batch_size=batch_size, score_thresh=self.score_thresh,
+                               detections_per_img=cap) for image in images]
 
     def to_result(self, prediction: Mapping[str, torch.Tensor], image_size: tuple[int, int],
                   source: str = "") -> Result:
@@ -300,7 +331,7 @@ class Predictor:
         results: list[Result] = []
         for start in range(0, len(items), batch_size):
             images = [to_chw_tensor(item, rgb=rgb) for item in items[start:start + batch_size]]
-            predictions = self.run_model(images)
+            predictions = self.detect(images, batch_size)
             results += [self.to_result(prediction, _size(image), name) for image, prediction, name
                         in zip(images, predictions, names[start:start + batch_size])]
         return results
@@ -341,16 +372,18 @@ class Predictor:
                     chunk[index] = error
                 except ValueError as error:  # an array of a bad shape or dtype
                     chunk[index] = ValueError(f"{names[index]}: {error}")
-            chunk.update(zip(ready, self._outcomes(images, [names[index] for index in ready])))
+            chunk.update(zip(ready, self._outcomes(images, [names[index] for index in ready],
+                                                   batch_size)))
             outcomes += [chunk[index] for index in sorted(chunk)]
         return outcomes
 
-    def _outcomes(self, images: list[torch.Tensor], names: list[str]) -> list[Result | Exception]:
+    def _outcomes(self, images: list[torch.Tensor], names: list[str],
+                  batch_size: int = 8) -> list[Result | Exception]:
         """Results of one batch, or per image the error it alone causes (see :meth:`predict_each`)."""
         if not images:
             return []
         try:
-            predictions = self.run_model(images)
+            predictions = self.detect(images, batch_size)
         except (RuntimeError, ValueError) as error:
             if len(images) == 1:
                 return [RuntimeError(f"{names[0]}: the model failed on this image: {error}")]
@@ -359,7 +392,7 @@ class Predictor:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()  # an out-of-memory batch leaves its blocks cached
             return [outcome for image, name in zip(images, names)
-                    for outcome in self._outcomes([image], [name])]
+                    for outcome in self._outcomes([image], [name], batch_size)]
         outcomes: list[Result | Exception] = []
         for image, prediction, name in zip(images, predictions, names):
             try:
@@ -383,7 +416,8 @@ class Predictor:
     def __repr__(self) -> str:
         return (f"Predictor({type(self.model).__name__}, device={self.device}, "
                 f"score_thresh={self.score_thresh}, classes={self.class_ids}, "
-                f"detections_per_img={self.detections_per_img})")
+                f"detections_per_img={self.detections_per_img}"
+                + (f", slicing={self.slicing}" if self.slicing is not None else "") + ")")
 
 
 def _check_finite(prediction: Mapping[str, torch.Tensor], source: str) -> None:

@@ -2,7 +2,8 @@
 
     detkit infer CONFIG CHECKPOINT INPUT... --out DIR [--score-thresh 0.3]
         [--classes dog,person] [--device cpu] [--batch-size 8] [--detections-per-img 100]
-        [--max-frames N] [key.path=value ...]
+        [--max-frames N] [--slice SIZE [--overlap 0.2] [--no-slice-full] [--slice-merge nms|merge]]
+        [key.path=value ...]
 
 * ``CONFIG``: a config file or model-zoo name defining ``model``; ``CHECKPOINT``: a checkpoint
   whose ``"model"`` entry is the state dict, or ``none`` for a config whose model loads its own
@@ -21,6 +22,12 @@
   (:data:`detkit.apis.predictor.DISPLAY_SCORE_THRESH`), a threshold for showing detections, not
   the model's evaluation threshold (0.05 or 0.005, which gives up to 100 boxes per image); the
   summary line prints the one used. ``--score-thresh 0.005`` (or 0) keeps all the model gives.
+* ``--slice SIZE``: sliced inference (:mod:`detkit.apis.slicing`), for small objects in large
+  images: the model runs on tiles of SIZE pixels overlapping by ``--overlap`` (a fraction in
+  [0, 1), default 0.2) and, unless ``--no-slice-full``, on the whole image too; the detections
+  are merged across tile borders by class-wise NMS (``--slice-merge nms``, the default) or by
+  merging overlapping boxes of a class into their union (``merge``). Videos are sliced frame by
+  frame.
 * A checkpoint ``none`` with a config whose model does not load its own weights (no
   ``pretrained = True``, as in the zoo's ``*_pretrained`` configs) prints a one-line warning: the
   detections come from random weights.
@@ -77,6 +84,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=None,
                         help="stop each video / webcam after this many frames")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_slice_arguments(parser)
+
+
+# --- sliced inference (--slice): detkit.apis.slicing --------------------------------------------
+def add_slice_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--slice SIZE --overlap FRACTION --no-slice-full --slice-merge nms|merge``."""
+    group = parser.add_argument_group("sliced inference (small objects in large images)")
+    group.add_argument("--slice", dest="slice_size", type=int, default=None, metavar="SIZE",
+                       help="run the model on overlapping tiles of SIZE pixels and merge them")
+    group.add_argument("--overlap", dest="slice_overlap", type=float, default=0.2, metavar="FRACTION",
+                       help="fraction of a tile shared with its neighbour, in [0, 1) (default 0.2)")
+    group.add_argument("--no-slice-full", dest="slice_full_image", action="store_false",
+                       help="do not also run the model on the whole image")
+    group.add_argument("--slice-merge", choices=("nms", "merge"), default="nms",
+                       help="merge the tiles' detections by class-wise NMS (default) or by merging "
+                       "overlapping boxes of a class into their union")
+
+
+def check_slice_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One-line errors naming the option: ``--slice`` > 0, ``--overlap`` in [0, 1)."""
+    if args.slice_size is not None and args.slice_size <= 0:
+        parser.error(f"--slice must be a tile size in pixels > 0, got {args.slice_size}")
+    if not 0.0 <= args.slice_overlap < 1.0:
+        parser.error(f"--overlap must be a fraction in [0, 1), got {args.slice_overlap:g}")
+    given = [option for option, value, default in (
+        ("--overlap", args.slice_overlap, 0.2), ("--no-slice-full", args.slice_full_image, True),
+        ("--slice-merge", args.slice_merge, "nms")) if value != default]
+    if args.slice_size is None and given:
+        parser.error(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --slice SIZE")
+
+
+def slice_options(args: argparse.Namespace) -> dict[str, object]:
+    """The ``slice_*`` keywords of :class:`~detkit.apis.predictor.Predictor`."""
+    return {"slice_size": args.slice_size, "slice_overlap": args.slice_overlap,
+            "slice_full_image": args.slice_full_image, "slice_merge": args.slice_merge}
+# --- end of sliced inference ---------------------------------------------------------------------
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -84,6 +127,7 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     split_overrides(parser, args, ["config", "checkpoint"], rest="inputs")
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
+    check_slice_args(parser, args)
 
 
 def _build_predictor(args: argparse.Namespace, score_thresh: float) -> Predictor:
@@ -96,7 +140,7 @@ def _build_predictor(args: argparse.Namespace, score_thresh: float) -> Predictor
         predictor = Predictor.from_config(
             resolve_config(args.config), None if args.checkpoint.lower() == "none" else args.checkpoint,
             device=args.device, overrides=args.overrides, score_thresh=score_thresh,
-            classes=args.classes, detections_per_img=args.detections_per_img)
+            classes=args.classes, detections_per_img=args.detections_per_img, **slice_options(args))
     for warning in caught:
         if issubclass(warning.category, UntrainedModelWarning):
             print(f"warning: {warning.message}", file=sys.stderr)
@@ -121,6 +165,10 @@ def run(args: argparse.Namespace) -> int:
     report = run_inputs(predictor, args.inputs, out_dir, args.batch_size, args.max_frames,
                         not args.no_progress)
     seconds = time.perf_counter() - start
+    if predictor.slicing is not None:
+        print(f"sliced: tiles of {args.slice_size} px, overlap {args.slice_overlap:g}, "
+              f"{'with' if args.slice_full_image else 'without'} the full image, merged by "
+              f"{args.slice_merge}")
     where = report.predictions_path if report.predictions_path is not None else "nowhere (see below)"
     print(f"{report.images} images, {len(report.videos)} videos ({report.frames} frames) in "
           f"{seconds:.1f} s; {len(report.records)} detections (score >= {score_thresh:g}); results "

@@ -117,6 +117,11 @@ def _draw_shape(canvas: np.ndarray, name: str, centre: np.ndarray, radius: float
     cv2.fillPoly(canvas, [np.rint(corners).astype(np.int32)], color, lineType=cv2.LINE_8)
 
 
+def _check_object_counts(min_objects: int, max_objects: int) -> None:
+    if not 1 <= min_objects <= max_objects:
+        raise ValueError(f"min_objects must be in [1, max_objects = {max_objects}], got {min_objects}")
+
+
 def render_shapes_image(
     rng: np.random.Generator,
     image_size: tuple[int, int] = (256, 256),
@@ -124,8 +129,9 @@ def render_shapes_image(
     size_range: tuple[float, float] = (0.06, 0.25),
     min_visible_area: int = 40,
     class_names: Sequence[str] = SHAPE_CLASSES,
+    min_objects: int = 1,
 ) -> tuple[np.ndarray, list[ShapeInstance]]:
-    """Draw one image of 1 to ``max_objects`` random shapes over a noisy gradient.
+    """Draw one image of ``min_objects`` to ``max_objects`` random shapes over a noisy gradient.
 
     Args:
         rng: the random source (all randomness comes from it).
@@ -134,14 +140,20 @@ def render_shapes_image(
         size_range: shape circumradius as a fraction of ``min(height, width)``.
         min_visible_area: objects with fewer visible pixels are dropped.
         class_names: shapes to draw, a subset of :data:`SHAPE_CLASSES`; labels index this list.
+        min_objects: fewest shapes drawn (1 to ``max_objects``; the default 1 draws what
+            earlier versions drew, byte for byte).
 
     Returns:
         ``(image [H, W, 3] uint8 RGB, instances)`` with the instances' masks exact and disjoint.
+
+    Raises:
+        ValueError: ``min_objects`` outside ``[1, max_objects]``.
     """
+    _check_object_counts(min_objects, max_objects)
     height, width = image_size
     image = _background(rng, height, width)
     drawn: list[tuple[int, tuple[int, int, int], np.ndarray]] = []
-    for _ in range(int(rng.integers(1, max_objects + 1))):
+    for _ in range(int(rng.integers(min_objects, max_objects + 1))):
         label = int(rng.integers(len(class_names)))
         color = tuple(int(c) for c in rng.integers(0, 256, size=3))
         radius = rng.uniform(*size_range) * min(height, width)
@@ -150,8 +162,14 @@ def render_shapes_image(
         _draw_shape(image, class_names[label], centre, radius, angle, color)
         mask = np.zeros((height, width), dtype=np.uint8)
         _draw_shape(mask, class_names[label], centre, radius, angle, 1)
-        for _, _, earlier in drawn:  # the new shape hides what it covers
-            earlier[mask == 1] = 0
+        # the new shape hides what it covers; only pixels inside its bounding box can be covered
+        # (a large image with many small shapes: no full-image pass per earlier shape)
+        ys, xs = np.nonzero(mask)
+        if len(ys):
+            window = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
+            covered = mask[window] == 1
+            for _, _, earlier in drawn:
+                earlier[window][covered] = 0
         drawn.append((label, color, mask))
 
     instances = []
@@ -196,6 +214,7 @@ def generate_shapes_dataset(
     size_range: tuple[float, float] = (0.06, 0.25),
     min_visible_area: int = 40,
     class_names: Sequence[str] = SHAPE_CLASSES,
+    min_objects: int = 1,
 ) -> ShapesDatasetPaths:
     """Write a shapes dataset in COCO and VOC formats (layout in the module docstring).
 
@@ -212,6 +231,7 @@ def generate_shapes_dataset(
         size_range: shape circumradius as a fraction of the shorter image side.
         min_visible_area: occluded objects with fewer visible pixels are dropped.
         class_names: the shapes, a subset of :data:`SHAPE_CLASSES` in label order.
+        min_objects: fewest shapes an image (1 to ``max_objects``).
 
     Returns:
         The paths written.
@@ -219,6 +239,7 @@ def generate_shapes_dataset(
     unknown = [name for name in class_names if name not in SHAPE_CLASSES]
     if unknown:
         raise ValueError(f"unknown shape classes {unknown}; choose from {SHAPE_CLASSES}")
+    _check_object_counts(min_objects, max_objects)
     height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     paths = ShapesDatasetPaths(Path(out_dir), Path(out_dir) / "JPEGImages", tuple(class_names))
     for folder in (
@@ -236,7 +257,7 @@ def generate_shapes_dataset(
         for index in range(count):
             rng = np.random.default_rng([seed, split_index, index])
             image, instances = render_shapes_image(
-                rng, (height, width), max_objects, size_range, min_visible_area, class_names
+                rng, (height, width), max_objects, size_range, min_visible_area, class_names, min_objects
             )
             stem = f"{split}_{index:06d}"
             file_name = stem + paths.image_suffix

@@ -111,3 +111,54 @@ def test_shapes_coco_dataset_generates_once_and_checks_parameters(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".shapes-")], "staging folder left behind"
     with pytest.raises(ValueError, match="generated with"):
         shapes_coco_dataset(root, "train", num_train=5, num_val=2, image_size=64, seed=3)
+
+
+# --- size and count parameters (the large-image variant of tools/make_shapes_dataset.py --large) ---
+
+def test_default_output_is_unchanged_by_the_new_parameters(tmp_path: Path) -> None:
+    """Pinned digests of the renderer's arrays and of the COCO json, taken before ``min_objects``
+    and the windowed occlusion were added: the default data is byte for byte what it was."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for i in range(6):
+        image, instances = render_shapes_image(np.random.default_rng([7, i]), (96, 128))
+        digest.update(image.tobytes())
+        for instance in instances:
+            digest.update(repr((instance.label, instance.color, instance.box)).encode())
+            digest.update(instance.mask.tobytes())
+    assert digest.hexdigest() == "ef8421ec23044ff2306495685a45088e467e2c3096bdd98bf7675334c5ec51d2"
+    paths = generate_shapes_dataset(tmp_path, 4, 2, (96, 128), seed=3)
+    json_bytes = paths.coco_json("train").read_bytes() + paths.coco_json("val").read_bytes()
+    assert hashlib.sha256(json_bytes).hexdigest() == "171e3e9160e4c21027b935e3998b9842f18523e935d08b7963d0848c6f527727"
+
+
+def test_min_objects_and_pixel_sizes_give_many_small_shapes() -> None:
+    for seed in range(3):
+        image, instances = render_shapes_image(np.random.default_rng(seed), (512, 512), max_objects=30,
+                                               size_range=(5 / 512, 16 / 512), min_visible_area=20,
+                                               min_objects=25)
+        assert 20 <= len(instances) <= 30  # 25 to 30 drawn, a few may be hidden
+        masks = np.stack([instance.mask for instance in instances]).astype(bool)
+        assert masks.sum(axis=0).max() <= 1  # occlusion still exact with the windowed update
+        for instance in instances:
+            x1, y1, x2, y2 = instance.box
+            assert max(x2 - x1, y2 - y1) <= 33 and int(instance.mask.sum()) >= 20
+            assert np.unique(image[instance.mask.astype(bool)], axis=0).shape[0] == 1
+    with pytest.raises(ValueError, match="min_objects must be in \\[1, max_objects = 6\\], got 7"):
+        render_shapes_image(np.random.default_rng(0), min_objects=7)
+    with pytest.raises(ValueError, match="min_objects"):
+        generate_shapes_dataset("unused", 1, 1, min_objects=0)
+
+
+def test_command_line_tool_large_variant(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tool = runpy.run_path(str(REPO / "tools" / "make_shapes_dataset.py"))
+    # the --large settings (40-60 shapes of 5-16 px radius) on a smaller image, for speed
+    tool["main"](["--large", "--out", str(tmp_path / "large"), "--num-val", "1", "--image-size", "512"])
+    assert "wrote 0 train + 1 val images of 512x512" in capsys.readouterr().out
+    coco = COCO(str(tmp_path / "large" / "annotations" / "instances_val.json"))
+    sides = [max(a["bbox"][2], a["bbox"][3]) for a in coco.dataset["annotations"]]
+    assert len(sides) >= 30 and max(sides) <= 33 and min(sides) >= 4
+    assert all(a["area"] < 32 ** 2 for a in coco.dataset["annotations"])  # COCO "small", every one
+    with pytest.raises(SystemExit):
+        tool["main"](["--large"])  # no output folder
