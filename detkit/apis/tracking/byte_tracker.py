@@ -16,7 +16,8 @@ Each frame, every live track is moved one frame ahead by its Kalman filter
    detections left (cost below 0.7); those unmatched are removed.
 4. A high-score detection still unmatched and scoring at least ``new_track_thresh`` starts a
    track (confirmed at once on the first frame); lost tracks older than ``track_buffer`` frames are
-   removed, and of a tracked and a lost track on the same object (IoU above 0.85) the younger goes.
+   removed, and of a tracked and a lost track on the same object (IoU above 0.85, and of the same
+   class with ``per_class``) the younger goes.
 
 The tracker reports the detections matched to confirmed tracks this frame, with their identity
 (:attr:`Result.track_ids`); a detection left unmatched is not reported. Identities are 1, 2, 3...
@@ -222,7 +223,8 @@ class ByteTracker:
             self.tracks.append(track)
 
     def _remove_duplicates(self) -> None:
-        """Of a tracked and a lost track on one object (IoU > 0.85), remove the younger."""
+        """Of a tracked and a lost track on one object (IoU > 0.85; of one class with
+        ``per_class``), remove the younger."""
         tracked = [t for t in self.tracks if t.state is TrackState.TRACKED]
         lost = [t for t in self.tracks if t.state is TrackState.LOST]
         if not tracked or not lost:
@@ -230,5 +232,7 @@ class ByteTracker:
         iou = box_iou_numpy(np.stack([t.box for t in tracked]), np.stack([t.box for t in lost]))
         for i, j in zip(*np.nonzero(iou > _DUPLICATE_IOU)):
             a, b = tracked[i], lost[j]
+            if self.per_class and a.label != b.label:
+                continue
             age_a, age_b = self.frame - a.start_frame, self.frame - b.start_frame
             (b if age_a > age_b else a).state = TrackState.REMOVED
