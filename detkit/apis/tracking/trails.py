@@ -46,16 +46,19 @@ class TrackTrails:
             ``{track_id: [(x, y), ...]}`` oldest first, for the tracks of this frame.
         """
         self.frame += 1
-        if result.track_ids is None or self.length == 0:
-            return {}
+        track_ids = [] if result.track_ids is None or self.length == 0 else result.track_ids.tolist()
         boxes = np.asarray(result.boxes, dtype=np.float64).reshape(-1, 4)
-        for track_id, box in zip(result.track_ids.tolist(), boxes):
+        for track_id, box in zip(track_ids, boxes):
             centres = self._centres.setdefault(track_id, deque(maxlen=self.length))
             centres.append((float(box[0] + box[2]) / 2, float(box[1] + box[3]) / 2))
             self._last_seen[track_id] = self.frame
         for track_id in [t for t, seen in self._last_seen.items() if self.frame - seen >= self.length]:
             del self._centres[track_id], self._last_seen[track_id]
-        return {track_id: list(self._centres[track_id]) for track_id in result.track_ids.tolist()}
+        return {track_id: list(self._centres[track_id]) for track_id in track_ids}
+
+    def trail(self, track_id: int) -> list[tuple[float, float]]:
+        """The centres kept for ``track_id``, oldest first (empty for a track not kept)."""
+        return list(self._centres.get(track_id, ()))
 
     def __call__(self, frame: np.ndarray, result: Result) -> np.ndarray:
         """``draw(frame, result)`` for :func:`~detkit.apis.video.annotate_video`: the boxes in
