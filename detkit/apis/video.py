@@ -26,6 +26,7 @@ import numpy as np
 
 from detkit.apis.background import BackgroundIterator, BackgroundWorker
 from detkit.apis.predictor import Predictor
+from detkit.apis.tracking import ByteTracker, TrackTrails
 from detkit.utils.result import Result
 from detkit.utils.visualization import draw_predictions
 
@@ -240,10 +241,11 @@ def _frame_results(predictor: Predictor, batch: list[np.ndarray], sources: list[
 
 
 def annotate_video(predictor: Predictor, reader: VideoReader, output_path: str | Path | None, *,
-                   batch_size: int = 8, draw: DrawFunction = draw_predictions,
+                   batch_size: int = 8, draw: DrawFunction | None = None,
                    on_results: ResultsCallback | None = None, max_pending: int = 2,
                    codecs: Sequence[tuple[str, str]] = DEFAULT_CODECS,
-                   on_error: ErrorCallback | None = None) -> VideoRun:
+                   on_error: ErrorCallback | None = None,
+                   tracker: ByteTracker | None = None) -> VideoRun:
     """Detect objects in every frame and write the annotated video, read/model/draw overlapped.
 
     Args:
@@ -252,14 +254,22 @@ def annotate_video(predictor: Predictor, reader: VideoReader, output_path: str |
         output_path: Where to write the annotated video, at the source's frame rate and size
             (the extension follows the codec, see :class:`VideoWriter`); None to write nothing.
         batch_size: Frames per model call.
-        draw: ``draw(frame, result) -> annotated frame``, run in the writer thread.
+        draw: ``draw(frame, result) -> annotated frame``, run in the writer thread, frames in
+            order. Default: :func:`~detkit.utils.visualization.draw_predictions`, or with a
+            ``tracker`` a :class:`~detkit.apis.tracking.TrackTrails` (track colours and trails).
         on_results: Called in the calling thread after each batch with the index of its first
-            frame, its frames and their results (e.g. to collect json records, update a bar).
+            frame, its frames and their results (e.g. to collect json records, update a bar);
+            with a ``tracker``, the tracked results.
         max_pending: Batches the writer thread may lag behind the model.
         codecs: Codecs to try for the output, see :class:`VideoWriter`.
         on_error: Called as ``on_error(source, error)`` for a frame the model fails on alone (NaN
             or inf output, see :meth:`Predictor.predict_each`); the frame is written without
             boxes and the video goes on. None: such an error stops the video (it is raised).
+        tracker: Follow objects across frames: each frame's result goes through
+            ``tracker.update`` (in the calling thread, frames in order) and only the tracked
+            detections, with their ``track_ids``, are drawn and handed to ``on_results``. Give
+            a fresh tracker per video; run the predictor with a score threshold at most
+            ``tracker.detector_score_thresh``, or the low-score association has nothing to use.
 
     Returns:
         The frame count, wall time and output file.
@@ -269,6 +279,8 @@ def annotate_video(predictor: Predictor, reader: VideoReader, output_path: str |
         the files are closed first.
     """
     writer = VideoWriter(output_path, reader.fps, reader.frame_size, codecs) if output_path else None
+    if draw is None:
+        draw = TrackTrails() if tracker is not None else draw_predictions
 
     def draw_and_write(batch: tuple[list[np.ndarray], list[Result]]) -> None:
         for frame, result in zip(*batch):
@@ -282,6 +294,8 @@ def annotate_video(predictor: Predictor, reader: VideoReader, output_path: str |
             for batch in reader.batches(batch_size):
                 sources = [f"{reader.name}#{frames + i}" for i in range(len(batch))]
                 results = _frame_results(predictor, batch, sources, batch_size, on_error)
+                if tracker is not None:
+                    results = [tracker.update(result) for result in results]
                 if on_results is not None:
                     on_results(frames, batch, results)
                 if writer is not None:

@@ -3,6 +3,8 @@
     detkit infer CONFIG CHECKPOINT INPUT... --out DIR [--score-thresh 0.3]
         [--classes dog,person] [--device cpu] [--batch-size 8] [--detections-per-img 100]
         [--max-frames N] [--slice SIZE [--overlap 0.2] [--no-slice-full] [--slice-merge nms|merge]]
+        [--track [--track-high-thresh 0.5] [--track-low-thresh 0.1]
+        [--track-new-thresh 0.6] [--track-buffer 30] [--track-per-class] [--trail-length 30]]
         [key.path=value ...]
 
 * ``CONFIG``: a config file or model-zoo name defining ``model``; ``CHECKPOINT``: a checkpoint
@@ -32,6 +34,13 @@
   ``pretrained = True``, as in the zoo's ``*_pretrained`` configs) prints a one-line warning: the
   detections come from random weights.
 
+* ``--track`` (videos and webcams): a :class:`detkit.apis.tracking.ByteTracker` per video follows
+  the objects across frames; each video record gets a ``"track_id"``, only tracked detections
+  are recorded and drawn (in their track's colour, ``#id`` in the label, over a trail of their
+  last ``--trail-length`` centres). The detector then keeps detections down to
+  ``--track-low-thresh`` (the tracker's second association uses them; ``--score-thresh`` is not
+  used for videos); images are not tracked and keep ``--score-thresh``.
+
 ``--out`` is checked before the model is built: a file, a folder under a file, a folder that
 cannot be created or written stops the command at once (exit status 2) naming it. An input that
 cannot be read, a model that fails on an image (out of memory; a batch that fails is re-run one
@@ -58,6 +67,7 @@ from detkit.cli.common import split_overrides
 
 if TYPE_CHECKING:  # torch is imported inside run(), not at import (`--help` stays light)
     from detkit.apis.predictor import Predictor
+    from detkit.cli.infer_pipeline import Tracking
 
 HELP = "run a detector on images, folders, globs, videos and webcams"
 EPILOG = ("Config overrides are key.path=value (value parsed as a Python literal), e.g. "
@@ -85,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop each video / webcam after this many frames")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_slice_arguments(parser)
+    add_tracking_arguments(parser)
 
 
 # --- sliced inference (--slice): detkit.apis.slicing --------------------------------------------
@@ -120,6 +131,55 @@ def slice_options(args: argparse.Namespace) -> dict[str, object]:
     return {"slice_size": args.slice_size, "slice_overlap": args.slice_overlap,
             "slice_full_image": args.slice_full_image, "slice_merge": args.slice_merge}
 # --- end of sliced inference ---------------------------------------------------------------------
+
+
+# --- tracking (--track) ---------------------------------------------------------------------------
+
+def add_tracking_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--track`` options: ByteTrack on videos and webcams."""
+    group = parser.add_argument_group("tracking (videos and webcams)")
+    group.add_argument("--track", action="store_true",
+                       help="follow objects across video frames (ByteTrack): track_id in the json, "
+                            "tracks drawn in stable colours with trails")
+    group.add_argument("--track-high-thresh", type=float, default=0.5,
+                       help="detections scoring at least this are matched first (default 0.5)")
+    group.add_argument("--track-low-thresh", type=float, default=0.1,
+                       help="lowest score the tracker uses, in its second association (default 0.1)")
+    group.add_argument("--track-new-thresh", type=float, default=0.6,
+                       help="an unmatched detection scoring at least this starts a track (default 0.6)")
+    group.add_argument("--track-buffer", type=int, default=30,
+                       help="frames a lost track waits to be found again (default 30)")
+    group.add_argument("--track-per-class", action="store_true",
+                       help="match tracks only to detections of their own class")
+    group.add_argument("--trail-length", type=int, default=30,
+                       help="centres drawn behind each track (default 30; 0: no trails)")
+
+
+def tracking_setup(args: argparse.Namespace, score_thresh: float) -> Tracking | None:
+    """What ``--track`` asks for, checked (a bad value is a one-line error naming the option), or
+    None without ``--track``. Called before the model is built; images keep ``score_thresh``."""
+    if not args.track:
+        return None
+    from detkit.apis.tracking import ByteTracker
+    from detkit.cli.infer_pipeline import Tracking
+
+    options = {"high_thresh": args.track_high_thresh, "low_thresh": args.track_low_thresh,
+               "new_track_thresh": args.track_new_thresh, "track_buffer": args.track_buffer,
+               "per_class": args.track_per_class}
+    names = {"high_thresh": "--track-high-thresh", "low_thresh": "--track-low-thresh",
+             "new_track_thresh": "--track-new-thresh", "track_buffer": "--track-buffer"}
+    try:
+        ByteTracker(**options)
+    except ValueError as error:
+        message = str(error).replace("ByteTracker: ", "")
+        for keyword, option in names.items():
+            message = message.replace(keyword, option)
+        raise ValueError(message) from None
+    if args.trail_length < 0:
+        raise ValueError(f"--trail-length must be >= 0, got {args.trail_length}")
+    return Tracking(options, args.trail_length, image_score_thresh=score_thresh)
+
+# --- end of tracking ------------------------------------------------------------------------------
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -160,10 +220,12 @@ def run(args: argparse.Namespace) -> int:
     from detkit.cli.infer_pipeline import run_inputs
 
     score_thresh = DISPLAY_SCORE_THRESH if args.score_thresh is None else args.score_thresh
-    predictor = _build_predictor(args, score_thresh)
+    tracking = tracking_setup(args, score_thresh)
+    predictor = _build_predictor(args, score_thresh if tracking is None else
+                                 min(score_thresh, tracking.detector_score_thresh))
     start = time.perf_counter()
     report = run_inputs(predictor, args.inputs, out_dir, args.batch_size, args.max_frames,
-                        not args.no_progress)
+                        not args.no_progress, tracking=tracking)
     seconds = time.perf_counter() - start
     if predictor.slicing is not None:
         print(f"sliced: tiles of {args.slice_size} px, overlap {args.slice_overlap:g}, "

@@ -24,6 +24,7 @@ from detkit.apis.background import BackgroundIterator, BackgroundWorker
 from detkit.apis.images import IMAGE_EXTENSIONS, ImageReadError, read_image
 from detkit.apis.predictor import Predictor
 from detkit.apis.result import Result
+from detkit.apis.tracking import ByteTracker, TrackTrails
 from detkit.apis.video import VIDEO_EXTENSIONS, VideoOpenError, VideoReader, annotate_video
 from detkit.engine.run_folder import check_output_dir
 from detkit.utils.visualization import draw_predictions
@@ -74,6 +75,43 @@ class Report:
             record["category_name"] = result.class_names[i]
             record.update(entry)  # segmentation, landmarks
             self.records.append(record)
+
+
+# --- tracking (--track) ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Tracking:
+    """``--track``: a fresh tracker and trail drawer per video.
+
+    Attributes:
+        options: :class:`~detkit.apis.tracking.ByteTracker` keywords.
+        trail_length: Centres drawn behind each track.
+        image_score_thresh: The threshold images keep (the detector runs at the tracker's lower
+            one, :attr:`detector_score_thresh`); None: keep what the detector gives.
+    """
+
+    options: dict[str, Any]
+    trail_length: int = 30
+    image_score_thresh: float | None = None
+
+    @property
+    def detector_score_thresh(self) -> float:
+        """The score threshold the detector must keep for the tracker (its low threshold)."""
+        return float(self.options.get("low_thresh", 0.1))
+
+    def new_tracker(self) -> ByteTracker:
+        return ByteTracker(**self.options)
+
+    def new_drawer(self) -> TrackTrails:
+        return TrackTrails(self.trail_length)
+
+    def image_result(self, result: Result) -> Result:
+        """An image's result at the images' threshold (images are not tracked)."""
+        if self.image_score_thresh is None:
+            return result
+        return result.select(result.scores >= self.image_score_thresh)
+
+# --- end of tracking ------------------------------------------------------------------------------
 
 
 def _classify(path: Path) -> str | None:
@@ -157,7 +195,7 @@ def _read_images(items: list[InputItem]) -> Iterator[tuple[InputItem, np.ndarray
 
 
 def run_images(predictor: Predictor, items: list[InputItem], names: OutputNames, report: Report,
-               batch_size: int, progress: bool) -> None:
+               batch_size: int, progress: bool, tracking: Tracking | None = None) -> None:
     """Images: decode ahead in a thread, model in batches, draw and write in another thread."""
     def draw_and_write(batch: list[tuple[InputItem, np.ndarray, Result, Path]]) -> None:
         for item, image, result, out_path in batch:
@@ -178,6 +216,8 @@ def run_images(predictor: Predictor, items: list[InputItem], names: OutputNames,
             if isinstance(outcome, Exception):
                 report.fail(item.name, _without_source(outcome, item.name))
                 continue
+            if tracking is not None:
+                outcome = tracking.image_result(outcome)
             report.add(outcome, item.name, predictor.label_to_category_id)
             done.append((item, image, outcome, names.claim(item.path.name)))
         report.images += len(done)
@@ -202,7 +242,8 @@ def run_images(predictor: Predictor, items: list[InputItem], names: OutputNames,
 
 
 def run_video(predictor: Predictor, item: InputItem, names: OutputNames, report: Report,
-              batch_size: int, max_frames: int | None, progress: bool) -> None:
+              batch_size: int, max_frames: int | None, progress: bool,
+              tracking: Tracking | None = None) -> None:
     """One video file or camera through :func:`annotate_video`; problems become failures."""
     try:
         reader = VideoReader(item.camera if item.kind == "camera" else item.path,
@@ -223,7 +264,9 @@ def run_video(predictor: Predictor, item: InputItem, names: OutputNames, report:
 
         try:
             run = annotate_video(predictor, reader, out_path, batch_size=batch_size, on_results=collect,
-                                 on_error=lambda source, error: frame_errors.append((source, error)))
+                                 on_error=lambda source, error: frame_errors.append((source, error)),
+                                 **({} if tracking is None else {"tracker": tracking.new_tracker(),
+                                                                 "draw": tracking.new_drawer()}))
         except KeyboardInterrupt:
             if item.kind != "camera":
                 raise
@@ -285,7 +328,7 @@ def save_predictions(path: Path, report: Report) -> Path | None:
 
 
 def run_inputs(predictor: Predictor, specs: list[str], out_dir: Path, batch_size: int,
-               max_frames: int | None, progress: bool) -> Report:
+               max_frames: int | None, progress: bool, *, tracking: Tracking | None = None) -> Report:
     """Everything ``detkit infer`` does after building the predictor.
 
     Args:
@@ -295,6 +338,8 @@ def run_inputs(predictor: Predictor, specs: list[str], out_dir: Path, batch_size
         batch_size: Images or frames per model call.
         max_frames: Stop each video or webcam after this many frames (None: all).
         progress: Show progress bars.
+        tracking: ``--track``: track the objects of each video and camera (:class:`Tracking`);
+            None: detections only.
 
     Returns:
         The report: JSON records, failures, counts and where the records were written
@@ -310,9 +355,9 @@ def run_inputs(predictor: Predictor, specs: list[str], out_dir: Path, batch_size
     names = OutputNames(out_dir, [item.path for item in items if item.path is not None])
     images = [item for item in items if item.kind == "image"]
     if images:
-        run_images(predictor, images, names, report, batch_size, progress)
+        run_images(predictor, images, names, report, batch_size, progress, tracking)
     for item in items:
         if item.kind != "image":
-            run_video(predictor, item, names, report, batch_size, max_frames, progress)
+            run_video(predictor, item, names, report, batch_size, max_frames, progress, tracking)
     report.predictions_path = save_predictions(out_dir / PREDICTIONS_FILE, report)
     return report

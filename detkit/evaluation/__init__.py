@@ -1,7 +1,8 @@
 """Evaluation: the loop (loop.py), COCO (coco_evaluator.py over pycocotools, coco_eval.py) and
 PASCAL VOC mAP (voc_evaluator.py, voc_eval.py), precision-recall curves, face AP, and the analysis
 of an evaluation (analysis_report.py: matching.py, score_curves.py, confusion.py, class_table.py,
-drawn by charts.py); infer_predictions.py reads ``detkit infer``'s predictions.json as COCO results.
+drawn by charts.py); mot_metrics.py scores a tracked video (MOTA, identity switches, IDF1);
+infer_predictions.py reads ``detkit infer``'s predictions.json as COCO results.
 
 The training engine calls :func:`evaluate`::
 
@@ -59,6 +60,7 @@ from .voc_eval import (
     voc_evaluate,
 )
 from .voc_evaluator import VOCEvaluator
+from .mot_metrics import MOTAccumulator, MOTResult, evaluate_mot
 
 from .face_ap import SIZE_SUBSETS, face_ap, face_subset_mask
 
@@ -81,6 +83,8 @@ __all__ = [
     "Series",
     "VOCEvaluator",
     "VOCResult",
+    "MOTAccumulator",
+    "MOTResult",
     "VOC_METRICS",
     "VOC_TXT_LAYOUTS",
     "analyze_coco_result",
@@ -98,6 +102,7 @@ __all__ = [
     "draw_matrix",
     "draw_pr_curves",
     "evaluate",
+    "evaluate_mot",
     "evaluate_coco",
     "face_ap",
     "face_subset_mask",

@@ -46,6 +46,8 @@ class Result:
         masks: ``[N, H, W]`` bool instance masks (probabilities thresholded at 0.5), or None when
             the model has no masks.
         landmarks: ``[N, K, 2]`` float32 points (x, y) in pixels (``K = 5`` for faces), or None.
+        track_ids: ``[N]`` int64 identity of each detection across video frames (set by
+            :class:`detkit.apis.tracking.ByteTracker`), or None when the result is not tracked.
     """
 
     boxes: np.ndarray
@@ -56,6 +58,7 @@ class Result:
     source: str = ""
     masks: np.ndarray | None = None
     landmarks: np.ndarray | None = None
+    track_ids: np.ndarray | None = None
 
     @classmethod
     def from_prediction(cls, prediction: Mapping[str, Any], image_size: tuple[int, int],
@@ -93,7 +96,8 @@ class Result:
 
     def __repr__(self) -> str:
         extras = "".join(f", {name}={list(value.shape)}" for name, value in
-                         (("masks", self.masks), ("landmarks", self.landmarks)) if value is not None)
+                         (("masks", self.masks), ("landmarks", self.landmarks),
+                          ("track_ids", self.track_ids)) if value is not None)
         detections = ", ".join(f"{name} {score:.2f}"
                                for name, score in zip(self.class_names[:5], self.scores[:5]))
         more = f", ... {len(self) - 5} more" if len(self) > 5 else ""
@@ -111,7 +115,8 @@ class Result:
             self, boxes=self.boxes[keep], scores=self.scores[keep], labels=self.labels[keep],
             class_names=[self.class_names[i] for i in picked],
             masks=None if self.masks is None else self.masks[keep],
-            landmarks=None if self.landmarks is None else self.landmarks[keep])
+            landmarks=None if self.landmarks is None else self.landmarks[keep],
+            track_ids=None if self.track_ids is None else self.track_ids[keep])
 
     def to_coco(self, image_id: int | str,
                 label_to_category_id: Mapping[int, int] | None = None) -> list[dict[str, Any]]:
@@ -120,7 +125,7 @@ class Result:
         Each entry has ``image_id``, ``category_id`` (the label, or
         ``label_to_category_id[label]``), ``bbox`` ``[x, y, width, height]`` in pixels and
         ``score``; with masks also ``segmentation`` (compressed RLE, counts as text); with
-        landmarks also ``landmarks`` (``[[x, y], ...]``).
+        landmarks also ``landmarks`` (``[[x, y], ...]``); with track ids also ``track_id``.
 
         Raises:
             KeyError: A label missing from ``label_to_category_id``.
@@ -144,6 +149,8 @@ class Result:
             if self.landmarks is not None:
                 entry["landmarks"] = [[round(float(x), 2), round(float(y), 2)]
                                       for x, y in self.landmarks[i]]
+            if self.track_ids is not None:
+                entry["track_id"] = int(self.track_ids[i])
             entries.append(entry)
         return entries
 

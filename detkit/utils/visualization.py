@@ -1,7 +1,8 @@
 """Draw detections on BGR images with OpenCV: boxes, labels, masks and landmarks.
 
 Colours are fixed per class (:func:`class_color`), so one class looks the same in every image,
-video frame and run. Sizes (font, line width, point radius) follow the image size
+video frame and run; a tracked result (``track_ids`` set) is coloured by track identity instead
+(:func:`track_color`), each box labelled ``#id class score`` over a trail of its last centres. Sizes (font, line width, point radius) follow the image size
 (:class:`DrawStyle`), so labels stay legible from thumbnails to 4K frames; a label sits on a filled
 background in the class colour, above its box when there is room, and always inside the image.
 """
@@ -19,7 +20,8 @@ import numpy as np
 
 from detkit.utils.result import Result, label_name
 
-__all__ = ["DrawStyle", "LANDMARK_COLORS", "class_color", "draw_predictions", "label_position"]
+__all__ = ["DrawStyle", "LANDMARK_COLORS", "class_color", "draw_predictions", "label_position",
+           "track_color"]
 
 # Successive hues a golden-ratio step apart spread evenly around the colour wheel for any number
 # of classes, so neighbouring labels never get similar colours.
@@ -46,6 +48,23 @@ def class_color(label: int) -> tuple[int, int, int]:
     value = (0.95, 0.80)[(int(label) // 2) % 2]
     red, green, blue = colorsys.hsv_to_rgb(hue, saturation, value)
     return int(round(blue * 255)), int(round(green * 255)), int(round(red * 255))
+
+
+def track_color(track_id: int) -> tuple[int, int, int]:
+    """The BGR colour of track ``track_id``: the same identity keeps its colour in every frame.
+
+    The golden-ratio hues of :func:`class_color`, so consecutive identities differ clearly.
+    """
+    return class_color(int(track_id))
+
+
+def _draw_trail(canvas: np.ndarray, points: Sequence[tuple[float, float]], color: tuple[int, int, int],
+                style: DrawStyle) -> None:
+    """A polyline through ``points`` (oldest first), thinner towards the oldest, in place."""
+    points = [(int(round(x)), int(round(y))) for x, y in points]
+    for k in range(1, len(points)):
+        thickness = max(1, int(round(style.line_thickness * (0.5 + k / len(points)))))
+        cv2.line(canvas, points[k - 1], points[k], color, thickness, cv2.LINE_AA)
 
 
 def _text_color(background_bgr: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -151,7 +170,8 @@ def _draw_label(canvas: np.ndarray, text: str, box: np.ndarray, color: tuple[int
 
 def draw_predictions(image_bgr: np.ndarray, predictions: Result | Mapping[str, Any],
                      class_names: Sequence[str] | None = None, score_threshold: float = 0.0, *,
-                     mask_alpha: float = 0.45, show_scores: bool = True) -> np.ndarray:
+                     mask_alpha: float = 0.45, show_scores: bool = True,
+                     trails: Mapping[int, Sequence[tuple[float, float]]] | None = None) -> np.ndarray:
     """Draw detections on a copy of an image.
 
     Masks are blended first, then boxes and landmarks, then labels (``"dog 0.87"``) on top, each
@@ -166,6 +186,12 @@ def draw_predictions(image_bgr: np.ndarray, predictions: Result | Mapping[str, A
         score_threshold: Draw only detections scoring at least this.
         mask_alpha: Opacity of the mask colour, in [0, 1].
         show_scores: Put the score after the class name.
+        trails: ``{track_id: [(x, y), ...]}`` recent box centres (oldest first) of a tracked
+            result's tracks, drawn as lines under the boxes (see
+            :class:`detkit.apis.tracking.TrackTrails`).
+
+    With ``track_ids`` on the result, each detection takes its track's colour
+    (:func:`track_color`) and its label starts with ``#id``.
 
     Returns:
         A new HxWx3 uint8 BGR array; ``image_bgr`` is not modified.
@@ -183,7 +209,12 @@ def draw_predictions(image_bgr: np.ndarray, predictions: Result | Mapping[str, A
     if not order:
         return canvas
     style = DrawStyle.for_image(height, width)
-    colors = [class_color(int(result.labels[i])) for i in order]
+    tracked = result.track_ids is not None
+    colors = [track_color(int(result.track_ids[i])) if tracked else class_color(int(result.labels[i]))
+              for i in order]
+    if trails and tracked:
+        for i, color in zip(order, colors):
+            _draw_trail(canvas, trails.get(int(result.track_ids[i]), ()), color, style)
     if result.masks is not None:
         _blend_masks(canvas, result.masks[order], colors, mask_alpha, style)
     for i, color in zip(order, colors):
@@ -195,5 +226,7 @@ def draw_predictions(image_bgr: np.ndarray, predictions: Result | Mapping[str, A
                            LANDMARK_COLORS[k % len(LANDMARK_COLORS)], cv2.FILLED, cv2.LINE_AA)
     for i, color in zip(order, colors):
         text = result.class_names[i] + (f" {result.scores[i]:.2f}" if show_scores else "")
+        if tracked:
+            text = f"#{int(result.track_ids[i])} {text}"
         _draw_label(canvas, text, result.boxes[i], color, style)
     return canvas
