@@ -130,6 +130,7 @@ def render_shapes_image(
     min_visible_area: int = 40,
     class_names: Sequence[str] = SHAPE_CLASSES,
     min_objects: int = 1,
+    centre_margin: float = 0.1,
 ) -> tuple[np.ndarray, list[ShapeInstance]]:
     """Draw one image of ``min_objects`` to ``max_objects`` random shapes over a noisy gradient.
 
@@ -142,6 +143,9 @@ def render_shapes_image(
         class_names: shapes to draw, a subset of :data:`SHAPE_CLASSES`; labels index this list.
         min_objects: fewest shapes drawn (1 to ``max_objects``; the default 1 draws what
             earlier versions drew, byte for byte).
+        centre_margin: shape centres are drawn in ``[m, 1 - m]`` of each side (default 0.1, as
+            earlier versions; 0 lets shapes be cut by the image border, as objects entering a
+            video frame are).
 
     Returns:
         ``(image [H, W, 3] uint8 RGB, instances)`` with the instances' masks exact and disjoint.
@@ -150,6 +154,8 @@ def render_shapes_image(
         ValueError: ``min_objects`` outside ``[1, max_objects]``.
     """
     _check_object_counts(min_objects, max_objects)
+    if not 0.0 <= centre_margin < 0.5:
+        raise ValueError(f"centre_margin must be in [0, 0.5), got {centre_margin}")
     height, width = image_size
     image = _background(rng, height, width)
     drawn: list[tuple[int, tuple[int, int, int], np.ndarray]] = []
@@ -157,7 +163,8 @@ def render_shapes_image(
         label = int(rng.integers(len(class_names)))
         color = tuple(int(c) for c in rng.integers(0, 256, size=3))
         radius = rng.uniform(*size_range) * min(height, width)
-        centre = rng.uniform([0.1 * width, 0.1 * height], [0.9 * width, 0.9 * height])
+        centre = rng.uniform([centre_margin * width, centre_margin * height],
+                             [(1 - centre_margin) * width, (1 - centre_margin) * height])
         angle = rng.uniform(0, 2 * np.pi)
         _draw_shape(image, class_names[label], centre, radius, angle, color)
         mask = np.zeros((height, width), dtype=np.uint8)
@@ -215,6 +222,7 @@ def generate_shapes_dataset(
     min_visible_area: int = 40,
     class_names: Sequence[str] = SHAPE_CLASSES,
     min_objects: int = 1,
+    centre_margin: float = 0.1,
 ) -> ShapesDatasetPaths:
     """Write a shapes dataset in COCO and VOC formats (layout in the module docstring).
 
@@ -232,6 +240,7 @@ def generate_shapes_dataset(
         min_visible_area: occluded objects with fewer visible pixels are dropped.
         class_names: the shapes, a subset of :data:`SHAPE_CLASSES` in label order.
         min_objects: fewest shapes an image (1 to ``max_objects``).
+        centre_margin: shape centres in ``[m, 1 - m]`` of each side (0: shapes cut by the border).
 
     Returns:
         The paths written.
@@ -257,7 +266,8 @@ def generate_shapes_dataset(
         for index in range(count):
             rng = np.random.default_rng([seed, split_index, index])
             image, instances = render_shapes_image(
-                rng, (height, width), max_objects, size_range, min_visible_area, class_names, min_objects
+                rng, (height, width), max_objects, size_range, min_visible_area, class_names, min_objects,
+                centre_margin,
             )
             stem = f"{split}_{index:06d}"
             file_name = stem + paths.image_suffix

@@ -162,3 +162,18 @@ def test_command_line_tool_large_variant(tmp_path: Path, capsys: pytest.CaptureF
     assert all(a["area"] < 32 ** 2 for a in coco.dataset["annotations"])  # COCO "small", every one
     with pytest.raises(SystemExit):
         tool["main"](["--large"])  # no output folder
+
+
+def test_centre_margin_zero_lets_shapes_be_cut_by_the_border():
+    def touching(margin: float) -> int:
+        count = 0
+        for index in range(40):
+            _, instances = render_shapes_image(np.random.default_rng(index), (128, 128), centre_margin=margin)
+            for instance in instances:
+                ys, xs = np.nonzero(instance.mask)
+                count += int(xs.min() == 0 or ys.min() == 0 or xs.max() == 127 or ys.max() == 127)
+        return count
+
+    assert touching(0.0) > 2 * touching(0.1)
+    with pytest.raises(ValueError, match="centre_margin must be in"):
+        render_shapes_image(np.random.default_rng(0), (64, 64), centre_margin=0.5)
