@@ -43,6 +43,7 @@ from detkit.apis.images import (
     ImageInput, ImageReadError, as_float_image, describe_input, to_chw_tensor,
 )
 from detkit.config import instantiate, load_config
+from detkit.models.tta import build_tta
 from detkit.utils.checkpoint import CheckpointError, load_weights
 from detkit.utils.deprecation import renamed_keyword
 from detkit.utils.result import Result
@@ -129,6 +130,11 @@ class Predictor:
             ``model.label_to_category_id`` when the model has one.
         score_threshold, max_detections: Deprecated names of ``score_thresh`` and
             ``detections_per_img``.
+        tta: Test-time augmentation: False (none), True (the image and its horizontal flip,
+            merged by class-wise NMS) or a dict of
+            :class:`~detkit.models.tta.TestTimeAugmentation` options (``flips``, ``scales``,
+            ``merge``, ``nms_thresh``, ``detections_per_img``, ``keypoint_flip_pairs``); the model
+            is wrapped in it (``self.model``), its class names and ids read through it.
 
     Attributes:
         weights: What trained weights the model holds, as :meth:`from_config` knows it
@@ -136,7 +142,8 @@ class Predictor:
             a model handed in ready (the predictor cannot tell).
 
     Raises:
-        ValueError: A class name or id in ``classes`` that the model does not have.
+        ValueError: A class name or id in ``classes`` that the model does not have; a bad
+            ``tta`` option.
     """
 
     def __init__(self, model: nn.Module, *, device: str | torch.device | None = None,
@@ -144,8 +151,10 @@ class Predictor:
                  classes: Iterable[str | int] | str | None = None,
                  detections_per_img: int | None = None,
                  label_to_category_id: Mapping[int, int] | None = None,
-                 score_threshold: float | None = None, max_detections: int | None = None) -> None:
+                 score_threshold: float | None = None, max_detections: int | None = None,
+                 tta: bool | Mapping[str, Any] = False) -> None:
         self.device = torch.device(device) if device is not None else default_device()
+        model = build_tta(model, tta, "Predictor(tta=...)")  # test-time augmentation (the tta option)
         self.model = model.eval().to(self.device)
         names = class_names if class_names is not None else getattr(model, "class_names", None)
         self.class_names: list[str] | None = list(names) if names is not None else None
@@ -165,7 +174,8 @@ class Predictor:
                     score_thresh: float | None = None,
                     classes: Iterable[str | int] | str | None = None,
                     detections_per_img: int | None = None,
-                    score_threshold: float | None = None, max_detections: int | None = None) -> Predictor:
+                    score_threshold: float | None = None, max_detections: int | None = None,
+                    tta: bool | Mapping[str, Any] = False) -> Predictor:
         """Build ``model`` of a detkit config, load a checkpoint into it, wrap it.
 
         Args:
@@ -174,8 +184,8 @@ class Predictor:
                 state dict, also one saved from DistributedDataParallel), loaded strictly by
                 :func:`detkit.utils.checkpoint.load_weights`;
                 None for a config whose model loads its own weights.
-            device, score_thresh, classes, detections_per_img, score_threshold, max_detections: As
-                for :class:`Predictor`.
+            device, score_thresh, classes, detections_per_img, score_threshold, max_detections, tta:
+                As for :class:`Predictor`.
             overrides: ``"key.path=value"`` config overrides.
 
         Warns:
@@ -195,7 +205,7 @@ class Predictor:
             load_weights(model, checkpoint_path, strict=True, drop_ddp_prefix=True)
         predictor = cls(model, device=device, score_thresh=score_thresh, classes=classes,
                         detections_per_img=detections_per_img, score_threshold=score_threshold,
-                        max_detections=max_detections)
+                        max_detections=max_detections, tta=tta)
         predictor.weights = loaded_weights(cfg, checkpoint_path)
         if predictor.weights is None:
             parts = list(_weight_paths(cfg.model, "model"))

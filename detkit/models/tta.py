@@ -154,6 +154,13 @@ class TestTimeAugmentation(nn.Module):
         """``(scale, flip)`` of every view, in the order they run."""
         return [(scale, flip) for scale in self.scales for flip in self.flips]
 
+    def describe(self) -> str:
+        """One line for people: the views and the merge."""
+        scales = ", ".join(f"{scale:g}" for scale in self.scales)
+        return (f"test-time augmentation: {len(self.views)} views (flips {', '.join(self.flips)}; network-input "
+                f"scales {scales}), merged by {self.merge} at IoU {self.nms_thresh:g}, at most "
+                f"{self.detections_per_img} per image")
+
     def extra_repr(self) -> str:
         return (f"flips={self.flips}, scales={self.scales}, merge={self.merge!r}, nms_thresh={self.nms_thresh}, "
                 f"detections_per_img={self.detections_per_img}")
