@@ -2,7 +2,8 @@
 
     detkit infer CONFIG CHECKPOINT INPUT... --out DIR [--score-thresh 0.3]
         [--classes dog,person] [--device cpu] [--batch-size 8] [--detections-per-img 100]
-        [--max-frames N] [key.path=value ...]
+        [--max-frames N] [--tta [--tta-flips F] [--tta-scales S] [--tta-merge nms|wbf]]
+        [key.path=value ...]
 
 * ``CONFIG``: a config file or model-zoo name defining ``model``; ``CHECKPOINT``: a checkpoint
   whose ``"model"`` entry is the state dict, or ``none`` for a config whose model loads its own
@@ -24,6 +25,13 @@
 * A checkpoint ``none`` with a config whose model does not load its own weights (no
   ``pretrained = True``, as in the zoo's ``*_pretrained`` configs) prints a one-line warning: the
   detections come from random weights.
+
+* ``--tta``: test-time augmentation (:class:`detkit.models.tta.TestTimeAugmentation`; the image
+  and its horizontal flip, merged by class-wise NMS); ``--tta-flips``, ``--tta-scales`` and
+  ``--tta-merge`` choose the views and the merge (as for ``detkit test``), each implies ``--tta``,
+  and the summary says which views ran.
+* Videos are written as H.264 (browser-playable) when PyAV (``pip install av``, the ``video``
+  extra) or OpenCV can encode it, else MPEG-4 part 2 (mp4v); the summary names the codec used.
 
 ``--out`` is checked before the model is built: a file, a folder under a file, a folder that
 cannot be created or written stops the command at once (exit status 2) naming it. An input that
@@ -77,6 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=None,
                         help="stop each video / webcam after this many frames")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    # -- test-time augmentation (--tta ...): the options of `detkit test`
+    from detkit.cli.test import add_tta_arguments
+
+    add_tta_arguments(parser)
+    # -- end of test-time augmentation
 
 
 def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -84,6 +97,11 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     split_overrides(parser, args, ["config", "checkpoint"], rest="inputs")
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
+    # -- test-time augmentation: args.tta_options (None: none)
+    from detkit.cli.test import tta_options
+
+    tta_options(parser, args)
+    # -- end of test-time augmentation
 
 
 def _build_predictor(args: argparse.Namespace, score_thresh: float) -> Predictor:
@@ -96,7 +114,8 @@ def _build_predictor(args: argparse.Namespace, score_thresh: float) -> Predictor
         predictor = Predictor.from_config(
             resolve_config(args.config), None if args.checkpoint.lower() == "none" else args.checkpoint,
             device=args.device, overrides=args.overrides, score_thresh=score_thresh,
-            classes=args.classes, detections_per_img=args.detections_per_img)
+            classes=args.classes, detections_per_img=args.detections_per_img,
+            tta=False if getattr(args, "tta_options", None) is None else args.tta_options)
     for warning in caught:
         if issubclass(warning.category, UntrainedModelWarning):
             print(f"warning: {warning.message}", file=sys.stderr)
@@ -125,6 +144,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{report.images} images, {len(report.videos)} videos ({report.frames} frames) in "
           f"{seconds:.1f} s; {len(report.records)} detections (score >= {score_thresh:g}); results "
           f"in {out_dir}/, predictions in {where}")
+    # -- test-time augmentation and the video codec: one line each
+    if hasattr(predictor.model, "describe"):
+        print(predictor.model.describe())
+    for video, codec in zip(report.videos, getattr(report, "video_codecs", [])):
+        print(f"video {video}: {codec}")
+    # -- end
     if report.failures:
         print(f"{len(report.failures)} input(s) failed:", file=sys.stderr)
         for source, reason in report.failures:
