@@ -44,6 +44,7 @@ from detkit.apis.images import (
 )
 from detkit.apis.slicing import SliceSettings, sliced_predict
 from detkit.config import instantiate, load_config
+from detkit.models.tta import build_tta
 from detkit.utils.checkpoint import CheckpointError, load_weights
 from detkit.utils.deprecation import renamed_keyword
 from detkit.utils.result import Result
@@ -138,6 +139,11 @@ class Predictor:
         slice_merge: ``"nms"`` (class-wise NMS) or ``"merge"`` (overlapping boxes of a class
             merged into their union); both match by intersection over the smaller box > 0.5.
             With slicing, ``score_thresh`` applies before the merge.
+        tta: Test-time augmentation: False (none), True (the image and its horizontal flip,
+            merged by class-wise NMS) or a dict of
+            :class:`~detkit.models.tta.TestTimeAugmentation` options (``flips``, ``scales``,
+            ``merge``, ``nms_thresh``, ``detections_per_img``, ``keypoint_flip_pairs``); the model
+            is wrapped in it (``self.model``), its class names and ids read through it.
 
     Attributes:
         weights: What trained weights the model holds, as :meth:`from_config` knows it
@@ -147,7 +153,7 @@ class Predictor:
 
     Raises:
         ValueError: A class name or id in ``classes`` that the model does not have; a bad
-            ``slice_*`` value (the message names it).
+            ``slice_*`` value (the message names it); a bad ``tta`` option.
     """
 
     def __init__(self, model: nn.Module, *, device: str | torch.device | None = None,
@@ -157,8 +163,10 @@ class Predictor:
                  label_to_category_id: Mapping[int, int] | None = None,
                  score_threshold: float | None = None, max_detections: int | None = None,
                  slice_size: int | tuple[int, int] | None = None, slice_overlap: float = 0.2,
-                 slice_full_image: bool = True, slice_merge: str = "nms") -> None:
+                 slice_full_image: bool = True, slice_merge: str = "nms",
+                 tta: bool | Mapping[str, Any] = False) -> None:
         self.device = torch.device(device) if device is not None else default_device()
+        model = build_tta(model, tta, "Predictor(tta=...)")  # test-time augmentation (the tta option)
         self.model = model.eval().to(self.device)
         names = class_names if class_names is not None else getattr(model, "class_names", None)
         self.class_names: list[str] | None = list(names) if names is not None else None
@@ -183,7 +191,8 @@ class Predictor:
                     detections_per_img: int | None = None,
                     score_threshold: float | None = None, max_detections: int | None = None,
                     slice_size: int | tuple[int, int] | None = None, slice_overlap: float = 0.2,
-                    slice_full_image: bool = True, slice_merge: str = "nms") -> Predictor:
+                    slice_full_image: bool = True, slice_merge: str = "nms",
+                    tta: bool | Mapping[str, Any] = False) -> Predictor:
         """Build ``model`` of a detkit config, load a checkpoint into it, wrap it.
 
         Args:
@@ -193,7 +202,7 @@ class Predictor:
                 :func:`detkit.utils.checkpoint.load_weights`;
                 None for a config whose model loads its own weights.
             device, score_thresh, classes, detections_per_img, score_threshold, max_detections,
-                slice_size, slice_overlap, slice_full_image, slice_merge: As for :class:`Predictor`.
+                slice_size, slice_overlap, slice_full_image, slice_merge, tta: As for :class:`Predictor`.
             overrides: ``"key.path=value"`` config overrides.
 
         Warns:
@@ -215,7 +224,7 @@ class Predictor:
                         detections_per_img=detections_per_img, score_threshold=score_threshold,
                         max_detections=max_detections, slice_size=slice_size,
                         slice_overlap=slice_overlap, slice_full_image=slice_full_image,
-                        slice_merge=slice_merge)
+                        slice_merge=slice_merge, tta=tta)
         predictor.weights = loaded_weights(cfg, checkpoint_path)
         if predictor.weights is None:
             parts = list(_weight_paths(cfg.model, "model"))

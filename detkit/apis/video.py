@@ -1,5 +1,10 @@
 """Video in, video out: a threaded reader, a writer with a codec fallback, and the pipeline.
 
+The writer encodes H.264 (``avc1``, what web browsers play) where the machine can, through PyAV
+(``pip install av``, detkit's ``video`` extra) or an OpenCV build with an H.264 encoder, and
+falls back to MPEG-4 part 2 (``mp4v``, played by desktop players, not by browsers), then
+Motion-JPEG; :attr:`VideoWriter.codec` and :attr:`VideoRun.codec` say which was used.
+
 :func:`annotate_video` keeps three things busy at once::
 
     reader thread:  decode frames         (VideoReader, up to ``prefetch`` frames ahead)
@@ -18,8 +23,10 @@ import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import cv2
 import numpy as np
@@ -30,15 +37,18 @@ from detkit.apis.tracking import ByteTracker, TrackTrails
 from detkit.utils.result import Result
 from detkit.utils.visualization import draw_predictions
 
-__all__ = ["DEFAULT_CODECS", "VIDEO_EXTENSIONS", "ErrorCallback", "VideoOpenError", "VideoReader",
+__all__ = ["DEFAULT_CODECS", "H264_FOURCCS", "VIDEO_EXTENSIONS", "ErrorCallback", "VideoOpenError", "VideoReader",
            "VideoRun", "VideoWriter", "annotate_video"]
 
 logger = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv"})
-# (fourcc, file extension) in order of preference: MPEG-4 part 2 in .mp4 plays almost anywhere;
-# Motion-JPEG in .avi is built into every OpenCV, even without FFmpeg's MPEG-4 encoder.
-DEFAULT_CODECS: tuple[tuple[str, str], ...] = (("mp4v", ".mp4"), ("MJPG", ".avi"))
+# (fourcc, file extension) in order of preference: H.264 (avc1) in .mp4 plays in web browsers
+# (PyAV's libx264, else OpenCV's encoder where its build has one); MPEG-4 part 2 in .mp4 plays in
+# desktop players; Motion-JPEG in .avi is built into every OpenCV, even without FFmpeg's encoders.
+DEFAULT_CODECS: tuple[tuple[str, str], ...] = (("avc1", ".mp4"), ("mp4v", ".mp4"), ("MJPG", ".avi"))
+H264_FOURCCS = frozenset({"avc1", "h264", "H264", "X264"})  # fourccs that ask for H.264
+_CODEC_NAMES = {"mp4v": "MPEG-4 part 2", "MJPG": "Motion-JPEG", "XVID": "MPEG-4 part 2 (Xvid)"}
 _FALLBACK_FPS = 30.0  # for sources that report no frame rate (some webcams)
 
 VideoSource = str | Path | int
@@ -139,17 +149,95 @@ class VideoReader:
         self.close()
 
 
-class VideoWriter:
-    """``cv2.VideoWriter`` at a given frame rate and size, trying codecs in order.
+class _PyAVEncoder:
+    """H.264 through PyAV (libx264): BGR frames in, an .mp4 with ``yuv420p`` (browsers' format)."""
 
+    def __init__(self, path: Path, fps: float, frame_size: tuple[int, int]) -> None:
+        import av  # optional (the `video` extra); ImportError: the caller tries the next codec
+
+        width, height = frame_size
+        if width % 2 or height % 2:
+            raise ValueError(f"H.264 (yuv420p) needs an even width and height, got {width}x{height}")
+        self._av = av
+        self._container = av.open(str(path), mode="w", options={"movflags": "+faststart"})
+        try:
+            self._stream = self._container.add_stream("libx264", rate=Fraction(fps).limit_denominator(100000))
+            self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, "yuv420p"
+            self._stream.options = {"crf": "20", "preset": "veryfast"}
+            self._container.start_encoding()  # the file exists from here, as OpenCV's does
+        except Exception:
+            self._container.close()
+            raise
+        self._frames = 0
+        self.encoder = "PyAV " + self._stream.codec_context.name
+
+    def write(self, frame: np.ndarray) -> None:
+        picture = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="bgr24")
+        picture.pts = self._frames
+        self._frames += 1
+        for packet in self._stream.encode(picture):
+            self._container.mux(packet)
+
+    def release(self) -> None:
+        if self._container is None:
+            return
+        container, self._container = self._container, None
+        try:
+            for packet in self._stream.encode(None):  # flush the encoder's delayed frames
+                container.mux(packet)
+        finally:
+            container.close()
+
+
+def _open_pyav(path: Path, fps: float, frame_size: tuple[int, int]) -> tuple[_PyAVEncoder | None, str]:
+    """A PyAV H.264 encoder, or None and why not (PyAV not installed, no libx264, odd size)."""
+    try:
+        return _PyAVEncoder(path, fps, frame_size), ""
+    except ImportError:
+        return None, "PyAV is not installed (pip install av)"
+    except Exception as error:  # av.FFmpegError and friends: no encoder, cannot open the file
+        path.unlink(missing_ok=True)
+        return None, f"PyAV: {error}"
+
+
+def _open_opencv(path: Path, fourcc: str, fps: float, frame_size: tuple[int, int]) -> Any:
+    """An opened ``cv2.VideoWriter``, or None; OpenCV's own error lines are silenced for H.264,
+    which most builds cannot encode (the fallback is logged instead)."""
+    quiet = fourcc in H264_FOURCCS and hasattr(cv2, "utils") and hasattr(cv2.utils, "logging")
+    level = cv2.utils.logging.getLogLevel() if quiet else None
+    if quiet:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, frame_size)
+    finally:
+        if quiet:
+            cv2.utils.logging.setLogLevel(level)
+    if writer.isOpened():
+        return writer
+    writer.release()
+    return None
+
+
+class VideoWriter:
+    """A video file at a given frame rate and size, trying codecs in order.
+
+    An H.264 entry (fourcc ``avc1``) is written through PyAV when it is installed (libx264),
+    else through OpenCV when its build can encode H.264; other fourccs go to ``cv2.VideoWriter``.
     The first codec that opens wins; the file gets that codec's extension (so ``out.mp4`` may
-    become ``out.avi``, with a warning logged). Read :attr:`path` for the file actually written.
+    become ``out.avi``, with a warning logged). Read :attr:`path` for the file actually written
+    and :attr:`codec` for how.
 
     Args:
         path: Output file; its extension is replaced by the codec's.
         fps: Frames per second.
         frame_size: ``(width, height)``; every frame written must have this size.
         codecs: ``(fourcc, extension)`` pairs, in order of preference.
+
+    Attributes:
+        fourcc: The codec used (``"avc1"`` for H.264, ``"mp4v"``, ``"MJPG"``...).
+        codec: What was used, for people: ``"H.264 (avc1, PyAV libx264)"``, ``"MPEG-4 part 2
+            (mp4v, OpenCV)"``...
+        browser_playable: Whether web browsers play it (H.264 in .mp4).
 
     Raises:
         VideoOpenError: No codec can open a writer.
@@ -161,20 +249,32 @@ class VideoWriter:
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.frames_written = 0
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        tried = []
+        tried, reasons = [], []
         for fourcc, extension in codecs:
             candidate = Path(path).with_suffix(extension)
-            writer = cv2.VideoWriter(str(candidate), cv2.VideoWriter_fourcc(*fourcc), self.fps,
-                                     self.frame_size)
-            if writer.isOpened():
+            writer, backend = None, "OpenCV"
+            if fourcc in H264_FOURCCS:
+                writer, reason = _open_pyav(candidate, self.fps, self.frame_size)
+                if writer is not None:
+                    backend = writer.encoder
+                else:
+                    reasons.append(reason)
+            if writer is None:
+                writer = _open_opencv(candidate, fourcc, self.fps, self.frame_size)
+            if writer is not None:
                 if tried:
-                    logger.warning("cannot write %s with %s; writing %s with %s instead",
-                                   Path(path).name, " / ".join(tried), candidate.name, fourcc)
-                self._writer, self.path, self.fourcc = writer, candidate, fourcc
+                    because = f" ({'; '.join(reasons)})" if reasons else ""
+                    logger.warning("cannot write %s with %s%s; writing %s with %s instead",
+                                   Path(path).name, " / ".join(tried), because, candidate.name, fourcc)
+                h264 = fourcc in H264_FOURCCS
+                self._writer, self.path = writer, candidate
+                self.fourcc = "avc1" if h264 else fourcc
+                self.codec = f"{'H.264' if h264 else _CODEC_NAMES.get(fourcc, fourcc)} ({self.fourcc}, {backend})"
+                self.browser_playable = h264 and extension.lower() == ".mp4"
                 return
-            writer.release()
             tried.append(fourcc)
-        raise VideoOpenError(f"no codec can write {path} ({', '.join(tried)} tried)")
+        raise VideoOpenError(f"no codec can write {path} ({', '.join(tried)} tried"
+                             f"{'; ' + '; '.join(reasons) if reasons else ''})")
 
     def write(self, frame: np.ndarray) -> None:
         """Append one HxWx3 uint8 BGR frame of :attr:`frame_size`."""
@@ -204,13 +304,15 @@ class VideoRun:
         frames: Frames read, run through the model and written.
         seconds: Wall time from the first read to the last frame written.
         output_path: The annotated video (its extension follows the codec used), or None.
-        fourcc: The codec of the output, or None.
+        fourcc: The codec of the output (``"avc1"`` for H.264), or None.
+        codec: How the output was encoded, for people (:attr:`VideoWriter.codec`), or None.
     """
 
     frames: int
     seconds: float
     output_path: Path | None
     fourcc: str | None
+    codec: str | None = None
 
     @property
     def fps(self) -> float:
@@ -272,7 +374,7 @@ def annotate_video(predictor: Predictor, reader: VideoReader, output_path: str |
             ``tracker.detector_score_thresh``, or the low-score association has nothing to use.
 
     Returns:
-        The frame count, wall time and output file.
+        The frame count, wall time, output file and its codec.
 
     Raises:
         Whatever decoding, the model, ``draw`` or encoding raised; every thread is stopped and
@@ -306,4 +408,4 @@ def annotate_video(predictor: Predictor, reader: VideoReader, output_path: str |
             writer.close()
     return VideoRun(frames=frames, seconds=time.perf_counter() - start,
                     output_path=writer.path if writer else None,
-                    fourcc=writer.fourcc if writer else None)
+                    fourcc=writer.fourcc if writer else None, codec=writer.codec if writer else None)

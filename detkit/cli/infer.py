@@ -5,6 +5,7 @@
         [--max-frames N] [--slice SIZE [--overlap 0.2] [--no-slice-full] [--slice-merge nms|merge]]
         [--track [--track-high-thresh 0.5] [--track-low-thresh 0.1]
         [--track-new-thresh 0.6] [--track-buffer 30] [--track-per-class] [--trail-length 30]]
+        [--tta [--tta-flips F] [--tta-scales S] [--tta-merge nms|wbf]]
         [key.path=value ...]
 
 * ``CONFIG``: a config file or model-zoo name defining ``model``; ``CHECKPOINT``: a checkpoint
@@ -40,6 +41,12 @@
   last ``--trail-length`` centres). The detector then keeps detections down to
   ``--track-low-thresh`` (the tracker's second association uses them; ``--score-thresh`` is not
   used for videos); images are not tracked and keep ``--score-thresh``.
+* ``--tta``: test-time augmentation (:class:`detkit.models.tta.TestTimeAugmentation`; the image
+  and its horizontal flip, merged by class-wise NMS); ``--tta-flips``, ``--tta-scales`` and
+  ``--tta-merge`` choose the views and the merge (as for ``detkit test``), each implies ``--tta``,
+  and the summary says which views ran.
+* Videos are written as H.264 (browser-playable) when PyAV (``pip install av``, the ``video``
+  extra) or OpenCV can encode it, else MPEG-4 part 2 (mp4v); the summary names the codec used.
 
 ``--out`` is checked before the model is built: a file, a folder under a file, a folder that
 cannot be created or written stops the command at once (exit status 2) naming it. An input that
@@ -96,6 +103,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_slice_arguments(parser)
     add_tracking_arguments(parser)
+    # -- test-time augmentation (--tta ...): the options of `detkit test`
+    from detkit.cli.test import add_tta_arguments
+
+    add_tta_arguments(parser)
+    # -- end of test-time augmentation
 
 
 # --- sliced inference (--slice): detkit.apis.slicing --------------------------------------------
@@ -188,6 +200,11 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
     check_slice_args(parser, args)
+    # -- test-time augmentation: args.tta_options (None: none)
+    from detkit.cli.test import tta_options
+
+    tta_options(parser, args)
+    # -- end of test-time augmentation
 
 
 def _build_predictor(args: argparse.Namespace, score_thresh: float) -> Predictor:
@@ -200,7 +217,8 @@ def _build_predictor(args: argparse.Namespace, score_thresh: float) -> Predictor
         predictor = Predictor.from_config(
             resolve_config(args.config), None if args.checkpoint.lower() == "none" else args.checkpoint,
             device=args.device, overrides=args.overrides, score_thresh=score_thresh,
-            classes=args.classes, detections_per_img=args.detections_per_img, **slice_options(args))
+            classes=args.classes, detections_per_img=args.detections_per_img, **slice_options(args),
+            tta=False if getattr(args, "tta_options", None) is None else args.tta_options)
     for warning in caught:
         if issubclass(warning.category, UntrainedModelWarning):
             print(f"warning: {warning.message}", file=sys.stderr)
@@ -235,6 +253,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"{report.images} images, {len(report.videos)} videos ({report.frames} frames) in "
           f"{seconds:.1f} s; {len(report.records)} detections (score >= {score_thresh:g}); results "
           f"in {out_dir}/, predictions in {where}")
+    # -- test-time augmentation and the video codec: one line each
+    if hasattr(predictor.model, "describe"):
+        print(predictor.model.describe())
+    for video, codec in zip(report.videos, getattr(report, "video_codecs", [])):
+        print(f"video {video}: {codec}")
+    # -- end
     if report.failures:
         print(f"{len(report.failures)} input(s) failed:", file=sys.stderr)
         for source, reason in report.failures:

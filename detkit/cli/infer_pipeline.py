@@ -25,7 +25,7 @@ from detkit.apis.images import IMAGE_EXTENSIONS, ImageReadError, read_image
 from detkit.apis.predictor import Predictor
 from detkit.apis.result import Result
 from detkit.apis.tracking import ByteTracker, TrackTrails
-from detkit.apis.video import VIDEO_EXTENSIONS, VideoOpenError, VideoReader, annotate_video
+from detkit.apis.video import VIDEO_EXTENSIONS, VideoOpenError, VideoReader, VideoRun, annotate_video
 from detkit.engine.run_folder import check_output_dir
 from detkit.utils.visualization import draw_predictions
 
@@ -55,6 +55,7 @@ class Report:
     frames: int = 0
     videos: list[str] = field(default_factory=list)
     predictions_path: Path | None = None  # where the records went (None: nowhere, or not yet)
+    video_codecs: list[str] = field(default_factory=list)  # per video written: how (VideoRun.codec)
 
     def fail(self, source: str, reason: str) -> None:
         """Record a failed input and say so at once (the run goes on)."""
@@ -277,6 +278,7 @@ def run_video(predictor: Predictor, item: InputItem, names: OutputNames, report:
             return
     report.frames += run.frames
     report.videos.append(str(run.output_path))
+    report.video_codecs.append(describe_codec(run))
     if frame_errors:  # one line per video, not one per frame
         source, error = frame_errors[0]
         report.fail(item.name, f"the model failed on {len(frame_errors)} of {run.frames} frames "
@@ -285,6 +287,15 @@ def run_video(predictor: Predictor, item: InputItem, names: OutputNames, report:
     if reader.frame_count is not None and run.frames < reader.frame_count:
         tqdm.write(f"warning: {reader.name}: read {run.frames} of {reader.frame_count} frames",
                    file=sys.stderr)
+
+
+def describe_codec(run: VideoRun) -> str:
+    """How a video was encoded, and what to do when browsers will not play it."""
+    if run.codec is None:
+        return "not written"
+    if run.fourcc == "avc1":
+        return f"{run.codec}, plays in web browsers"
+    return f"{run.codec}; web browsers do not play it: `pip install av` (detkit's video extra) for H.264"
 
 
 def write_json(path: Path, records: list[dict[str, Any]]) -> None:

@@ -33,6 +33,7 @@ from detkit.engine.run_folder import check_output_dir
 from detkit.evaluation import evaluate, format_metrics
 from detkit.evaluation.analysis_report import DetectionAnalysis, analyze_evaluator
 from detkit.evaluation.evaluator import base_dataset, build_evaluator
+from detkit.models.tta import TestTimeAugmentation, build_tta
 from detkit.utils.checkpoint import load_weights
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def evaluate_config(
     analysis: bool = False,
     analysis_iou: float | None = None,
     analysis_score_thresh: float | None = None,
+    tta: bool | Mapping[str, Any] | None = None,
 ) -> EvaluationReport:
     """Evaluate a config's model on its ``dataloader.test``.
 
@@ -120,6 +122,10 @@ def evaluate_config(
         analysis_iou: the IoU a match needs in the analysis (default 0.5; VOC: its IoU).
         analysis_score_thresh: the confusion matrix counts detections with ``score >=`` this
             (default: the best-F1 threshold of all classes).
+        tta: test-time augmentation (``detkit test --tta``): True for the defaults (the image and
+            its horizontal flip, merged by class-wise NMS), or a dict of
+            :class:`~detkit.models.tta.TestTimeAugmentation`'s options (``flips``, ``scales``,
+            ``merge``...); the model, weights loaded, is wrapped in it. None / False: none.
 
     Returns:
         The metrics, as an :class:`EvaluationReport`.
@@ -131,6 +137,7 @@ def evaluate_config(
         ConfigError: a config problem (the key is named).
         ClassMismatchError: the test dataset's classes are not the model's (the difference shown).
         OutputDirError: ``output_dir`` cannot be written (checked before the model is built).
+        ValueError: a bad ``tta`` option (named).
     """
     source = getattr(cfg, "__dict__", {}).get("_cfg_file", "the config")
     dataloader = cfg.get("dataloader") or {}
@@ -144,6 +151,7 @@ def evaluate_config(
         model = instantiate(cfg["model"], "model")
     if checkpoint is not None:
         load_weights(model, checkpoint, strict=True)
+    model = build_tta(model, tta, "tta (--tta)")  # after the weights: they are the detector's
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(device)
     data_loader = instantiate(dataloader["test"], "dataloader.test")
@@ -155,6 +163,8 @@ def evaluate_config(
         raise ValueError(f"{source} sets evaluator = None: there is nothing to evaluate with")
     metrics = evaluate(model, data_loader, evaluator, device=device, progress=progress)
     summary = (evaluator.summary() if hasattr(evaluator, "summary") else "") or format_metrics(metrics)
+    if isinstance(model, TestTimeAugmentation):  # which views were merged
+        summary = f"{model.describe()}\n{summary}"
     result_analysis = None
     if analysis:
         result_analysis = analyze_evaluator(evaluator, iou_thresh=analysis_iou, score_thresh=analysis_score_thresh)
