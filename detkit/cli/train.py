@@ -70,7 +70,7 @@ def load_train_config(config: str, overrides: Sequence[str], data: str | None = 
     Raises:
         CommandError: ``weights`` is neither a file nor a pretrained zoo config.
     """
-    from detkit.cli.common import CommandError, load_config_arg
+    from detkit.cli.common import load_config_arg
 
     if data is None and weights is None:
         return load_config_arg(config, overrides)
