@@ -250,8 +250,10 @@ def run(args: argparse.Namespace) -> int:
               f"{'with' if args.slice_full_image else 'without'} the full image, merged by "
               f"{args.slice_merge}")
     where = report.predictions_path if report.predictions_path is not None else "nowhere (see below)"
+    kept = f"score >= {score_thresh:g}" if tracking is None else \
+        f"images: score >= {score_thresh:g}; videos: the tracked ones"
     print(f"{report.images} images, {len(report.videos)} videos ({report.frames} frames) in "
-          f"{seconds:.1f} s; {len(report.records)} detections (score >= {score_thresh:g}); results "
+          f"{seconds:.1f} s; {len(report.records)} detections ({kept}); results "
           f"in {out_dir}/, predictions in {where}")
     # -- test-time augmentation and the video codec: one line each
     if hasattr(predictor.model, "describe"):
