@@ -83,22 +83,11 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 
 
 def read_class_names(path: str | Path) -> list[str]:
-    """Class names from a text file, one a line (blank lines skipped).
+    """A class list from a file (text one name a line, yaml or json with ``names``), in label order:
+    :func:`detkit.data.formats.files.read_class_names`, which ``detkit data convert`` reads too."""
+    from detkit.data.formats.files import read_class_names as read_names
 
-    Raises:
-        FileNotFoundError: no such file.
-        DatasetError: no names, or a name listed twice (the file named).
-    """
-    from detkit.data.parsing import read_text_lines
-    from detkit.data.validation import DatasetError
-
-    names = [line.strip() for line in read_text_lines(path, "class names file") if line.strip()]
-    if not names:
-        raise DatasetError(f"{path}: class names file holds no names (one name a line)")
-    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
-    if repeated:
-        raise DatasetError(f"{path}: class names listed twice: {repeated}")
-    return names
+    return read_names(path)
 
 
 def _first_dir(candidates: Sequence[Path], what: str) -> Path:

@@ -53,6 +53,7 @@ import numpy as np
 
 from .base import DetectionDataset, Transforms
 from .coco import CocoDetection
+from .formats.files import read_class_names
 from .parsing import read_json, read_text_lines, read_xml
 from .validation import DatasetError
 from .voc import VOCDetection
@@ -200,7 +201,7 @@ def parse_class_names(value: Any, base: Path, source: str, key: str = "class_nam
     """
     if isinstance(value, (str, Path)):
         path = _file(base, value, source, key)
-        names = [line.strip() for line in read_text_lines(path, "class names file") if line.strip()]
+        names = list(read_class_names(path))  # one reader for names files (text, yaml, json)
         source, key = str(path), "names"
     elif isinstance(value, Mapping):
         try:
