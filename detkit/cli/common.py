@@ -90,6 +90,7 @@ def resolve_config(config: str | os.PathLike[str]) -> Path:
 def load_config_arg(config: Any, overrides: Sequence[str] | None = None) -> Any:
     """A loaded config from a path, a model-zoo name or an already loaded config, with overrides
     (:func:`detkit.model_zoo.load_config_like`; a missing path is a :class:`CommandError`)."""
+    import detkit.engine.settings  # noqa: F401 - registers the train section's types for the override check
     from detkit.model_zoo import load_config_like
 
     if isinstance(config, (str, os.PathLike)):

@@ -26,12 +26,12 @@ import collections.abc
 import inspect
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from detkit.config.lazy import ConfigError
 
-__all__ = ["OverrideTypeError", "annotation_of", "check_override_type", "default_of"]
+__all__ = ["OverrideTypeError", "annotation_of", "check_override_type", "default_of", "register_section_types"]
 
 _SEQUENCE_ORIGINS = (list, tuple, collections.abc.Sequence, collections.abc.MutableSequence,
                      collections.abc.Iterable, collections.abc.Collection)
@@ -121,6 +121,24 @@ def _admits(hint: Any, value: Any) -> bool | None:
     return None
 
 
+# Type annotations of the keys of plain-dict sections that a layer above describes with a schema
+# (the engine registers ``train`` from its TrainSettings dataclass): an override of such a key is
+# also accepted when the annotation admits it (``train.amp='bf16'`` where the config has False).
+_SECTION_TYPES: dict[str, Mapping[str, Any]] = {}
+
+
+def register_section_types(section: str, annotations: Mapping[str, Any]) -> None:
+    """Declare the types of the keys of top-level section ``section`` (``{key: annotation}``)."""
+    _SECTION_TYPES[section] = dict(annotations)
+
+
+def _section_annotation(key: str) -> Any:
+    parts = key.split(".")
+    if len(parts) == 2 and parts[0] in _SECTION_TYPES:
+        return _SECTION_TYPES[parts[0]].get(parts[1], inspect.Parameter.empty)
+    return inspect.Parameter.empty
+
+
 def _type_word(value: Any) -> str:
     return {"sequence": "a list or tuple"}.get(_kind(value) or "", type(value).__name__)
 
@@ -143,6 +161,8 @@ def check_override_type(key: str, new: Any, current: Any, target: Any = None) ->
         return
     name = key.rsplit(".", 1)[-1]
     if target is not None and _admits(annotation_of(target, name), new):
+        return
+    if target is None and _admits(_section_annotation(key), new):
         return
     raise OverrideTypeError(f"override {key}={new!r}: expected {_type_word(current)} (the config has {current!r}), "
                             f"got {_type_word(new)}")

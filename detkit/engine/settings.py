@@ -61,6 +61,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from detkit.config import ConfigDict
+from detkit.config.override_types import register_section_types
 
 __all__ = ["EMASettings", "TrainSettings", "check_field_types", "default_train"]
 
@@ -248,6 +249,10 @@ def check_field_types(cls: type, values: Mapping[str, Any], prefix: str, source:
         if key in hints and not _matches(value, hints[key]):
             raise ValueError(f"{source}: {prefix}.{key} must be {_type_name(hints[key])}, got "
                              f"{value!r} ({type(value).__name__})")
+
+
+# Overrides of train.KEY are checked against these field types too (train.amp='bf16' replaces False).
+register_section_types("train", typing.get_type_hints(TrainSettings))
 
 
 def default_train(**values: Any) -> ConfigDict:

@@ -80,3 +80,19 @@ def test_on_the_command_line_it_is_one_line_and_exit_status_2(config_file: Path,
     err = capsys.readouterr().err
     assert err == ("detkit train: error: override optimizer.lr='fast': expected float "
                    "(the config has 0.01), got str\n")
+
+
+def test_a_registered_section_admits_what_its_schema_admits():
+    # The engine registers train's TrainSettings types: amp is False | True | "fp16" | "bf16".
+    import detkit.engine.settings  # noqa: F401
+    from detkit.config import ConfigDict, apply_overrides
+
+    def fresh() -> ConfigDict:
+        return ConfigDict(train=ConfigDict(amp=False, checkpoint_period=1000))
+
+    assert apply_overrides(fresh(), ["train.amp='bf16'"]).train.amp == "bf16"
+    cfg = fresh()
+    with pytest.raises(ValueError, match=r"override train.amp='fp32': expected bool"):
+        apply_overrides(cfg, ["train.amp='fp32'"])
+    with pytest.raises(ValueError, match=r"override train.checkpoint_period='5': expected int"):
+        apply_overrides(cfg, ["train.checkpoint_period='5'"])
