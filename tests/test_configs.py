@@ -141,3 +141,25 @@ def test_model_section_round_trips_through_the_checkpoint_data_form(path: Path, 
             config_from_data(read)
     back = config_from_data(read, denied_modules=()) if demo else config_from_data(read)
     assert back == model
+
+
+SHAPES_CONFIGS = sorted(p for p in EXPERIMENT_CONFIGS if p.stem.endswith("_shapes"))
+
+
+@pytest.mark.parametrize("path", SHAPES_CONFIGS, ids=[p.stem for p in SHAPES_CONFIGS])
+def test_a_bf16_autocast_step_trains_every_family_on_the_cpu(path: Path):
+    # train.amp='bf16' on the CPU: the trainer runs the step under this autocast. The RPN and
+    # heads then hand bf16 boxes to NMS and RoIAlign (ops compare them in float32, the exact upcast).
+    torch.manual_seed(0)
+    cfg = _load_reduced(path)
+    model = instantiate(cfg.model).train()
+    generator = torch.Generator().manual_seed(0)
+    sizes = [(96, 128), (128, 96)]
+    images = [torch.rand(3, h, w, generator=generator) for h, w in sizes]
+    targets = _random_targets(sizes, int(model.num_classes), generator)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, losses = model(images, targets)
+    total = sum(losses.values())
+    assert math.isfinite(float(total.detach())), f"{path.stem}: non-finite bf16 loss {losses}"
+    total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)

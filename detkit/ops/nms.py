@@ -44,11 +44,21 @@ def _check_nms_inputs(boxes: Tensor, scores: Tensor, iou_threshold: float, op: s
         raise ValueError(f"{op}: iou_threshold must be a number >= 0, got {iou_threshold!r}")
 
 
+def _kernel_precision(boxes: Tensor, scores: Tensor) -> tuple[Tensor, Tensor]:
+    """bfloat16 / float16 boxes and scores as float32, exactly (every half value is a float32 one):
+    the kernels and the fallback run in float32 or float64, and IoUs of half-precision boxes are
+    then computed in float32 (as an AMP run needs: autocast hands the RPN and heads bf16 / fp16)."""
+    if boxes.dtype in (torch.float16, torch.bfloat16):
+        return boxes.float(), scores.float()
+    return boxes, scores
+
+
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, overlap: str = "iou") -> Tensor:
     """Greedy non-maximum suppression.
 
     Args:
-        boxes: ``[N, 4]`` xyxy boxes, float32 or float64.
+        boxes: ``[N, 4]`` xyxy boxes, float32 or float64 (bfloat16 / float16: compared in float32,
+            the exact upcast).
         scores: ``[N]`` scores, same dtype and device as ``boxes``.
         iou_threshold: a box is dropped when its overlap with a kept, higher-scored box is
             strictly greater than this (>= 0).
@@ -62,6 +72,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, overlap: str = "iou
     _check_overlap(overlap, "nms")
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    boxes, scores = _kernel_precision(boxes, scores)
     if use_ext("nms", boxes.device):
         return torch.ops.detkit.nms(boxes, scores, float(iou_threshold), overlap)
     return _nms_fallback(boxes, scores, float(iou_threshold), overlap=overlap)
@@ -93,6 +104,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     # apart (which changes the IoU's float rounding): the kernels never compare boxes of different
     # categories, so the result is what NMS run separately on each category gives.
     idxs = idxs.to(torch.int64)
+    boxes, scores = _kernel_precision(boxes, scores)
     if use_ext("batched_nms", boxes.device):
         return torch.ops.detkit.batched_nms(boxes, scores, idxs, float(iou_threshold), overlap)
     return _nms_fallback(boxes, scores, float(iou_threshold), idxs, overlap)
@@ -131,11 +143,16 @@ def soft_nms(
         raise ValueError(f"soft_nms: sigma must be > 0 for the gaussian method, got {sigma!r}")
     if boxes.shape[0] == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device), scores.new_empty((0,))
+    dtype = scores.dtype
+    boxes, scores = _kernel_precision(boxes, scores)
     if use_ext("soft_nms", boxes.device):
-        return torch.ops.detkit.soft_nms(
+        keep, kept = torch.ops.detkit.soft_nms(
             boxes, scores, float(iou_threshold), float(sigma), float(score_threshold), _SOFT_NMS_METHODS[method]
         )
-    return _soft_nms_fallback(boxes, scores, float(iou_threshold), float(sigma), float(score_threshold), method)
+    else:
+        keep, kept = _soft_nms_fallback(boxes, scores, float(iou_threshold), float(sigma), float(score_threshold),
+                                        method)
+    return keep, kept.to(dtype)  # the decayed scores in the caller's dtype
 
 
 # --------------------------------------------------------------------------------------------------

@@ -27,6 +27,29 @@ def test_nms_equals_torchvision_on_random_boxes(impl, num_boxes, dtype):
         assert torch.equal(kept.cpu(), expected), f"threshold {threshold}"
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_boxes_are_compared_in_float32(impl, dtype):
+    # AMP hands NMS bf16 / fp16 boxes: every such value is a float32 one, so the ops upcast exactly
+    # and equal torchvision's NMS on those float32 values.
+    generator = torch.Generator().manual_seed(5)
+    boxes = random_boxes(500, dtype=dtype, canvas=300.0, max_size=80.0, generator=generator)
+    scores = torch.rand(500, generator=generator).to(dtype)
+    idxs = torch.randint(0, 4, (500,), generator=generator)
+    wide = boxes.float(), scores.float()
+    for threshold in (0.3, 0.5, 0.7):
+        kept = nms(boxes.to(impl.device), scores.to(impl.device), threshold).cpu()
+        assert torch.equal(kept, torchvision.ops.nms(*wide, threshold))
+        per_class = batched_nms(boxes.to(impl.device), scores.to(impl.device), idxs.to(impl.device), threshold).cpu()
+        expected = torch.cat([torch.nonzero(idxs == c)[:, 0][torchvision.ops.nms(wide[0][idxs == c],
+                                                                                  wide[1][idxs == c], threshold)]
+                              for c in range(4)])
+        assert torch.equal(per_class.sort().values, expected.sort().values)
+    keep, kept_scores = soft_nms(boxes.to(impl.device), scores.to(impl.device))
+    reference_keep, reference_scores = soft_nms(*(t.to(impl.device) for t in wide))
+    assert torch.equal(keep, reference_keep) and kept_scores.dtype == dtype
+    torch.testing.assert_close(kept_scores, reference_scores.to(dtype), rtol=0, atol=0)
+
+
 def test_nms_equals_torchvision_on_crowded_and_wide_boxes(impl):
     # Heavy overlap (long suppression chains) and boxes spanning the whole canvas.
     generator = torch.Generator().manual_seed(1)
