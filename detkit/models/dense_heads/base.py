@@ -97,3 +97,10 @@ class DenseHead(nn.Module):
                 raise ValueError(f"{type(self).__name__}: targets are required in training mode")
             return [], self.loss(raw, priors, targets, image_sizes)
         return self.predict(raw, priors, image_sizes), {}
+
+    def set_given(self, **settings: Any) -> None:
+        """Set each setting that is not None (a head's ``configure(...)``: only what is given
+        changes)."""
+        for name, value in settings.items():
+            if value is not None:
+                setattr(self, name, value)

@@ -149,13 +149,10 @@ class SSDHead(DenseHead):
             self.matcher = SSDMatcher(iou_thresh)
         if bbox_reg_weights is not None:
             self.box_coder = BoxCoder(bbox_reg_weights)
-        settings = dict(
+        self.set_given(
             neg_pos_ratio=neg_pos_ratio, empty_image_negatives=empty_image_negatives, score_thresh=score_thresh,
             nms_thresh=nms_thresh, pre_nms_topk=pre_nms_topk, detections_per_img=detections_per_img,
         )  # fmt: skip
-        for name, value in settings.items():
-            if value is not None:
-                setattr(self, name, value)
 
     # ------------------------------------------------------------------------------- layers
 

@@ -165,13 +165,10 @@ class YOLOv3Head(SizedByInputs, DenseHead):
         detections_per_img: int | None = None,
     ) -> None:
         """Set the detection settings that are given (see the class docstring)."""
-        settings = dict(
+        self.set_given(
             score_thresh=score_thresh, nms_thresh=nms_thresh, class_agnostic_nms=class_agnostic_nms,
             multi_label=multi_label, pre_nms_topk=pre_nms_topk, detections_per_img=detections_per_img,
         )  # fmt: skip
-        for name, value in settings.items():
-            if value is not None:
-                setattr(self, name, value)
 
     def _build(self, in_shapes: dict[str, ShapeSpec]) -> None:
         levels = list(in_shapes)
