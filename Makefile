@@ -12,6 +12,7 @@ CUDA_ARCHS ?= 7.5;9.0
 # pure-PyTorch fallbacks and says so, except under `make test`, which requires the kernels.
 install:
 	$(PYTHON) -m pip install -q -r requirements.txt
+	$(PYTHON) -m pip install -q --no-deps -r requirements-reference.txt
 	@if command -v nvcc >/dev/null 2>&1; then force_cuda=1; else force_cuda=0; fi; \
 	echo "detkit: building detkit._C (FORCE_CUDA=$$force_cuda, TORCH_CUDA_ARCH_LIST=$(CUDA_ARCHS))"; \
 	FORCE_CUDA=$$force_cuda TORCH_CUDA_ARCH_LIST="$(CUDA_ARCHS)" \
