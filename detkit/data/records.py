@@ -28,7 +28,6 @@ keeps working.
 from __future__ import annotations
 
 import ctypes
-import gc
 import pickle
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -426,10 +425,9 @@ class RecordStore(Sequence):
 
 
 def release_freed_memory() -> None:
-    """Collect garbage and give freed heap pages back to the system (glibc's ``malloc_trim``;
-    a no-op elsewhere): after a large parse whose Python objects are dropped, the process's
-    resident memory falls back to what it still holds."""
-    gc.collect()
+    """Give freed heap pages back to the system (glibc's ``malloc_trim``; a no-op elsewhere):
+    after a large parse whose Python objects are dropped, the process's resident memory falls
+    back to what it still holds."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
