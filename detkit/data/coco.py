@@ -248,7 +248,6 @@ class CocoDetection(DetectionDataset):
         finally:
             if collecting:
                 gc.enable()
-        release_freed_memory()  # the parsed json is gone: give its heap back
         super().__init__(
             records,
             [category["name"] for category in chosen],
@@ -260,6 +259,7 @@ class CocoDetection(DetectionDataset):
             skip_empty=skip_empty,
             report=report,
         )
+        release_freed_memory()  # the parsed json and the buffers before the checks are gone: give the heap back
 
     def _read(self, annotation_file: Path, image_dir: Path, source: str, with_masks: bool,
               class_names: Sequence[str] | None, report: DatasetReport

@@ -13,6 +13,8 @@ file means, only how fast it loads and how little memory it keeps.
 
 from __future__ import annotations
 
+import json
+from array import array
 from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 from operator import itemgetter
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .parsing import read_json
-from .records import ObjectColumn, RecordStore, SegmentationColumn, StringColumn, ragged_take
+from .records import RecordStore, SegmentationColumn, StringColumn
 from .validation import DatasetReport
 
 try:
@@ -90,54 +92,106 @@ def _join_paths(folder: Path, names: list[str]) -> list[str]:
     return joined
 
 
-def _segmentations(segmentations: list[Any]) -> SegmentationColumn | None:
-    """Per-annotation segmentations as a column (``None``: one the bulk checks do not take)."""
-    kinds = np.zeros(len(segmentations), dtype=np.int8)
-    is_list = np.fromiter((type(s) is list for s in segmentations), bool, len(segmentations))
-    is_dict = np.fromiter((type(s) is dict for s in segmentations), bool, len(segmentations))
-    is_none = np.fromiter((s is None for s in segmentations), bool, len(segmentations))
-    if not (is_list | is_dict | is_none).all():
+_SEGMENTATION_TYPES = {type(None): 0, list: 1, dict: 2}
+_NUMBER_LIST_BYTES = b"0123456789.-+eE[],"  # what the json text of lists of finite numbers is made of
+
+if orjson is not None:
+    _dumps = orjson.dumps
+else:  # pragma: no cover
+    def _dumps(value: Any) -> bytes:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _numbers(rows: list[list], lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(values [sum(lengths)] float64, all_float [R] bool)``: the concatenated numbers of ``rows``
+    (lists of json numbers) and whether each row holds Python floats only; ``None`` when a value is
+    not an int or a float (a string, ``null``, a list, a bool).
+
+    One C-level pass converts (``array('d')`` refuses strings, ``None`` and lists); only the rows
+    holding an integral value (where an int or a bool could hide) have their types looked at.
+    """
+    try:
+        values = np.frombuffer(array("d", chain.from_iterable(rows)), dtype=np.float64)
+    except (TypeError, OverflowError):
         return None
-    dict_index = np.flatnonzero(is_dict)
+    if len(values) != int(lengths.sum()):
+        return None
+    offsets = _offsets(lengths)
+    integral = _offsets((values == np.trunc(values)).astype(np.int64))
+    suspects = np.flatnonzero(integral[offsets[1:]] != integral[offsets[:-1]])
+    all_float = np.ones(len(rows), dtype=bool)
+    seen: set[type] = set()
+    for row in suspects.tolist():
+        types = set(map(type, rows[row]))
+        seen |= types
+        all_float[row] = types == {float}
+    if not seen <= {int, float}:
+        return None
+    return values, all_float
+
+
+def _segmentations(segmentations: list[Any]) -> SegmentationColumn | None:
+    """Per-annotation segmentations as json texts in one buffer (``None``: one the bulk checks
+    do not take). The checks are those of the record loop: polygons are lists of >= 3 x, y pairs of
+    finite numbers, an RLE has ``counts`` and ``size``; the numbers are checked on the json text
+    (only digits, signs, points and exponents: no string, bool or null, NaN or infinity)."""
+    codes = np.fromiter(map(_SEGMENTATION_TYPES.get, map(type, segmentations), repeat(-1)), np.int8,
+                        len(segmentations))
+    if (codes < 0).any():
+        return None
+    dict_index = np.flatnonzero(codes == 2)
     if not all("counts" in segmentations[i] and "size" in segmentations[i] for i in dict_index.tolist()):
         return None
-    list_index = np.flatnonzero(is_list)
-    lists = [segmentations[i] for i in list_index.tolist()]
+    lists = [segmentations[i] for i in np.flatnonzero(codes == 1).tolist()]
     polygons = list(chain.from_iterable(lists))
     if not _only(polygons, list):
         return None
     lengths = np.fromiter(map(len, polygons), np.int64, len(polygons))
     if (lengths < 6).any() or (lengths % 2).any():
         return None
-    types = set(map(type, chain.from_iterable(polygons)))
-    if not types <= {int, float}:
+    # One json text of all polygon lists: only number and list characters (no string, bool, null,
+    # NaN or infinity), lists nested no deeper than polygons; each annotation's span found by depth.
+    try:
+        text = _dumps(lists)
+        rle_texts = [_dumps(segmentations[i]) for i in dict_index.tolist()]
+    except (TypeError, ValueError):  # ints beyond 64 bits; NaN for the standard json
         return None
-    coords = np.fromiter(chain.from_iterable(polygons), np.float64, int(lengths.sum()))
-    if not np.isfinite(coords).all():
+    if text.translate(None, _NUMBER_LIST_BYTES):
         return None
-    polygon_counts = np.fromiter(map(len, lists), np.int64, len(lists))
-    polygon_offsets = _offsets(polygon_counts)
-    coord_offsets = _offsets(lengths)
-    float_lists = np.ones(len(lists), dtype=bool)
-    if int in types:  # polygons with int coordinates stay as they are (pickled), so they come back as ints
-        float_polygon = np.fromiter((all(type(v) is float for v in p) for p in polygons), bool, len(polygons))
-        not_float = _offsets((~float_polygon).astype(np.int64))
-        float_lists = not_float[polygon_offsets[1:]] == not_float[polygon_offsets[:-1]]
-    kinds[list_index[float_lists]] = 1
-    objects_at = np.flatnonzero((kinds == 0) & ~is_none)
-    kinds[objects_at] = 2
-    object_index = np.full(len(segmentations), -1, dtype=np.int64)
-    object_index[objects_at] = np.arange(len(objects_at))
-    objects = ObjectColumn([segmentations[i] for i in objects_at.tolist()])
-    per_annotation = np.zeros(len(segmentations), dtype=np.int64)
-    if float_lists.all():
-        per_annotation[list_index] = polygon_counts
-    else:  # the polygons of the float lists only, in annotation order
-        kept_lists = np.flatnonzero(float_lists)
-        list_polygon_offsets, polygon_ids = ragged_take(polygon_offsets, np.arange(len(polygons)), kept_lists)
-        coord_offsets, coords = ragged_take(coord_offsets, coords, polygon_ids)
-        per_annotation[list_index[kept_lists]] = np.diff(list_polygon_offsets)
-    return SegmentationColumn(kinds, _offsets(per_annotation), coord_offsets, coords, object_index, objects)
+    spans = _element_spans(text, len(lists), len(polygons))
+    if spans is None:
+        return None
+    kinds = np.where(codes == 0, 0, 1).astype(np.int8)
+    starts = np.zeros(len(segmentations), dtype=np.int64)
+    stops = np.zeros(len(segmentations), dtype=np.int64)
+    starts[codes == 1], stops[codes == 1] = spans
+    rle_offsets = _offsets(np.fromiter(map(len, rle_texts), np.int64, len(rle_texts))) + len(text)
+    starts[dict_index], stops[dict_index] = rle_offsets[:-1], rle_offsets[1:]
+    buffer = np.frombuffer(text + b"".join(rle_texts) if rle_texts else text, dtype=np.uint8)
+    return SegmentationColumn(kinds, starts, stops, buffer)
+
+
+_SPAN_CHUNK = 1 << 24
+
+
+def _element_spans(text: bytes, elements: int, polygons: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(starts, stops)`` byte spans of the ``elements`` items of ``text``, the json of a list of
+    lists of ``polygons`` lists of numbers; ``None`` when it is nested differently."""
+    data = np.frombuffer(text, dtype=np.uint8)
+    positions = []
+    for begin in range(0, len(data), _SPAN_CHUNK):  # in chunks: small temporaries
+        part = data[begin:begin + _SPAN_CHUNK]
+        positions.append(np.flatnonzero((part == ord("[")) | (part == ord("]"))) + begin)
+    where = np.concatenate(positions)
+    opens = data[where] == ord("[")
+    level = np.cumsum(np.where(opens, 1, -1))  # the depth after each bracket
+    if (len(level) and level.max() > 3) or (len(level) and level[-1] != 0):
+        return None
+    start = where[opens & (level == 2)]
+    stop = where[~opens & (level == 1)] + 1
+    if int(np.count_nonzero(opens & (level == 3))) != polygons or len(start) != elements or len(stop) != elements:
+        return None
+    return start, stop
 
 
 def coco_record_store(images: list[dict], annotations: list[dict], image_dir: Path, source: str,
@@ -193,20 +247,20 @@ def coco_record_store(images: list[dict], annotations: list[dict], image_dir: Pa
     assert crowd is not None and areas is not None
     if not (_only(crowd, int) and _only(areas, int, float)):
         return None
-    if not (_only(bboxes, list) and all(len(box) == 4 for box in bboxes)):
+    if not (_only(bboxes, list) and set(map(len, bboxes)) <= {4}):
         return None
-    flat_boxes = list(chain.from_iterable(bboxes))
-    if not _only(flat_boxes, int, float):
+    parsed = _numbers(bboxes, np.full(len(bboxes), 4, dtype=np.int64))
+    if parsed is None:
         return None
+    xywh = parsed[0].reshape(-1, 4)
+    del bboxes
     try:
         ann_images = np.asarray(ann_image_ids, dtype=np.int64).reshape(-1)
         categories = np.asarray(category_ids, dtype=np.int64).reshape(-1)
         iscrowd = np.asarray(crowd, dtype=np.int64).reshape(-1)
     except OverflowError:
         return None
-    xywh = np.asarray(flat_boxes, dtype=np.float64).reshape(-1, 4)
     area = np.asarray(areas, dtype=np.float64).reshape(-1)
-    del flat_boxes, bboxes
     if not (np.isfinite(xywh).all() and np.isfinite(area).all() and (area >= 0).all()):
         return None
     if not np.isin(iscrowd, (0, 1)).all():
@@ -220,7 +274,7 @@ def coco_record_store(images: list[dict], annotations: list[dict], image_dir: Pa
     image_of = by_id[position] if len(ann_images) else np.zeros(0, dtype=np.int64)
     segmentation_column = None
     if with_masks:
-        segmentation_column = _segmentations([annotation.get("segmentation") for annotation in annotations])
+        segmentation_column = _segmentations(_column(annotations, "segmentation", None))
         if segmentation_column is None:
             return None
 

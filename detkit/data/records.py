@@ -13,14 +13,12 @@ the records into one byte buffer with offsets. :class:`RecordStore` does the sam
   offsets);
 * per box: ``boxes [N, 4]`` float32, ``labels [N]`` int64 and every per-box field
   (``iscrowd``, ``area``, ``difficult`` ...) as one ``[N, ...]`` array each;
-* COCO segmentations (:class:`SegmentationColumn`): polygons as float64 coordinates with two
-  levels of offsets (box -> polygons -> coordinates), anything else (RLE, integer polygons)
-  pickled into one byte buffer with offsets.
+* COCO segmentations (:class:`SegmentationColumn`): each box's polygons or RLE serialised into
+  one byte buffer with offsets (json text from the COCO reader, a pickle otherwise).
 
 Every buffer is a numpy array, so a worker only reads pages of raw data and never touches a
 Python object per record. ``store[i]`` materialises an :class:`~detkit.data.base.ImageRecord`
-(arrays are views into the buffers; polygons come back as lists of Python floats, exactly the
-values parsed). Assigning an attribute of a materialised record (``record.path = ...``) keeps that
+(arrays are views into the buffers; segmentations come back exactly as parsed). Assigning an attribute of a materialised record (``record.path = ...``) keeps that
 record object in the store for its index (copy on write), so code written for a list of records
 keeps working.
 """
@@ -98,8 +96,15 @@ def _stored_copy(record: ImageRecord, store: RecordStore, index: int) -> StoredR
     return copy
 
 
+_ROWS_PER_GATHER = 1 << 16
+
 # SegmentationColumn kinds
-_NONE, _POLYGONS, _OBJECT = 0, 1, 2
+_NONE, _JSON, _PICKLE = 0, 1, 2
+
+try:
+    from orjson import loads as _json_loads
+except ImportError:  # pragma: no cover - orjson is a dependency
+    from json import loads as _json_loads
 
 
 def ragged_take(offsets: np.ndarray, values: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,8 +119,15 @@ def ragged_take(offsets: np.ndarray, values: np.ndarray, indices: np.ndarray) ->
     starts, lengths = offsets[indices], offsets[indices + 1] - offsets[indices]
     new_offsets = np.zeros(len(indices) + 1, dtype=np.int64)
     np.cumsum(lengths, out=new_offsets[1:])
-    gather = np.repeat(starts - new_offsets[:-1], lengths) + np.arange(new_offsets[-1], dtype=np.int64)
-    return new_offsets, values[gather]
+    if len(indices) == len(offsets) - 1 and (indices == np.arange(len(indices))).all():
+        return new_offsets, values  # every row in order: nothing to gather
+    out = np.empty((int(new_offsets[-1]), *values.shape[1:]), dtype=values.dtype)
+    for first in range(0, len(indices), _ROWS_PER_GATHER):  # in chunks: no gather index as long as the values
+        last = min(first + _ROWS_PER_GATHER, len(indices))
+        shift = starts[first:last] - new_offsets[first:last]
+        begin, end = int(new_offsets[first]), int(new_offsets[last])
+        out[begin:end] = values[np.repeat(shift, lengths[first:last]) + np.arange(begin, end, dtype=np.int64)]
+    return new_offsets, out
 
 
 def _offsets(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -131,7 +143,7 @@ class _BytesColumn:
                  offsets: np.ndarray | None = None) -> None:
         if chunks is not None:
             self._offsets = _offsets([len(chunk) for chunk in chunks])
-            self._buffer = np.frombuffer(b"".join(chunks), dtype=np.uint8).copy()
+            self._buffer = np.frombuffer(b"".join(chunks), dtype=np.uint8)  # read-only, never written
         else:
             assert buffer is not None and offsets is not None
             self._buffer, self._offsets = buffer, offsets
@@ -177,43 +189,26 @@ class ObjectColumn(_BytesColumn):
 
 
 class SegmentationColumn:
-    """``N`` per-box COCO segmentations (polygon lists, RLE dicts or ``None``) in flat buffers.
+    """``N`` per-box COCO segmentations (polygon lists, RLE dicts or ``None``), each serialised
+    into one shared byte buffer (detectron2's approach).
 
-    Polygons whose coordinates are all Python floats are kept as float64 arrays (``kinds == 1``):
-    ``polygon_offsets [N + 1]`` (box -> polygons) and ``coord_offsets [P + 1]`` (polygon ->
-    coordinates) into ``coords [C]`` float64. Anything else (RLE dicts, polygons with integer
-    coordinates, malformed values a reader lets through) is pickled into ``objects``
-    (``kinds == 2``, ``object_index`` into it), so every value comes back exactly as parsed.
+    Box ``i`` is ``buffer[starts[i]:stops[i]]``, read back as ``kinds[i]`` says: 0 ``None``;
+    1 json text (what the COCO reader stores: the annotation's own json value, so ints stay ints
+    and every float is the same float); 2 a pickle (records a reader built in memory). Either way
+    every value comes back exactly as it was. :meth:`take` only indexes ``starts`` and ``stops``:
+    the buffer is shared, never copied.
     """
 
-    def __init__(self, kinds: np.ndarray, polygon_offsets: np.ndarray, coord_offsets: np.ndarray,
-                 coords: np.ndarray, object_index: np.ndarray, objects: ObjectColumn) -> None:
-        self.kinds, self.polygon_offsets, self.coord_offsets = kinds, polygon_offsets, coord_offsets
-        self.coords, self.object_index, self.objects = coords, object_index, objects
+    def __init__(self, kinds: np.ndarray, starts: np.ndarray, stops: np.ndarray, buffer: np.ndarray) -> None:
+        self.kinds, self.starts, self.stops, self.buffer = kinds, starts, stops, buffer
 
     @classmethod
     def from_list(cls, segmentations: Sequence[Any]) -> SegmentationColumn:
-        """Pack per-box segmentations (a Python loop: for readers' own records)."""
-        kinds = np.zeros(len(segmentations), dtype=np.int8)
-        object_index = np.full(len(segmentations), -1, dtype=np.int64)
-        polygon_counts, coord_counts, coords, objects = [], [], [], []
-        for index, segmentation in enumerate(segmentations):
-            if segmentation is None:
-                polygon_counts.append(0)
-            elif isinstance(segmentation, list) and all(
-                    type(polygon) is list and all(type(v) is float for v in polygon) for polygon in segmentation):
-                kinds[index] = _POLYGONS
-                polygon_counts.append(len(segmentation))
-                for polygon in segmentation:
-                    coord_counts.append(len(polygon))
-                    coords.extend(polygon)
-            else:
-                kinds[index] = _OBJECT
-                object_index[index] = len(objects)
-                objects.append(segmentation)
-                polygon_counts.append(0)
-        return cls(kinds, _offsets(polygon_counts), _offsets(coord_counts), np.asarray(coords, dtype=np.float64),
-                   object_index, ObjectColumn(objects))
+        """Pack per-box segmentations of any picklable kind."""
+        kinds = np.asarray([_NONE if s is None else _PICKLE for s in segmentations], dtype=np.int8)
+        chunks = [b"" if s is None else pickle.dumps(s, protocol=pickle.HIGHEST_PROTOCOL) for s in segmentations]
+        offsets = _offsets(np.fromiter(map(len, chunks), np.int64, len(chunks)))
+        return cls(kinds, offsets[:-1], offsets[1:], np.frombuffer(b"".join(chunks), dtype=np.uint8))
 
     def __len__(self) -> int:
         return len(self.kinds)
@@ -221,26 +216,21 @@ class SegmentationColumn:
     def get(self, index: int) -> Any:
         """Box ``index``'s segmentation, as parsed."""
         kind = self.kinds[index]
-        if kind == _POLYGONS:
-            first, last = self.polygon_offsets[index], self.polygon_offsets[index + 1]
-            bounds = self.coord_offsets[first:last + 1]
-            return [self.coords[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
-        if kind == _OBJECT:
-            return self.objects[int(self.object_index[index])]
-        return None
+        if kind == _NONE:
+            return None
+        data = self.buffer[self.starts[index]:self.stops[index]].tobytes()
+        if kind == _JSON:
+            return _json_loads(data)
+        return pickle.loads(data)
 
     def take(self, indices: np.ndarray) -> SegmentationColumn:
-        """The boxes ``indices`` (e.g. those kept by the load-time checks)."""
+        """The boxes ``indices`` (e.g. those kept by the load-time checks), on the same buffer."""
         indices = np.asarray(indices, dtype=np.int64)
-        kinds = self.kinds[indices]
-        polygon_offsets, polygons = ragged_take(self.polygon_offsets, np.arange(len(self.coord_offsets) - 1), indices)
-        coord_offsets, coords = ragged_take(self.coord_offsets, self.coords, polygons)
-        old_objects = self.object_index[indices]
-        has_object = old_objects >= 0
-        object_index = np.full(len(indices), -1, dtype=np.int64)
-        object_index[has_object] = np.arange(int(has_object.sum()))
-        objects = self.objects.take(old_objects[has_object])
-        return SegmentationColumn(kinds, polygon_offsets, coord_offsets, coords, object_index, objects)
+        return SegmentationColumn(self.kinds[indices], self.starts[indices], self.stops[indices], self.buffer)
+
+    @property
+    def nbytes(self) -> int:
+        return self.kinds.nbytes + self.starts.nbytes + self.stops.nbytes + self.buffer.nbytes
 
 
 class RecordStore(Sequence):
@@ -334,8 +324,11 @@ class RecordStore(Sequence):
         kept_before = np.zeros(len(keep) + 1, dtype=np.int64)
         np.cumsum(keep, out=kept_before[1:])
         counts = kept_before[self.box_offsets[1:]] - kept_before[self.box_offsets[:-1]]
-        index = np.flatnonzero(keep)
         source = self.boxes if boxes is None else boxes
+        if keep.all():  # nothing dropped: the buffers stay as they are
+            return RecordStore(self.image_id_column, self.paths, self.sizes, self.wheres, self.box_offsets, source,
+                               self.labels, self.box_fields, self.segmentations)
+        index = np.flatnonzero(keep)
         return RecordStore(
             self.image_id_column, self.paths, self.sizes, self.wheres, _offsets(counts), source[index],
             self.labels[index], {name: values[index] for name, values in self.box_fields.items()},
@@ -401,9 +394,7 @@ class RecordStore(Sequence):
         column = self.image_id_column
         total += column.nbytes
         if self.segmentations is not None:
-            s = self.segmentations
-            total += sum(a.nbytes for a in (s.kinds, s.polygon_offsets, s.coord_offsets, s.coords, s.object_index))
-            total += s.objects.nbytes
+            total += self.segmentations.nbytes
         return total
 
     def _materialise(self, index: int) -> ImageRecord:

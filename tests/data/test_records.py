@@ -144,7 +144,7 @@ def test_stored_records_are_flat_buffers_and_writes_persist(tmp_path: Path) -> N
     store = dataset.records
     assert isinstance(store, RecordStore)
     for array in (store.sizes, store.box_offsets, store.boxes, store.labels, *store.box_fields.values(),
-                  store.segmentations.coords, store.segmentations.polygon_offsets, store.image_id_column):
+                  store.segmentations.buffer, store.segmentations.starts, store.image_id_column):
         assert isinstance(array, np.ndarray) and array.dtype != object
     assert isinstance(store.paths, StringColumn) and isinstance(store.paths._buffer, np.ndarray)
     # no Python object per record or per box lives in the store
