@@ -5,13 +5,15 @@
 
 Synthetic data is generated once into ``--cache`` (default ``~/.cache/detkit/benchmark_data``, never
 the repository): a COCO instances json of ``--images`` images with 7.48 polygon annotations each on
-average (about 300 MB at full size, like COCO train2017), and ``--pipeline-images`` real JPEG files
+average (about 300 MB at full size), a VOC-sized folder of xml files (16,551 images), and
+``--pipeline-images`` real JPEG files
 (640x480) with their own json for the throughput part. Each measurement runs in its own
 subprocess, so that one library's heap does not pollute the next one's numbers:
 
 1. **load**: ``detkit.data.CocoDetection(with_masks=True, check_files=False)`` against pycocotools'
    ``COCO()``: seconds, the resident memory the load adds (VmRSS after - before) and the peak
-   (VmHWM - the RSS before);
+   (VmHWM - the RSS before); CPU seconds too (wall time on a shared machine is noisy); and
+   ``detkit.data.VOCDetection`` on a VOC-sized folder of xml files (``--voc-images``);
 2. **workers**: an epoch over every record (boxes, labels, crowd flags, areas, polygons) with
    ``--workers`` DataLoader workers; each worker reads its own unique memory (USS: Private_Clean +
    Private_Dirty of ``/proc/self/smaps_rollup``) at its first and its last batch. ``--list-records``
@@ -60,14 +62,14 @@ def _dumps(value: Any) -> bytes:
 
 def _annotations(rng: np.random.Generator, image_id: int, first_id: int, count: int, height: int, width: int,
                  category_ids: list[int], crowd_fraction: float = 0.01) -> list[dict]:
-    """``count`` polygon annotations (8-12 vertices, 2 decimals, like COCO's) inside the image."""
+    """``count`` polygon annotations (11-16 vertices, 2 decimals, like COCO's) inside the image."""
     out = []
     for k in range(count):
         w = float(rng.uniform(8, width / 2))
         h = float(rng.uniform(8, height / 2))
         x = float(rng.uniform(0, width - w))
         y = float(rng.uniform(0, height - h))
-        vertices = int(rng.integers(8, 13))
+        vertices = int(rng.integers(11, 17))
         angles = np.sort(rng.uniform(0, 2 * np.pi, vertices))
         radius = rng.uniform(0.6, 1.0, vertices)
         xs = np.round(x + w / 2 + np.cos(angles) * radius * w / 2, 2)
@@ -118,6 +120,38 @@ def generate_coco_json(path: Path, images: int, seed: int = 0, sizes: tuple[int,
     return path
 
 
+_VOC_OBJECT = ("<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
+               "<difficult>{difficult}</difficult><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax>"
+               "<ymax>{y2}</ymax></bndbox></object>")
+
+
+def generate_voc_folder(root: Path, images: int, seed: int = 2) -> Path:
+    """A VOC-sized devkit folder (VOC07+12 trainval: 16,551 images, 2.4 objects each): xml files
+    and ``ImageSets/Main/trainval.txt`` (no pixels: the load is measured with ``check_files=False``)."""
+    from detkit.data.voc import VOC_CLASSES
+
+    set_file = root / "ImageSets" / "Main" / "trainval.txt"
+    if set_file.is_file():
+        return root
+    rng = np.random.default_rng(seed)
+    (root / "Annotations").mkdir(parents=True, exist_ok=True)
+    set_file.parent.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for i in range(images):
+        image_id = f"{i:06d}"
+        objects = []
+        for _ in range(max(1, int(rng.poisson(2.4)))):
+            x1, y1 = int(rng.integers(1, 400)), int(rng.integers(1, 300))
+            objects.append(_VOC_OBJECT.format(name=VOC_CLASSES[int(rng.integers(20))], difficult=int(rng.random() < 0.1),
+                                              x1=x1, y1=y1, x2=x1 + int(rng.integers(8, 100)), y2=y1 + int(rng.integers(8, 75))))
+        (root / "Annotations" / f"{image_id}.xml").write_text(
+            f"<annotation><folder>VOC</folder><filename>{image_id}.jpg</filename><size><width>500</width>"
+            f"<height>375</height><depth>3</depth></size><segmented>0</segmented>{''.join(objects)}</annotation>")
+        ids.append(image_id)
+    set_file.write_text("\n".join(ids) + "\n")
+    return root
+
+
 def generate_jpeg_folder(folder: Path, images: int, seed: int = 1) -> tuple[Path, Path]:
     """``images`` 640x480 JPEGs (smooth noise and shapes) and a COCO json for them."""
     import cv2
@@ -164,12 +198,17 @@ def measure_load(library: str, json_path: Path) -> dict[str, Any]:
 
     if library == "detkit":
         from detkit.data import CocoDetection
+    elif library == "detkit-voc":
+        from detkit.data import VOCDetection
     else:
         from pycocotools.coco import COCO
     before = _status_kib("VmRSS")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if library == "detkit":
         dataset = CocoDetection("", json_path, with_masks=True, check_files=False)
+        count = len(dataset)
+    elif library == "detkit-voc":
+        dataset = VOCDetection(json_path, "trainval", check_files=False)
         count = len(dataset)
     else:
         import contextlib
@@ -178,8 +217,8 @@ def measure_load(library: str, json_path: Path) -> dict[str, Any]:
         with contextlib.redirect_stdout(io.StringIO()):
             coco = COCO(str(json_path))
         count = len(coco.imgs)
-    seconds = time.perf_counter() - start
-    return {"library": library, "images": count, "seconds": seconds,
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"library": library, "images": count, "seconds": seconds, "cpu_seconds": cpu,
             "rss_added_mib": (_status_kib("VmRSS") - before) / 1024, "peak_added_mib": (_status_kib("VmHWM") - before) / 1024}
 
 
@@ -204,13 +243,16 @@ def _uss_collate(batch: list[int]) -> tuple[int, int, int]:
     return os.getpid(), unique_memory_kib(), sum(batch)
 
 
-def measure_workers(json_path: Path, workers: int, list_records: bool) -> dict[str, Any]:
+def measure_workers(json_path: Path, workers: int, list_records: bool, voc: bool = False) -> dict[str, Any]:
     import torch
 
-    from detkit.data import CocoDetection
+    from detkit.data import CocoDetection, VOCDetection
 
-    dataset = CocoDetection("", json_path, with_masks=True, check_files=False)
-    dataset.with_masks = False  # the pass reads the polygons itself; no rasterising
+    if voc:
+        dataset: Any = VOCDetection(json_path, "trainval", check_files=False)
+    else:
+        dataset = CocoDetection("", json_path, with_masks=True, check_files=False)
+        dataset.with_masks = False  # the pass reads the polygons itself; no rasterising
     if list_records:
         dataset.records = [dataset.records[i] for i in range(len(dataset.records))]  # one object per image (old)
     loader = torch.utils.data.DataLoader(_RecordPass(dataset), batch_size=64, num_workers=workers,
@@ -288,7 +330,7 @@ def _child(args: list[str]) -> None:
     if kind == "load":
         result = measure_load(rest[0], Path(rest[1]))
     elif kind == "workers":
-        result = measure_workers(Path(rest[0]), int(rest[1]), rest[2] == "list")
+        result = measure_workers(Path(rest[0]), int(rest[1]), rest[2] == "list", voc=rest[2] == "store-voc")
     else:
         result = measure_pipeline(Path(rest[0]), Path(rest[1]), rest[2], rest[3], int(rest[4]))
     print(json.dumps(result))
@@ -303,8 +345,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=118_000, help="images of the annotation json (default 118000)")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers (default 2)")
     parser.add_argument("--pipeline-images", type=int, default=500, help="JPEG files of the throughput part")
+    parser.add_argument("--voc-images", type=int, default=16_551, help="xml files of the VOC-sized folder")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "detkit" / "benchmark_data")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["load", "workers", "pipeline"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["load", "voc", "workers", "pipeline"])
     parser.add_argument("--list-records", action="store_true", help="also run the workers part on Python records")
     args = parser.parse_args(argv)
 
@@ -317,11 +360,22 @@ def main(argv: list[str] | None = None) -> int:
     if "load" not in args.skip:
         ours, theirs = _in_subprocess("load", "detkit", str(json_path)), _in_subprocess("load", "pycocotools", str(json_path))
         for row in (ours, theirs):
-            print(f"load {row['library']:12s} {row['images']} images: {row['seconds']:6.1f} s, "
+            print(f"load {row['library']:12s} {row['images']} images: {row['seconds']:6.1f} s "
+                  f"({row['cpu_seconds']:.1f} s CPU), "
                   f"+{row['rss_added_mib']:7.0f} MiB resident (peak +{row['peak_added_mib']:.0f} MiB)")
-        print(f"load ratios detkit / pycocotools: time {ours['seconds'] / theirs['seconds']:.2f}x, "
+        print(f"load ratios detkit / pycocotools: time {ours['seconds'] / theirs['seconds']:.2f}x "
+              f"(CPU {ours['cpu_seconds'] / theirs['cpu_seconds']:.2f}x), "
               f"resident memory {ours['rss_added_mib'] / theirs['rss_added_mib']:.2f}x, "
               f"peak {ours['peak_added_mib'] / theirs['peak_added_mib']:.2f}x")
+    if "voc" not in args.skip:
+        voc_root = generate_voc_folder(args.cache / f"voc_{args.voc_images}", args.voc_images)
+        row = _in_subprocess("load", "detkit-voc", str(voc_root))
+        print(f"load VOC folder {row['images']} images (xml): {row['seconds']:.1f} s ({row['cpu_seconds']:.1f} s CPU), "
+              f"+{row['rss_added_mib']:.0f} MiB resident (peak +{row['peak_added_mib']:.0f} MiB)")
+        row = _in_subprocess("workers", str(voc_root), str(args.workers), "store-voc")
+        print(f"workers VOC ({row['workers']} workers): USS "
+              + ", ".join(f"{a:.0f} -> {b:.0f} MiB" for a, b in zip(row["uss_start_mib"], row["uss_end_mib"]))
+              + f"; growth per worker max {max(row['growth_mib']):.1f} MiB")
     if "workers" not in args.skip:
         for mode in ["store"] + (["list"] if args.list_records else []):
             row = _in_subprocess("workers", str(json_path), str(args.workers), mode)
