@@ -253,3 +253,16 @@ def test_workers_unique_memory_does_not_grow_over_an_epoch(tmp_path: Path) -> No
     assert len(first) == 2
     growth_mib = {pid: (last[pid] - first[pid]) / 1024 for pid in first}
     assert max(growth_mib.values()) < 5.0, growth_mib
+
+
+def test_carved_validation_parts_stay_stores() -> None:
+    from detkit.data.description import carve_validation
+
+    dataset = CocoDetection("images", FIXTURE, with_masks=True, check_files=False)
+    train, val = carve_validation(dataset, 0.25, 0, "fixture")
+    assert isinstance(train.records, RecordStore) and isinstance(val.records, RecordStore)
+    assert len(train) + len(val) == len(dataset) and len(val) == 25
+    assert sorted(train.image_ids + val.image_ids) == sorted(dataset.image_ids)
+    index = dataset.image_ids.index(val.image_ids[3])
+    assert torch.equal(val.get_target(3)["boxes"], dataset.get_target(index)["boxes"])
+    assert json.dumps(val.records[3].segmentations) == json.dumps(dataset.records[index].segmentations)
