@@ -24,9 +24,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark_data import generate_coco_json  # noqa: E402
+from benchmark_data import generate_coco_json
 
-from detkit.evaluation.coco_eval import COCO_BACKENDS, COCO_STAT_NAMES, evaluate_coco, load_coco  # noqa: E402
+from detkit.evaluation.coco_eval import (
+    COCO_BACKENDS,
+    COCO_STAT_NAMES,
+    evaluate_coco,
+    load_coco,
+)
 
 
 def synthetic_detections(coco_gt, per_image: int, seed: int = 0, with_masks: bool = False) -> list[dict]:

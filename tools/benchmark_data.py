@@ -319,7 +319,8 @@ def measure_pipeline(image_dir: Path, json_path: Path, library: str, policy: str
 def _in_subprocess(*args: str) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
                                                                     os.environ.get("PYTHONPATH")])))
-    result = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, env=env)
+    result = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, env=env,
+                            check=False)
     if result.returncode != 0:
         raise RuntimeError(f"benchmark child {' '.join(args)} failed:\n{result.stderr[-4000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])

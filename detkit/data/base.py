@@ -32,9 +32,15 @@ from torch.utils.data import Dataset
 from detkit.utils.image_io import image_to_tensor, read_image_rgb
 
 from .records import ImageRecord, RecordStore
-from .validation import DatasetError, DatasetReport, check_image_files, sanitize_boxes, verify_image_headers
+from .validation import (
+    DatasetError,
+    DatasetReport,
+    check_image_files,
+    sanitize_boxes,
+    verify_image_headers,
+)
 
-__all__ = ["ImageRecord", "DetectionDataset", "Transforms"]
+__all__ = ["DetectionDataset", "ImageRecord", "Transforms"]
 
 Transforms = Callable[[np.ndarray, dict[str, Any]], tuple[Tensor, dict[str, Any]]]
 

@@ -28,8 +28,8 @@ from __future__ import annotations
 import ctypes
 import pickle
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np

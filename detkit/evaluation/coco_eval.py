@@ -40,6 +40,7 @@ from detkit.data.coco import group_annotations_by_image
 from .loop import check_finite_prediction
 
 __all__ = [
+    "COCO_BACKENDS",
     "COCO_STAT_NAMES",
     "IOU_TYPES",
     "CocoEvalResult",
@@ -58,7 +59,6 @@ __all__ = [
     "read_results_json",
     "target_to_coco",
     "write_results_json",
-    "COCO_BACKENDS",
 ]
 
 IOU_TYPES = ("bbox", "segm")

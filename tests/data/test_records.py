@@ -19,7 +19,13 @@ import torch
 import detkit.data.coco as coco_module
 import detkit.data.records as records_module
 from detkit.data import CocoDetection, VOCDetection
-from detkit.data.records import ImageRecord, RecordStore, SegmentationColumn, StringColumn, ragged_take
+from detkit.data.records import (
+    ImageRecord,
+    RecordStore,
+    SegmentationColumn,
+    StringColumn,
+    ragged_take,
+)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "coco_eval" / "instances_val2014_100.json"
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_coco_eval import ANNOTATIONS, DATA, PUBLISHED
 
 from detkit.evaluation.coco_eval import evaluate_coco, load_coco, per_class_ap
-
-from test_coco_eval import ANNOTATIONS, DATA, PUBLISHED
 
 pytest.importorskip("faster_coco_eval")
 
