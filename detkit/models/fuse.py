@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -95,9 +96,7 @@ def fold_conv_bn(conv: nn.Conv2d, norm: nn.Module) -> nn.Conv2d:
 def _pairs(module: nn.Module) -> Iterator[tuple[str, str]]:
     """The (conv, norm) child names of ``module`` that form a foldable pair."""
     if isinstance(module, nn.Sequential):
-        names = list(module._modules)
-        for first, second in zip(names, names[1:]):
-            yield first, second
+        yield from pairwise(module._modules)
     for kind, pairs in ATTRIBUTE_PAIRS.items():
         if isinstance(module, kind):
             yield from pairs

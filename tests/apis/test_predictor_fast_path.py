@@ -21,7 +21,7 @@ from detkit.config import instantiate, load_config
 from detkit.evaluation import evaluate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models"))
-from test_fuse import assert_same_detections, norms, perturb_norms  # noqa: E402
+from test_fuse import assert_same_detections, norms, perturb_norms
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "yolo" / "yolov3_tiny_320_shapes.py"

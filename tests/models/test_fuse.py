@@ -18,7 +18,12 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
 from detkit.config import instantiate, load_config
-from detkit.models.fuse import fold_batch_norms, fold_conv_bn, inference_copy, use_channels_last
+from detkit.models.fuse import (
+    fold_batch_norms,
+    fold_conv_bn,
+    inference_copy,
+    use_channels_last,
+)
 from detkit.models.layers import FrozenBatchNorm2d
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
