@@ -144,9 +144,15 @@ def test_model_section_round_trips_through_the_checkpoint_data_form(path: Path, 
 
 
 SHAPES_CONFIGS = sorted(p for p in EXPERIMENT_CONFIGS if p.stem.endswith("_shapes"))
+# Every family and architecture, not only the shapes configs: SSD300's VGG, YOLOv3's Darknet-53,
+# Faster R-CNN's MobileNetV3, MTCNN's cascade and its three stage trainings.
+BF16_CONFIGS = SHAPES_CONFIGS + [REPO_ROOT / "configs" / name for name in (
+    "ssd/ssd300_vgg16_120e_voc.py", "yolo/yolov3_d53_416_voc.py", "faster_rcnn/faster_rcnn_mobilenetv3_fpn_1x_coco.py",
+    "mtcnn/mtcnn_facenet_wider_face.py", "mtcnn/mtcnn_pnet_train_wider_face.py", "mtcnn/mtcnn_rnet_train_wider_face.py",
+    "mtcnn/mtcnn_onet_train_wider_face.py")]
 
 
-@pytest.mark.parametrize("path", SHAPES_CONFIGS, ids=[p.stem for p in SHAPES_CONFIGS])
+@pytest.mark.parametrize("path", BF16_CONFIGS, ids=[p.stem for p in BF16_CONFIGS])
 def test_a_bf16_autocast_step_trains_every_family_on_the_cpu(path: Path):
     # train.amp='bf16' on the CPU: the trainer runs the step under this autocast. The RPN and
     # heads then hand bf16 boxes to NMS and RoIAlign (ops compare them in float32, the exact upcast).

@@ -9,6 +9,9 @@ frozen with random statistics, as detkit's ``frozen_bn``), and detkit's twin get
 weights. Measured, each in its own subprocess so that peak memory is that model's alone:
 
 * ``infer``: eval-mode latency of one call on dog.jpg (768x576) resized to ``--min-size`` (800);
+  detkit's model runs its default inference path, what Predictor, ``detkit infer`` and evaluation
+  run (:func:`detkit.models.fuse.inference_copy`: batch norms folded, channels-last on the CPU),
+  or the model as built with ``--no-fuse``;
 * ``train``: one training step (forward + backward) on dog.jpg and person.jpg with three boxes each;
 * peak memory: the subprocess's max RSS (``resource.getrusage``) on CPU, its growth during the timed
   calls, or ``torch.cuda.max_memory_allocated`` on a GPU.
@@ -109,6 +112,10 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     model = build(args.arch, args.implementation, args.min_size, args.max_size).to(device)
+    if args.implementation == "detkit" and args.mode == "infer" and args.fuse:
+        from detkit.models.fuse import inference_copy
+
+        model = inference_copy(model, inplace=True)  # the default inference path
     names = ["dog.jpg"] if args.mode == "infer" else ["dog.jpg", "person.jpg"]
     images = [_load_image(name).to(device) for name in names]
     masks_needed = args.arch.startswith("mask")
@@ -160,7 +167,7 @@ def _run_worker(args: argparse.Namespace, arch: str, implementation: str, mode: 
     command = [
         sys.executable, __file__, "--worker", "--arch", arch, "--implementation", implementation, "--mode", mode,
         "--threads", str(args.threads), "--device", args.device, "--iterations", str(args.iterations),
-        "--min-size", str(args.min_size), "--max-size", str(args.max_size),
+        "--min-size", str(args.min_size), "--max-size", str(args.max_size), *([] if args.fuse else ["--no-fuse"]),
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False, env={**os.environ})
     if result.returncode != 0:
@@ -178,6 +185,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3, help="timed calls per subprocess (median)")
     parser.add_argument("--min-size", type=int, default=800)
     parser.add_argument("--max-size", type=int, default=1333)
+    parser.add_argument("--no-fuse", dest="fuse", action="store_false",
+                        help="infer with detkit's model as built (no folded batch norms, no channels-last)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--arch", help=argparse.SUPPRESS)
     parser.add_argument("--implementation", help=argparse.SUPPRESS)

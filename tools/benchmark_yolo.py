@@ -11,7 +11,9 @@ NMS), so detkit does a little more. Runs are interleaved (OpenCV, then each detk
 again) and the median of each is reported, which is robust to a machine shared with other jobs.
 Before timing, the detections of each detkit variant are checked equal to OpenCV's (labels, scores
 within 1e-4, boxes within 0.01 px) in the same run. Variants: ``eval`` (as built), ``fused``
-(batch norms folded into the convs, ``YOLOv3.fuse()``), ``fused+channels_last``.
+(batch norms folded into the convs, ``YOLOv3.fuse()``), ``fused+channels_last``, and ``predictor``:
+the path a user runs by default, ``Predictor(model)(bgr_array)`` on the decoded photo (its
+conversion to a tensor, the fast path of detkit.models.fuse, the cv2 resize, the results).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from detkit.apis import Predictor  # noqa: E402
 from detkit.models.zoo import YOLO_DATA_DIR, yolov3_tiny_coco, yolov3_tiny_coco_weights  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         return run
 
     runners = {"opencv": run_opencv, **{name: runner(model) for name, model in models.items()}}
+    predictor = Predictor(yolov3_tiny_coco(weights=weights, **settings), device="cpu")
+
+    def run_predictor() -> dict[str, torch.Tensor]:
+        (result,) = predictor(bgr)
+        return {"labels": torch.as_tensor(result.labels), "scores": torch.as_tensor(result.scores),
+                "boxes": torch.as_tensor(result.boxes)}
+
+    runners["predictor"] = run_predictor
 
     # Same detections, checked in this run.
     labels, scores, boxes = opencv_detections(run_opencv(), width, height)

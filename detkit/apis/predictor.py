@@ -44,6 +44,7 @@ from detkit.apis.images import (
 )
 from detkit.apis.slicing import SliceSettings, sliced_predict
 from detkit.config import instantiate, load_config
+from detkit.models.fuse import inference_copy
 from detkit.models.tta import build_tta
 from detkit.utils.checkpoint import CheckpointError, load_weights
 from detkit.utils.deprecation import renamed_keyword
@@ -57,6 +58,9 @@ logger = logging.getLogger(__name__)
 # The score above which detections are shown (`detkit infer`, `detkit demo`): mmdetection's
 # `--pred-score-thr` default; detectron2's demo uses 0.5, ultralytics 0.25.
 DISPLAY_SCORE_THRESH = 0.3
+
+# Marks a model built by Predictor.from_config, which the fast path may fold in place.
+_OWNED = "_detkit_predictor_owns"
 
 
 class UntrainedModelWarning(UserWarning):
@@ -144,6 +148,11 @@ class Predictor:
             :class:`~detkit.models.tta.TestTimeAugmentation` options (``flips``, ``scales``,
             ``merge``, ``nms_thresh``, ``detections_per_img``, ``keypoint_flip_pairs``); the model
             is wrapped in it (``self.model``), its class names and ids read through it.
+        fuse: Run the fast path (the default): an eval-mode copy of the model with its batch
+            norms folded into the convolutions and channels-last weights on the CPU
+            (:func:`detkit.models.fuse.inference_copy`); the model given is left untouched (a
+            trainer's model stays trainable). False: the model itself, put in eval mode and
+            moved to ``device``, as it is.
 
     Attributes:
         weights: What trained weights the model holds, as :meth:`from_config` knows it
@@ -164,10 +173,13 @@ class Predictor:
                  score_threshold: float | None = None, max_detections: int | None = None,
                  slice_size: int | tuple[int, int] | None = None, slice_overlap: float = 0.2,
                  slice_full_image: bool = True, slice_merge: str = "nms",
-                 tta: bool | Mapping[str, Any] = False) -> None:
+                 tta: bool | Mapping[str, Any] = False, fuse: bool = True) -> None:
         self.device = torch.device(device) if device is not None else default_device()
         model = build_tta(model, tta, "Predictor(tta=...)")  # test-time augmentation (the tta option)
-        self.model = model.eval().to(self.device)
+        self.fuse = fuse
+        owned = getattr(model, _OWNED, False)  # built by from_config: nobody else holds it
+        self.model = (inference_copy(model, device=self.device, inplace=owned) if fuse
+                      else model.eval().to(self.device))
         names = class_names if class_names is not None else getattr(model, "class_names", None)
         self.class_names: list[str] | None = list(names) if names is not None else None
         self.num_classes: int | None = getattr(model, "num_classes", None)
@@ -192,7 +204,7 @@ class Predictor:
                     score_threshold: float | None = None, max_detections: int | None = None,
                     slice_size: int | tuple[int, int] | None = None, slice_overlap: float = 0.2,
                     slice_full_image: bool = True, slice_merge: str = "nms",
-                    tta: bool | Mapping[str, Any] = False) -> Predictor:
+                    tta: bool | Mapping[str, Any] = False, fuse: bool = True) -> Predictor:
         """Build ``model`` of a detkit config, load a checkpoint into it, wrap it.
 
         Args:
@@ -202,7 +214,8 @@ class Predictor:
                 :func:`detkit.utils.checkpoint.load_weights`;
                 None for a config whose model loads its own weights.
             device, score_thresh, classes, detections_per_img, score_threshold, max_detections,
-                slice_size, slice_overlap, slice_full_image, slice_merge, tta: As for :class:`Predictor`.
+                slice_size, slice_overlap, slice_full_image, slice_merge, tta, fuse: As for
+                :class:`Predictor` (the model built here is folded in place: nobody else holds it).
             overrides: ``"key.path=value"`` config overrides.
 
         Warns:
@@ -220,11 +233,12 @@ class Predictor:
         model = instantiate(cfg.model)
         if checkpoint_path is not None:
             load_weights(model, checkpoint_path, strict=True, drop_ddp_prefix=True)
+        setattr(model, _OWNED, True)  # fold in place, no copy (the model is only the predictor's)
         predictor = cls(model, device=device, score_thresh=score_thresh, classes=classes,
                         detections_per_img=detections_per_img, score_threshold=score_threshold,
                         max_detections=max_detections, slice_size=slice_size,
                         slice_overlap=slice_overlap, slice_full_image=slice_full_image,
-                        slice_merge=slice_merge, tta=tta)
+                        slice_merge=slice_merge, tta=tta, fuse=fuse)
         predictor.weights = loaded_weights(cfg, checkpoint_path)
         if predictor.weights is None:
             parts = list(_weight_paths(cfg.model, "model"))

@@ -101,6 +101,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-frames", type=int, default=None,
                         help="stop each video / webcam after this many frames")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-fuse", dest="fuse", action="store_false",
+                        help="run the model as built: no batch norms folded into the convolutions, "
+                        "no channels-last (the default fast path, detkit.models.fuse)")
     add_slice_arguments(parser)
     add_tracking_arguments(parser)
     # -- test-time augmentation (--tta ...): the options of `detkit test`
@@ -218,7 +221,8 @@ def _build_predictor(args: argparse.Namespace, score_thresh: float) -> Predictor
             resolve_config(args.config), None if args.checkpoint.lower() == "none" else args.checkpoint,
             device=args.device, overrides=args.overrides, score_thresh=score_thresh,
             classes=args.classes, detections_per_img=args.detections_per_img, **slice_options(args),
-            tta=False if getattr(args, "tta_options", None) is None else args.tta_options)
+            tta=False if getattr(args, "tta_options", None) is None else args.tta_options,
+            fuse=getattr(args, "fuse", True))
     for warning in caught:
         if issubclass(warning.category, UntrainedModelWarning):
             print(f"warning: {warning.message}", file=sys.stderr)

@@ -20,8 +20,7 @@ Transforms take the decoded image and the target and return the model's input:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,46 +31,18 @@ from torch.utils.data import Dataset
 
 from detkit.utils.image_io import image_to_tensor, read_image_rgb
 
-from .validation import DatasetError, DatasetReport, check_image_files, sanitize_boxes, verify_image_headers
+from .records import ImageRecord, RecordStore
+from .validation import (
+    DatasetError,
+    DatasetReport,
+    check_image_files,
+    sanitize_boxes,
+    verify_image_headers,
+)
 
-__all__ = ["ImageRecord", "DetectionDataset", "Transforms"]
+__all__ = ["DetectionDataset", "ImageRecord", "Transforms"]
 
 Transforms = Callable[[np.ndarray, dict[str, Any]], tuple[Tensor, dict[str, Any]]]
-
-
-@dataclass
-class ImageRecord:
-    """One image's annotations, parsed and converted, before any pixel is read.
-
-    Attributes:
-        image_id: the dataset's id for the image (COCO int id, VOC/YOLO file stem).
-        path: the image file.
-        size: ``(height, width)`` in pixels as the annotations record it.
-        boxes: ``[N, 4]`` float32 xyxy absolute pixels.
-        labels: ``[N]`` int64 contiguous 0-based class ids.
-        box_fields: other per-box arrays of length ``N`` (``iscrowd``, ``difficult`` ...),
-            filtered together with the boxes.
-        segmentations: ``N`` raw COCO segmentations (polygons or RLE) or ``None``.
-        where: the annotation file (and item) to name in messages.
-    """
-
-    image_id: int | str
-    path: Path
-    size: tuple[int, int]
-    boxes: np.ndarray
-    labels: np.ndarray
-    box_fields: dict[str, np.ndarray] = field(default_factory=dict)
-    segmentations: list[Any] | None = None
-    where: str = ""
-
-    def select(self, keep: np.ndarray) -> None:
-        """Keep the boxes where ``keep`` (``[N]`` bool) is true, in every per-box field."""
-        indices = np.flatnonzero(keep)
-        self.boxes = self.boxes[indices]
-        self.labels = self.labels[indices]
-        self.box_fields = {name: values[indices] for name, values in self.box_fields.items()}
-        if self.segmentations is not None:
-            self.segmentations = [self.segmentations[i] for i in indices]
 
 
 class DetectionDataset(Dataset):
@@ -80,7 +51,11 @@ class DetectionDataset(Dataset):
     Subclasses parse their annotations into records and call ``super().__init__``.
 
     Args:
-        records: one :class:`ImageRecord` per image, boxes in xyxy pixels.
+        records: one :class:`ImageRecord` per image, boxes in xyxy pixels, or a
+            :class:`~detkit.data.records.RecordStore` of them (a reader that builds the columns
+            itself, e.g. COCO's). Either way ``self.records`` becomes a ``RecordStore``: flat
+            buffers that DataLoader workers share without copying (a list only for records too
+            irregular for columns).
         class_names: names of labels ``0 .. C-1``.
         source: the annotation file or folder, named in messages and in the report.
         transforms: ``(image ndarray, target) -> (image tensor, target)``, or ``None``.
@@ -117,24 +92,43 @@ class DetectionDataset(Dataset):
             else {label: label for label in range(len(self.class_names))}
         )
         self.load_report = report if report is not None else DatasetReport(source)
-        for record in records:
-            boxes, keep = sanitize_boxes(record.boxes, record.size, record.where or source, self.load_report)
-            record.boxes = boxes
-            record.select(keep)
-            if record.labels.size and (record.labels.min() < 0 or record.labels.max() >= len(self.class_names)):
-                raise DatasetError(f"{record.where}: label out of range [0, {len(self.class_names)})")
-        self.records: list[ImageRecord] = list(records)
+        store = records if isinstance(records, RecordStore) else None
+        if store is None:
+            for record in records:
+                boxes, keep = sanitize_boxes(record.boxes, record.size, record.where or source, self.load_report)
+                record.boxes = boxes
+                record.select(keep)
+                if record.labels.size and (record.labels.min() < 0 or record.labels.max() >= len(self.class_names)):
+                    raise DatasetError(f"{record.where}: label out of range [0, {len(self.class_names)})")
+            # flat buffers that DataLoader workers share without copying (detkit.data.records);
+            # records too irregular for columns stay a list
+            store = RecordStore.from_records(records)
+        else:
+            store = _sanitize_store(store, source, len(self.class_names), self.load_report)
+        self.records: Sequence[ImageRecord] = store if store is not None else list(records)
         if skip_empty:
-            kept = [record for record in self.records if len(record.boxes)]
+            counts = self._box_counts()
+            kept = np.flatnonzero(counts > 0)
             self.load_report.add("images without boxes skipped (skip_empty)", source, len(self.records) - len(kept))
-            self.records = kept
+            self.records = (self.records.take(kept) if isinstance(self.records, RecordStore)
+                            else [self.records[i] for i in kept])
         if check_files:
-            check_image_files((record.path for record in self.records), source)
+            check_image_files(self._paths(), source)
         if verify_images:
-            verify_image_headers([r.path for r in self.records], [r.size for r in self.records], source)
+            verify_image_headers(list(self._paths()), self.image_sizes, source)
         self.load_report.num_images = len(self.records)
-        self.load_report.num_boxes = sum(len(record.boxes) for record in self.records)
+        self.load_report.num_boxes = int(self._box_counts().sum())
         self.load_report.log()
+
+    def _box_counts(self) -> np.ndarray:
+        if isinstance(self.records, RecordStore):
+            return self.records.box_counts()
+        return np.asarray([len(record.boxes) for record in self.records], dtype=np.int64)
+
+    def _paths(self) -> Iterator[Path]:
+        if isinstance(self.records, RecordStore) and not self.records._overrides:
+            return (Path(self.records.paths[i]) for i in range(len(self.records)))
+        return (record.path for record in self.records)
 
     # ----------------------------------------------------------------------------------------
     # metadata, available without reading pixels
@@ -149,21 +143,26 @@ class DetectionDataset(Dataset):
     @property
     def image_ids(self) -> list[int | str]:
         """The dataset's image ids, in item order."""
+        if isinstance(self.records, RecordStore):
+            return self.records.image_ids()
         return [record.image_id for record in self.records]
 
     @property
     def image_sizes(self) -> list[tuple[int, int]]:
         """``(height, width)`` of each image as the annotations record it."""
+        if isinstance(self.records, RecordStore):
+            return self.records.image_sizes()
         return [record.size for record in self.records]
 
     def aspect_ratios(self) -> list[float]:
         """``width / height`` per image (for aspect-ratio grouping), from the annotations."""
-        return [record.size[1] / record.size[0] for record in self.records]
+        return [width / height for height, width in self.image_sizes]
 
     def get_target(self, index: int) -> dict[str, Any]:
         """The target of item ``index`` at the recorded image size, without reading the image
         (for evaluation ground truth, statistics, or annotation-only datasets)."""
-        return self._make_target(self.records[index], self.records[index].size)
+        record = self.records[index]
+        return self._make_target(record, record.size)
 
     # ----------------------------------------------------------------------------------------
     # items
@@ -200,7 +199,7 @@ class DetectionDataset(Dataset):
             "orig_size": tuple(size),
         }
         for name, values in record.box_fields.items():
-            target[name] = torch.from_numpy(np.ascontiguousarray(values))
+            target[name] = torch.from_numpy(np.array(values))  # a copy: the record may be a view of shared buffers
         masks = self._decode_masks(record, size)
         if masks is not None:
             target["masks"] = torch.from_numpy(masks)
@@ -215,3 +214,43 @@ class DetectionDataset(Dataset):
             f"{type(self).__name__}({self.source!r}, {len(self)} images, "
             f"{self.load_report.num_boxes} boxes, {self.num_classes} classes)"
         )
+
+
+def _sanitize_store(store: RecordStore, source: str, num_classes: int, report: DatasetReport) -> RecordStore:
+    """:func:`~detkit.data.validation.sanitize_boxes` over every record of ``store`` at once:
+    the same clipping, dropping and report (counts, and the first examples in record order)."""
+    counts = np.diff(store.box_offsets)
+    image_of_box = np.repeat(np.arange(len(store)), counts)
+    heights = store.sizes[image_of_box, 0].astype(np.float32)
+    widths = store.sizes[image_of_box, 1].astype(np.float32)
+    boxes = np.asarray(store.boxes, dtype=np.float32).reshape(-1, 4)
+    finite = np.isfinite(boxes).all(axis=1)
+    clipped = boxes.copy()
+    clipped[:, 0::2] = np.clip(clipped[:, 0::2], 0.0, widths[:, None])
+    clipped[:, 1::2] = np.clip(clipped[:, 1::2], 0.0, heights[:, None])
+    changed = finite & (clipped != boxes).any(axis=1)
+    keep = finite & (clipped[:, 2] - clipped[:, 0] > 0) & (clipped[:, 3] - clipped[:, 1] > 0)
+
+    def example(index: int) -> tuple[str, int, int, int]:
+        image = int(image_of_box[index])
+        height, width = store.sizes[image].tolist()
+        return store.wheres[image] or source, index - int(store.box_offsets[image]), width, height
+
+    for kind, hits in (("boxes clipped to the image", np.flatnonzero(changed & keep)),
+                       ("degenerate boxes dropped", np.flatnonzero(~keep))):
+        for index in hits[:5].tolist():
+            where, box, width, height = example(index)
+            if kind == "boxes clipped to the image":
+                text = (f"{where}: box {box} {boxes[index].tolist()} -> {clipped[index].tolist()} "
+                        f"(image {width}x{height})")
+            else:
+                text = (f"{where}: box {box} {boxes[index].tolist()} (zero, negative or non-finite size after "
+                        f"clipping to {width}x{height})")
+            report.add(kind, text)
+        if len(hits) > 5:
+            report.counts[kind] += len(hits) - 5
+    labels = store.labels[keep]
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = int(np.flatnonzero(keep)[np.flatnonzero((labels < 0) | (labels >= num_classes))[0]])
+        raise DatasetError(f"{store.wheres[int(image_of_box[bad])]}: label out of range [0, {num_classes})")
+    return store.select_boxes(keep, np.where(finite[:, None], clipped, 0.0).astype(np.float32))

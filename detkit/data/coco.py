@@ -24,8 +24,8 @@ Conventions at this edge:
 
 from __future__ import annotations
 
+import gc
 import logging
-
 import warnings
 from collections import Counter
 from collections.abc import Sequence
@@ -36,7 +36,9 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .base import DetectionDataset, ImageRecord, Transforms
-from .parsing import parse_box, parse_number, read_json, require_keys, require_list_of_dicts
+from .coco_columns import coco_record_store, list_of_dicts, read_coco_json
+from .parsing import parse_box, parse_number, require_keys, require_list_of_dicts
+from .records import RecordStore, release_freed_memory
 from .validation import DatasetError, DatasetReport
 
 logger = logging.getLogger(__name__)
@@ -237,16 +239,41 @@ class CocoDetection(DetectionDataset):
         annotation_file = Path(annotation_file)
         image_dir = Path(image_dir)
         source = str(annotation_file)
-        data = read_json(annotation_file, "COCO annotation file")
-        images = require_list_of_dicts(data, "images", source)
+        self.with_masks = with_masks
+        report = DatasetReport(source)
+        collecting = gc.isenabled()
+        gc.disable()  # millions of parsed containers would trigger full collections, for nothing
+        try:
+            records, chosen = self._read(annotation_file, image_dir, source, with_masks, class_names, report)
+        finally:
+            if collecting:
+                gc.enable()
+        super().__init__(
+            records,
+            [category["name"] for category in chosen],
+            source,
+            transforms=transforms,
+            label_to_category_id={label: category["id"] for label, category in enumerate(chosen)},
+            check_files=check_files,
+            verify_images=verify_images,
+            skip_empty=skip_empty,
+            report=report,
+        )
+        release_freed_memory()  # the parsed json and the buffers before the checks are gone: give the heap back
+
+    def _read(self, annotation_file: Path, image_dir: Path, source: str, with_masks: bool,
+              class_names: Sequence[str] | None, report: DatasetReport
+              ) -> tuple[RecordStore | list[ImageRecord], list[dict]]:
+        """``(records, chosen categories)``; sets ``category_id_to_label``. The json's Python
+        objects live only in this call: the records are columns (:mod:`detkit.data.records`)."""
+        data = read_coco_json(annotation_file)
+        images = list_of_dicts(data, "images") or require_list_of_dicts(data, "images", source)
         if isinstance(data, dict) and "annotations" not in data and "images" in data:
             # An image-info file (COCO's test-dev, a folder to run on): images, no ground truth.
             logger.warning("%s has no 'annotations' list: an image-info file (like COCO test-dev), "
                            "its %d images have no ground truth", source, len(data["images"] or []))
             data = {**data, "annotations": []}
-        annotations = require_list_of_dicts(data, "annotations", source)
-        self.with_masks = with_masks
-        report = DatasetReport(source)
+        annotations = list_of_dicts(data, "annotations") or require_list_of_dicts(data, "annotations", source)
 
         categories = _read_categories(data, source)
         name_to_id = {category["name"]: category["id"] for category in categories}
@@ -262,8 +289,17 @@ class CocoDetection(DetectionDataset):
             chosen = [next(c for c in categories if c["name"] == name) for name in class_names]
         self.category_id_to_label = {category["id"]: label for label, category in enumerate(chosen)}
 
-        annotations_by_image = group_annotations_by_image(images, annotations, source)
+        store = coco_record_store(images, annotations, image_dir, source, with_masks, self.category_id_to_label,
+                                  known_ids, report)
+        if store is not None:
+            return store, chosen
+        # Something the columns do not take as it is (string ids, 'ignore' flags, absent areas, a
+        # malformed record): the record-by-record reader, which also words every error.
+        return self._read_records(images, annotations, image_dir, source, with_masks, known_ids, report), chosen
 
+    def _read_records(self, images: list[dict], annotations: list[dict], image_dir: Path, source: str,
+                      with_masks: bool, known_ids: set, report: DatasetReport) -> list[ImageRecord]:
+        annotations_by_image = group_annotations_by_image(images, annotations, source)
         records: list[ImageRecord] = []
         for index, image in enumerate(images):
             height, width = _image_size(image, f"{source}: images[{index}] (id {image['id']})")
@@ -310,17 +346,7 @@ class CocoDetection(DetectionDataset):
                     where=where,
                 )
             )
-        super().__init__(
-            records,
-            [category["name"] for category in chosen],
-            source,
-            transforms=transforms,
-            label_to_category_id={label: category["id"] for label, category in enumerate(chosen)},
-            check_files=check_files,
-            verify_images=verify_images,
-            skip_empty=skip_empty,
-            report=report,
-        )
+        return records
 
     def _decode_masks(self, record: ImageRecord, size: tuple[int, int]) -> np.ndarray | None:
         if not self.with_masks:

@@ -55,6 +55,7 @@ from .base import DetectionDataset, Transforms
 from .coco import CocoDetection
 from .formats.files import read_class_names
 from .parsing import read_json, read_text_lines, read_xml
+from .records import RecordStore
 from .validation import DatasetError
 from .voc import VOCDetection
 from .yolo_txt import IMAGE_SUFFIXES, YOLODetection
@@ -465,7 +466,8 @@ def _labels_beside(image_dir: Path) -> Path:
 def _subset(dataset: DetectionDataset, indices: np.ndarray) -> DetectionDataset:
     """A shallow copy of ``dataset`` holding the records at ``indices`` (same reader class)."""
     part = copy.copy(dataset)
-    part.records = [dataset.records[int(i)] for i in indices]
+    records = dataset.records
+    part.records = records.take(indices) if isinstance(records, RecordStore) else [records[int(i)] for i in indices]
     return part
 
 

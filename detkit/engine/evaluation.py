@@ -102,6 +102,7 @@ def evaluate_config(
     analysis_iou: float | None = None,
     analysis_score_thresh: float | None = None,
     tta: bool | Mapping[str, Any] | None = None,
+    fuse: bool = True,
 ) -> EvaluationReport:
     """Evaluate a config's model on its ``dataloader.test``.
 
@@ -126,6 +127,9 @@ def evaluate_config(
             its horizontal flip, merged by class-wise NMS), or a dict of
             :class:`~detkit.models.tta.TestTimeAugmentation`'s options (``flips``, ``scales``,
             ``merge``...); the model, weights loaded, is wrapped in it. None / False: none.
+        fuse: evaluate the fast path (an eval-mode copy with the batch norms folded into the
+            convolutions, channels-last on the CPU: :func:`detkit.models.fuse.inference_copy`);
+            False runs the model as it is.
 
     Returns:
         The metrics, as an :class:`EvaluationReport`.
@@ -161,7 +165,7 @@ def evaluate_config(
     evaluator = config_evaluator(cfg, data_loader.dataset, plot_dir)
     if evaluator is NO_EVALUATOR:
         raise ValueError(f"{source} sets evaluator = None: there is nothing to evaluate with")
-    metrics = evaluate(model, data_loader, evaluator, device=device, progress=progress)
+    metrics = evaluate(model, data_loader, evaluator, device=device, progress=progress, fuse=fuse)
     summary = (evaluator.summary() if hasattr(evaluator, "summary") else "") or format_metrics(metrics)
     if isinstance(model, TestTimeAugmentation):  # which views were merged
         summary = f"{model.describe()}\n{summary}"

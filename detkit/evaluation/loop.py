@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from detkit.models.fuse import inference_copy
 from detkit.utils.distributed import is_main_process
 
 __all__ = [
@@ -81,12 +82,16 @@ def evaluate(
     device: torch.device | str | None = None,
     progress: bool = True,
     description: str = "evaluate",
+    fuse: bool = True,
 ) -> dict[str, float]:
     """Run ``model`` over ``data_loader`` in eval mode and score it with ``evaluator``.
 
-    The model runs under ``torch.no_grad()`` in eval mode; its previous train/eval mode is
-    restored afterwards (also on error). Predictions are moved to the CPU before the evaluator
-    sees them; targets are passed as the loader gives them.
+    By default the loop runs the fast path of :func:`detkit.models.fuse.inference_copy`: an
+    eval-mode copy of the model with its batch norms folded into the convolutions (channels-last
+    on the CPU); ``model`` itself is not touched, so a trainer can evaluate the model it trains.
+    With ``fuse=False`` the model itself runs under ``torch.no_grad()`` in eval mode and its
+    previous train/eval mode is restored afterwards (also on error). Predictions are moved to
+    the CPU before the evaluator sees them; targets are passed as the loader gives them.
 
     Args:
         model: a detector: ``model(images) -> (predictions, losses)`` in eval mode (a bare list of
@@ -97,6 +102,7 @@ def evaluate(
         device: where to put the images; default the device of the model's first parameter.
         progress: show a tqdm bar (on rank 0 only when distributed).
         description: the bar's label.
+        fuse: run the folded, channels-last copy (the default); False runs ``model`` as it is.
 
     Returns:
         ``evaluator.evaluate()``: metric name -> value.
@@ -104,7 +110,7 @@ def evaluate(
     device = torch.device(device) if device is not None else _model_device(model)
     evaluator.reset()
     was_training = model.training
-    model.eval()
+    runner = inference_copy(model, fuse=True, device=device) if fuse else model.eval()
     try:
         total = len(data_loader) if hasattr(data_loader, "__len__") else None  # type: ignore[arg-type]
         with torch.no_grad():
@@ -112,7 +118,7 @@ def evaluate(
                        disable=not (progress and is_main_process()))
             for batch in bar:
                 images, targets = batch
-                outputs = model(_to_device(images, device))
+                outputs = runner(_to_device(images, device))
                 predictions = outputs[0] if isinstance(outputs, tuple) else outputs
                 if len(predictions) != len(targets):
                     raise ValueError(f"the model returned {len(predictions)} predictions for {len(targets)} images")

@@ -12,6 +12,11 @@ channels) and are tested against their references in the same run:
   kernel does: ``((b0 * (r0 >> 4)) >> 16) + ((b1 * (r1 >> 4)) >> 16) + 2 >> 2``. Columns outside the
   image are clamped with their weight moved to the edge pixel; rows outside it are clamped
   without (both weights read the edge row), which is why the edge rows round differently.
+- :func:`resize_unit_image_opencv`: what ``blobFromImage`` does to a ``[0, 1]`` float image (its
+  8-bit levels, OpenCV's ``INTER_LINEAR``, divided by 255). On the CPU it calls ``cv2.resize``
+  itself (OpenCV is the reference, so this is exact by definition, and 8x faster than the PyTorch
+  kernel); on other devices, under tracing or export, and without OpenCV it runs
+  :func:`resize_bilinear_opencv`, which gives the same bits (tested against each other).
 - :func:`resize_bilinear_darknet`: darknet's ``resize_image`` (image.c) on a float image: corners
   aligned (``src = dst * (in - 1) / (out - 1)``), horizontal pass then vertical pass, every product
   and sum in float32, the last column and row copied from the last source column and row.
@@ -19,10 +24,16 @@ channels) and are tested against their references in the same run:
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["resize_bilinear_darknet", "resize_bilinear_opencv", "to_uint8_levels"]
+try:  # OpenCV is a dependency of detkit; the PyTorch kernels stand in where it is missing
+    import cv2
+except ImportError:  # pragma: no cover - exercised only without OpenCV
+    cv2 = None
+
+__all__ = ["resize_bilinear_darknet", "resize_bilinear_opencv", "resize_unit_image_opencv", "to_uint8_levels"]
 
 _COEF_BITS = 11  # OpenCV's INTER_RESIZE_COEF_BITS
 _COEF_SCALE = 1 << _COEF_BITS
@@ -90,6 +101,59 @@ def resize_bilinear_opencv(levels: Tensor, size: tuple[int, int]) -> Tensor:
     out += 2
     out >>= 2
     return out.clamp_(0, 255)
+
+
+def _opencv_can_run(image: Tensor) -> bool:
+    """Whether ``cv2.resize`` can take ``image`` ``[C, h, w]``: a plain CPU tensor outside tracing."""
+    if cv2 is None or type(image) is not torch.Tensor or image.device.type != "cpu" or image.requires_grad:
+        return False
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return False
+    return image.dtype in (torch.float32, torch.float64, torch.uint8)
+
+
+def resize_unit_image_opencv(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """A ``[0, 1]`` image resized as ``cv2.dnn.blobFromImage`` resizes it, bit for bit.
+
+    The image is taken to its 8-bit levels (:func:`to_uint8_levels`; uint8 images are the levels),
+    resized with OpenCV's ``INTER_LINEAR`` and divided by 255: ``cv2.resize`` itself on the CPU,
+    :func:`resize_bilinear_opencv` elsewhere (the same bits).
+
+    Args:
+        image: ``[C, h, w]`` float image in [0, 1], or uint8 levels.
+        size: ``(H, W)`` output size.
+
+    Returns:
+        ``[C, H, W]`` in the dtype of a float ``image`` (float32 for a uint8 one), values ``k / 255``.
+    """
+    out_h, out_w = _check(image, size, "resize_unit_image_opencv")
+    dtype = image.dtype if image.is_floating_point() else torch.float32
+    if not _opencv_can_run(image):
+        levels = image if image.dtype == torch.uint8 else to_uint8_levels(image)
+        return resize_bilinear_opencv(levels, (out_h, out_w)).to(dtype) / 255
+    levels = _levels_opencv(image).numpy()
+    # One plane at a time: each is contiguous in [C, h, w], so nothing is transposed either way.
+    resized = np.empty((levels.shape[0], out_h, out_w), dtype=np.uint8)
+    for plane, out in zip(levels, resized):
+        cv2.resize(plane, (out_w, out_h), dst=out, interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(resized).to(dtype).div_(255)
+
+
+def _levels_opencv(image: Tensor) -> Tensor:
+    """:func:`to_uint8_levels` of a CPU image in one pass (``cv2.convertScaleAbs``), contiguous.
+
+    ``convertScaleAbs`` rounds ``|x * 255|`` in float32 half to even and saturates, which is
+    ``round(clamp(x * 255, 0, 255))`` for ``x >= 0``; an image with negative values takes
+    :func:`to_uint8_levels` (the absolute value would differ there).
+    """
+    if image.dtype == torch.uint8:
+        return image.contiguous()
+    image = image.to(torch.float32).contiguous()
+    if image.numel() == 0 or float(image.amin()) < 0:
+        return to_uint8_levels(image).contiguous()
+    channels, height, width = image.shape
+    flat = cv2.convertScaleAbs(image.numpy().reshape(channels * height, width), alpha=255.0)
+    return torch.from_numpy(flat.reshape(channels, height, width))
 
 
 def _darknet_taps(in_size: int, out_size: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:

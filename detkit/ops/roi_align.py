@@ -21,6 +21,8 @@ from detkit.ops._ext import use_ext
 _FALLBACK_ENTRIES_PER_CHUNK = 1 << 23
 # dtypes with compiled kernels on each device type (CUDA adds half precision).
 _KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64), "cuda": (torch.float16, torch.float32, torch.float64)}
+# Mixed precision: features in these dtypes may come with float32 RoIs (autocast keeps boxes in float32).
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def _pair(output_size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -60,8 +62,9 @@ def _check_roi_align_inputs(input: Tensor, rois: Tensor, spatial_scale: float, s
         raise ValueError(f"roi_align: input must be floating point, got {input.dtype}")
     if rois.dim() != 2 or rois.shape[1] != 5:
         raise ValueError(f"roi_align: rois must have shape [K, 5] (batch index, x1, y1, x2, y2), got {list(rois.shape)}")
-    if rois.dtype != input.dtype:
-        raise ValueError(f"roi_align: rois ({rois.dtype}) must have the dtype of input ({input.dtype})")
+    if rois.dtype != input.dtype and not (input.dtype in _LOW_PRECISION and rois.dtype == torch.float32):
+        raise ValueError(f"roi_align: rois ({rois.dtype}) must have the dtype of input ({input.dtype}), "
+                         "or float32 for float16 / bfloat16 input")
     if rois.device != input.device:
         raise ValueError(f"roi_align: rois ({rois.device}) and input ({input.device}) must be on the same device")
     if not (isinstance(spatial_scale, (int, float)) and spatial_scale > 0 and math.isfinite(spatial_scale)):
@@ -91,13 +94,22 @@ def roi_align(
         aligned: shift the RoI by -0.5 pixel so that pixel centres are sampled exactly (the correct
             convention; False reproduces the original Mask R-CNN behaviour).
 
+    Mixed precision: float16 / bfloat16 ``input`` (with RoIs of its dtype or float32) runs the
+    float16 CUDA kernel where there is one for both, and otherwise the exact upcast: computed in
+    float32 (forward and backward) and returned in the input's dtype, so the result is the float32
+    result rounded once, as torchvision's autocast does for its roi_align.
+
     Returns:
-        ``[K, C, pooled_height, pooled_width]`` pooled features.
+        ``[K, C, pooled_height, pooled_width]`` pooled features, in ``input``'s dtype.
     """
     rois = boxes_to_rois(rois)
     _check_roi_align_inputs(input, rois, spatial_scale, sampling_ratio)
     pooled_height, pooled_width = _pair(output_size)
     kernel_dtypes = _KERNEL_DTYPES.get(input.device.type, ())
+    if input.dtype in _LOW_PRECISION and (rois.dtype != input.dtype or input.dtype not in kernel_dtypes):
+        pooled = roi_align(input.float(), rois.float(), (pooled_height, pooled_width), spatial_scale,
+                           sampling_ratio, aligned)
+        return pooled.to(input.dtype)
     if input.dtype in kernel_dtypes and use_ext("roi_align", input.device):
         return torch.ops.detkit.roi_align(
             input, rois, float(spatial_scale), pooled_height, pooled_width, sampling_ratio, bool(aligned)

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.ops.image_resize import resize_bilinear_darknet, resize_bilinear_opencv, to_uint8_levels
+from detkit.ops.image_resize import (
+    _opencv_can_run, resize_bilinear_darknet, resize_bilinear_opencv, resize_unit_image_opencv, to_uint8_levels,
+)
 
 
 def darknet_resize_image(im: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -109,3 +111,45 @@ def test_bad_shapes_are_refused(resize):
         resize(torch.zeros(3, 0, 4, dtype=torch.int32), (2, 2))
     with pytest.raises(ValueError, match="cannot resize"):
         resize(torch.zeros(3, 4, 4, dtype=torch.int32), (0, 2))
+
+
+def _torch_path(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """What YOLOPreprocess ran before the cv2 fast path: the PyTorch kernel on the 8-bit levels."""
+    levels = image if image.dtype == torch.uint8 else to_uint8_levels(image)
+    dtype = image.dtype if image.is_floating_point() else torch.float32
+    return resize_bilinear_opencv(levels, size).to(dtype) / 255
+
+
+@pytest.mark.parametrize("channels", [1, 3, 4, 5])
+def test_the_cv2_fast_path_equals_the_torch_kernel_bit_for_bit(channels: int):
+    generator = torch.Generator().manual_seed(channels)
+    for _ in range(12):
+        in_h, in_w, out_h, out_w = (int(v) for v in torch.randint(1, 90, (4,), generator=generator))
+        levels = torch.randint(0, 256, (channels, in_h, in_w), generator=generator, dtype=torch.uint8)
+        image = levels.float() / 255
+        strided = image.transpose(1, 2).contiguous().transpose(1, 2)  # not contiguous
+        for source in (image, levels, image.double(), strided):
+            assert _opencv_can_run(source)
+            fast = resize_unit_image_opencv(source, (out_h, out_w))
+            assert fast.dtype == (torch.float32 if source.dtype == torch.uint8 else source.dtype)
+            assert torch.equal(fast, _torch_path(source, (out_h, out_w))), (in_h, in_w, out_h, out_w)
+        # and it is OpenCV's own resize, as blobFromImage calls it
+        hwc = levels.permute(1, 2, 0).contiguous().numpy()
+        expected = cv2.resize(hwc, (out_w, out_h), interpolation=cv2.INTER_LINEAR).reshape(out_h, out_w, -1)
+        np.testing.assert_array_equal((fast * 255).round().to(torch.uint8).permute(1, 2, 0).numpy(), expected)
+
+
+def test_the_fast_path_rounds_off_grid_and_out_of_range_values_as_the_torch_kernel():
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(3, 37, 53, generator=generator)  # not k / 255: the rounding to levels matters
+    ties = (torch.arange(256, dtype=torch.float32) + 0.5) / 255  # near the half levels
+    image[0, 0, :53] = ties[:53]
+    assert torch.equal(resize_unit_image_opencv(image, (20, 70)), _torch_path(image, (20, 70)))
+    wild = image * 1.4 - 0.2  # negative and above 1: clamped
+    assert torch.equal(resize_unit_image_opencv(wild, (41, 29)), _torch_path(wild, (41, 29)))
+
+
+def test_the_torch_kernel_runs_where_cv2_cannot():
+    image = torch.rand(3, 20, 30, requires_grad=True)
+    assert not _opencv_can_run(image)
+    assert torch.equal(resize_unit_image_opencv(image, (9, 11)), _torch_path(image.detach(), (9, 11)))

@@ -152,3 +152,32 @@ def test_opcheck_roi_align():
     grad = torch.randn(2, 3, 3, 3, generator=generator)
     torch.library.opcheck(torch.ops.detkit._roi_align_backward.default,
                           (grad, rois, 0.5, 3, 3, 2, 3, 10, 12, 2, True))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("rois_dtype", ["same", "float32"])
+def test_low_precision_is_the_exact_upcast_forward_and_backward(impl, dtype, rois_dtype):
+    # bf16 / fp16 features (autocast): computed in float32 and rounded once to the input's dtype,
+    # so the result equals the float32 op on the same values (tolerance 0 against that), and the
+    # float32 op on the unrounded features within the dtype's rounding (rtol 2^-7 bf16, 2^-10 fp16).
+    if torch.device(impl.device).type == "cuda" and dtype == torch.float16 and rois_dtype == "same":
+        pytest.skip("the CUDA float16 kernel runs there (its own test)")
+    generator = torch.Generator().manual_seed(3)
+    features = torch.randn(2, 5, 24, 30, generator=generator)
+    rois = _random_rois(40, 2, 120.0, generator)
+    grad = torch.randn(40, 5, 7, 7, generator=generator)
+    low = features.to(dtype).to(impl.device).requires_grad_()
+    low_rois = (rois.to(dtype) if rois_dtype == "same" else rois).to(impl.device)
+    pooled = roi_align(low, low_rois, 7, 0.25, 2, True)
+    assert pooled.dtype == dtype
+    pooled.backward(grad.to(dtype).to(impl.device))
+    assert low.grad.dtype == dtype
+
+    reference = features.to(dtype).float().to(impl.device).requires_grad_()  # the same values, in float32
+    expected = roi_align(reference, low_rois.float(), 7, 0.25, 2, True)  # this implementation's float32
+    expected.backward(grad.to(dtype).float().to(impl.device))
+    torch.testing.assert_close(pooled, expected.detach().to(dtype), rtol=0, atol=0)
+    torch.testing.assert_close(low.grad, reference.grad.to(dtype), rtol=0, atol=0)
+    rtol = 2 ** -7 if dtype == torch.bfloat16 else 2 ** -10
+    unrounded = torchvision.ops.roi_align(features, low_rois.float().cpu(), 7, 0.25, 2, True)
+    torch.testing.assert_close(pooled.cpu().float(), unrounded, rtol=rtol, atol=2e-2 if dtype == torch.bfloat16 else 3e-3)

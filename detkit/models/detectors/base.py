@@ -43,8 +43,8 @@ _TARGET_KEY_FORMATS = {"masks": "[N, H, W]", "landmarks": "[N, K, 2]", "keypoint
 def check_image_values(images: Sequence[Tensor], owner: str) -> None:
     """Refuse images with no pixels and floating-point images holding NaN or infinity.
 
-    One ``isfinite().all()`` per floating image, reduced on the device and read back once (one
-    synchronisation per batch); skipped while tracing, compiling or exporting, so that the
+    One sum per floating image, reduced on the device and read back once (one synchronisation
+    per batch; ``isfinite`` of every value only when a sum is not finite); skipped while tracing, compiling or exporting, so that the
     model stays export-clean. Integer images cannot hold NaN and are not scanned.
 
     Args:
@@ -64,6 +64,12 @@ def check_image_values(images: Sequence[Tensor], owner: str) -> None:
         return
     floating = [(index, image) for index, image in enumerate(images) if image.is_floating_point()]
     if not floating:
+        return
+    # A sum is finite only if every value is (one pass, no image-sized temporaries); only when it
+    # is not (a NaN or inf, or finite values overflowing the sum) are the values checked one by one.
+    sums = torch.stack([image.sum(dtype=torch.float64 if image.dtype == torch.float64 else torch.float32)
+                        for _, image in floating])
+    if bool(torch.isfinite(sums).all()):
         return
     finite = torch.stack([torch.isfinite(image).all() for _, image in floating])
     if bool(finite.all()):

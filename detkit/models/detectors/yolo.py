@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from detkit.models.backbones.darknet import ConvPair, conv_pair
+from detkit.models.backbones.darknet import ConvPair
+from detkit.models.fuse import fold_batch_norms
 from detkit.models.dense_heads.yolo_head import YOLOv3Head
 from detkit.utils.deprecation import MovedAttribute, renamed_keyword
 from detkit.models.detectors.base import Detector, hand_on_settings, preprocess_or_build
@@ -154,22 +155,7 @@ class YOLOv3(Detector):
             ``self``.
         """
         self.eval()
-        for unit in self.modules():
-            if not isinstance(unit, nn.Sequential) or len(unit) < 2 or not isinstance(unit[0], nn.Conv2d):
-                continue
-            conv, norm = conv_pair(unit)
-            if norm is None:
-                continue
-            scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
-            fused = nn.Conv2d(
-                conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                conv.dilation, conv.groups, bias=True,
-            ).to(conv.weight)  # fmt: skip
-            fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
-            bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
-            fused.bias.copy_((bias - norm.running_mean) * scale + norm.bias)
-            unit[0] = fused
-            unit[1] = nn.Identity()
+        fold_batch_norms(self)  # the shared fold of detkit.models.fuse
         self.fused = True
         return self
 

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from detkit.models.preprocess.base import Preprocess
-from detkit.ops.image_resize import resize_bilinear_darknet, resize_bilinear_opencv, to_uint8_levels
+from detkit.ops.image_resize import resize_bilinear_darknet, resize_unit_image_opencv
 from detkit.structures import ImageList
 
 __all__ = ["LETTERBOX_FILL", "RESIZE_MODES", "YOLOPreprocess"]
@@ -137,7 +137,7 @@ class YOLOPreprocess(Preprocess):
         new_h, new_w, left, top = self._fit(height, width, size)
         if (new_h, new_w) != (height, width):
             if self.resize_mode == "resize":
-                image = resize_bilinear_opencv(to_uint8_levels(image), (new_h, new_w)).to(image.dtype) / 255
+                image = resize_unit_image_opencv(image, (new_h, new_w))  # cv2.resize on the CPU
             else:
                 image = resize_bilinear_darknet(image, (new_h, new_w)).to(image.dtype)
         if (new_h, new_w) != tuple(size):
