@@ -22,7 +22,7 @@ Equal to ultralytics' ``v8DetectionLoss`` (8.4) on the same raw maps and targets
 Scale: the three values returned are ultralytics' ``loss_items`` (its second output, what it
 logs). ultralytics back-propagates ``loss.sum() * batch_size``: its gradients are ``batch_size``
 times detkit's, so an ultralytics SGD recipe maps to lr x batch size and weight decay / batch size
-on detkit's loss (``configs/common/yolov8.py`` states the mapping it uses).
+on detkit's loss (``configs/common/ultralytics_recipe.py`` states the whole mapping).
 
 Differences by design: padded target slots are known from the targets (ultralytics treats a box
 whose four coordinates sum to 0 as padding, which only a degenerate box at the origin hits), and
