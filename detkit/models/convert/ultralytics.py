@@ -126,12 +126,14 @@ def convert_ultralytics(state_dict: Mapping[str, Tensor], arch: str) -> dict[str
         raise ValueError(f"this is not an ultralytics {arch} DetectionModel state dict: it has no {cls_bias!r}")
     num_classes = int(state_dict[cls_bias].shape[0])
     converted: dict[str, Tensor] = {}
+    source_key: dict[str, str] = {}
     for key, value in state_dict.items():
         if not isinstance(value, Tensor):
             raise ValueError(f"key {key!r} is a {type(value).__name__}, not a tensor")
         name = _rename(key, layers, detect)
         if name is not None:
             converted[name] = value.detach().clone()
+            source_key[name] = key
     expected = _reference_shapes(variant, scale, num_classes)
     missing = [key for key in expected if key not in converted]
     unexpected = [key for key in converted if key not in expected]
@@ -143,8 +145,8 @@ def convert_ultralytics(state_dict: Mapping[str, Tensor], arch: str) -> dict[str
     for key, shape in expected.items():
         if converted[key].shape != shape:
             raise ValueError(
-                f"this is not an ultralytics {arch} state dict: {key} has shape {list(converted[key].shape)}, "
-                f"{arch} needs {list(shape)} (another scale?)"
+                f"this is not an ultralytics {arch} state dict: {source_key[key]} (detkit {key}) has shape "
+                f"{list(converted[key].shape)}, {arch} needs {list(shape)} (another scale?)"
             )
     return converted_checkpoint(
         converted, source="ultralytics", arch=arch, variant=variant, scale=scale, num_classes=num_classes

@@ -173,6 +173,10 @@ class YOLOv8Head(SizedByInputs, DenseHead):
             from detkit.models.yolov8_loss import YOLOv8Loss
 
             self.criterion = YOLOv8Loss(self.num_classes, reg_max=self.reg_max, strides=self.strides)
+        for name, mine in (("strides", self.strides), ("reg_max", self.reg_max), ("num_classes", self.num_classes)):
+            theirs = getattr(self.criterion, name, None)
+            if theirs is not None and (tuple(theirs) if name == "strides" else theirs) != mine:
+                raise ValueError(f"YOLOv8Head: its loss has {name}={theirs} but the head {name}={mine}")
 
     @torch.no_grad()
     def _init_biases(self) -> None:
