@@ -133,17 +133,16 @@ class TaskAlignedAssigner(nn.Module):
         image = torch.arange(batch, device=gt_boxes.device)[:, None]
         labels = gt_labels[image, gt_index].clamp(min=0)  # [B, A]
         boxes = gt_boxes[image, gt_index]  # [B, A, 4]
-        scores = torch.zeros((batch, num_points, num_classes), dtype=pred_scores.dtype, device=pred_scores.device)
-        scores.scatter_(2, labels[..., None], 1.0)
-        scores = scores * fg_mask[..., None]
-
-        # Soft targets: the metric of each positive over its box's best metric, times the box's best CIoU.
+        # Soft targets: the metric of each positive over its box's best metric, times the box's best
+        # CIoU; 0 at background points (no positive in their column), so no foreground mask is needed.
         metric = metric * positive
         overlaps = overlaps * positive
         best_metric = metric.amax(dim=-1, keepdim=True)  # [B, M, 1]
         best_overlap = overlaps.amax(dim=-1, keepdim=True)
         normalised = (metric * best_overlap / (best_metric + self.eps)).amax(dim=1)  # [B, A]
-        return TaskAlignedAssignment(labels, boxes, scores * normalised[..., None], fg_mask, gt_index)
+        scores = torch.zeros((batch, num_points, num_classes), dtype=pred_scores.dtype, device=pred_scores.device)
+        scores.scatter_(2, labels[..., None], normalised[..., None])
+        return TaskAlignedAssignment(labels, boxes, scores, fg_mask, gt_index)
 
     def _points_inside(self, points: Tensor, gt_boxes: Tensor, gt_mask: Tensor) -> Tensor:
         """``[B, M, A]`` points strictly inside the boxes, boxes widened to ``min_side`` (see module doc)."""

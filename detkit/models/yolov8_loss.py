@@ -130,8 +130,9 @@ class YOLOv8Loss(nn.Module):
         """
         flat, sizes = self._flatten(raw, len(targets))
         box_channels = 4 * self.reg_max
-        pred_dist = flat[:, :box_channels].permute(0, 2, 1)  # [B, A, 4R]
-        logits = flat[:, box_channels:].permute(0, 2, 1)  # [B, A, C]
+        # Point-major copies: the softmax, sigmoid and BCE below run over contiguous rows.
+        pred_dist = flat[:, :box_channels].permute(0, 2, 1).contiguous()  # [B, A, 4R]
+        logits = flat[:, box_channels:].permute(0, 2, 1).contiguous()  # [B, A, C]
         points, strides = anchor_points(sizes, self.strides, flat.dtype, flat.device)
         points, strides = points.T, strides.T  # [A, 2] cells, [A, 1] pixels per cell
 
