@@ -6,8 +6,10 @@ rebuild by importing ultralytics and running whatever the pickle names. This rea
 a restricted :class:`pickle.Unpickler` instead:
 
 - Calls (the pickle ``REDUCE`` / ``INST`` / ``OBJ`` opcodes) are allowed only to torch's tensor and
-  parameter rebuilders and to plain containers (``collections.OrderedDict``, ``set``,
-  ``frozenset``, ``torch.Size``); storages are read from the zip archive by this module.
+  parameter rebuilders, to plain containers (``collections.OrderedDict``, ``set``, ``frozenset``,
+  ``torch.Size``) and to detkit's checked stand-ins for ``bytes`` (``_codecs.encode``) and numpy
+  numbers (``numpy.dtype`` of a plain number type and numpy's ``scalar``, which appear in saved
+  training metrics); storages are read from the zip archive by this module.
 - Every other global the pickle names (ultralytics' and torch.nn's classes, or anything else) is
   replaced by an inert placeholder class made here: it is never imported, and a placeholder can
   only be created empty (``NEWOBJ``, how protocol-2 pickles make class instances, or a call with
@@ -31,6 +33,7 @@ from __future__ import annotations
 import collections
 import io
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,8 +55,39 @@ class _Refused(Exception):
     """Raised inside the unpickler; turned into an UltralyticsCheckpointError naming the file."""
 
 
-# The callables the pickle may call, by (module, name) as pickles spell them.
+def _latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
+    """``_codecs.encode(text, "latin1")``: how protocol-2 pickles spell ``bytes``."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise _Refused(f"it calls _codecs.encode with {type(text).__name__}, {encoding!r} (only str, 'latin1')")
+    return text.encode("latin1")
+
+
+def _numpy_dtype(spec: Any, align: Any = False, copy: Any = True) -> Any:
+    """``numpy.dtype(spec)`` for a plain number type only (numpy scalars in training metrics)."""
+    import numpy as np
+
+    if not (isinstance(spec, str) and re.fullmatch(r"[biufc]\d{1,2}|\?", spec)):
+        raise _Refused(f"it calls numpy.dtype with {spec!r} (only plain number types)")
+    return np.dtype(spec)
+
+
+def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
+    """A numpy number from its dtype and bytes, as a Python number (``numpy...multiarray.scalar``)."""
+    import numpy as np
+
+    if not (isinstance(dtype, np.dtype) and dtype.kind in "biufc" and isinstance(data, bytes)
+            and len(data) == dtype.itemsize):  # fmt: skip
+        raise _Refused(f"it calls numpy's scalar with {dtype!r}, {type(data).__name__} (only plain numbers)")
+    return np.frombuffer(data, dtype=dtype)[0].item()
+
+
+# The callables the pickle may call, by (module, name) as pickles spell them; the _codecs and
+# numpy ones are detkit's checked stand-ins (bytes, and numpy numbers such as training metrics).
 _CALLABLES: dict[tuple[str, str], Any] = {
+    ("_codecs", "encode"): _latin1_bytes,
+    ("numpy", "dtype"): _numpy_dtype,
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,

@@ -90,6 +90,25 @@ def test_plain_state_dict_entry(tmp_path):
     assert list(read) == list(weights) and all(torch.equal(read[k], weights[k]) for k in weights)
 
 
+def test_numpy_numbers_and_bytes_beside_the_model_are_read(tmp_path):
+    np = pytest.importorskip("numpy")
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    torch.save({
+        "model": module, "best_fitness": np.float64(0.25), "train_metrics": {"mAP": np.float32(0.5), "n": np.int64(3)},
+        "blob": b"\x00\xffbytes",
+    }, tmp_path / "metrics.pt")  # fmt: skip
+    read = read_ultralytics_checkpoint(tmp_path / "metrics.pt")
+    assert list(read) == list(module.state_dict())
+    assert all(torch.equal(read[k], v) for k, v in module.state_dict().items())
+
+
+def test_numpy_stand_ins_refuse_anything_but_plain_numbers(tmp_path):
+    np = pytest.importorskip("numpy")
+    torch.save({"model": torch.nn.Conv2d(1, 1, 1), "record": np.zeros(1, dtype=[("a", "f4")])[0]}, tmp_path / "rec.pt")
+    with pytest.raises(UltralyticsCheckpointError, match=r"rec\.pt: refused .*numpy"):
+        read_ultralytics_checkpoint(tmp_path / "rec.pt")
+
+
 class _Evil:
     def __init__(self, call, *args):
         self.call, self.args = call, args
