@@ -71,3 +71,13 @@ def test_settings_and_errors_are_one_line():
     head = YOLOv8Head(SHAPES, loss=nn.Identity())
     head.configure(score_thresh=0.25, multi_label=False)
     assert (head.score_thresh, head.multi_label, head.nms_thresh) == (0.25, False, 0.7)
+
+
+@pytest.mark.parametrize(("arch", "parameters"), [
+    ("yolov8l", 43691520), ("yolov8x", 68229648), ("yolo11l", 25372160), ("yolo11x", 56966176),
+])  # fmt: skip
+def test_the_l_and_x_scales_have_the_parameters_of_ultralytics_yaml_summaries(arch: str, parameters: int):
+    # The counts ultralytics' yolov8.yaml / yolo11.yaml state, less the 16 fixed DFL bins (a buffer here).
+    with torch.device("meta"):
+        model = YOLOv8(**yolov8_parts(arch[:-1], arch[-1], 80, loss=nn.Identity()))
+    assert sum(p.numel() for p in model.parameters()) == parameters - 16
