@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from configs.common.ultralytics_recipe import ultralytics_accumulation, ultralytics_sgd_recipe
+from configs.common.ultralytics_recipe import (
+    ultralytics_accumulation, ultralytics_adamw_recipe, ultralytics_auto_lr, ultralytics_sgd_recipe,
+)
 from detkit.config import instantiate
 from detkit.engine import build_optimizer
 from detkit.engine.hooks import Hook
@@ -111,3 +113,24 @@ def test_recipe_maps_ultralytics_hyper_parameters_to_detkit_scale():
     hooks = [instantiate(h) for h in recipe["train"]["hooks"]]
     assert [type(h).__name__ for h in hooks] == ["CloseMosaic"] and hooks[0].epochs == 10
     assert ultralytics_sgd_recipe(batch_size=100, close_mosaic=0)["train"]["hooks"] == []
+
+
+def test_adamw_recipe_is_ultralytics_auto_choice(tmp_path):
+    assert ultralytics_auto_lr(80) == 0.000119 and ultralytics_auto_lr(3) == 0.001429
+    recipe = ultralytics_adamw_recipe(batch_size=16, num_classes=3)
+    optimizer = instantiate(recipe["optimizer"], defaults={"model": ToyDetector(norm=True)})
+    assert type(optimizer).__name__ == "AdamW"
+    # AdamW's step ignores the loss scale and its decay is decoupled: ultralytics' values as they are.
+    assert sorted({g["weight_decay"] for g in optimizer.param_groups}) == [0.0, pytest.approx(5e-4 * 64 / 64)]
+    assert all(g["betas"] == (0.9, 0.999) and g["base_lr"] == 0.001429 for g in optimizer.param_groups)
+    assert recipe["lr_schedule"].warmup_bias_factor == 0.0
+    assert recipe["train"]["clip_grad_norm"] == pytest.approx(10 / 64)
+    # Adam groups have no momentum: the warm-up moves the lrs only (all from 0, as ultralytics' auto).
+    schedule = instantiate(recipe["lr_schedule"])
+    schedule.fit_to_run(max_iter=50, max_epochs=5)
+    groups = [dict(g) for g in optimizer.param_groups]
+    for group in groups:
+        group["lr"] = group["base_lr"] * schedule(0, 0)
+    schedule.adjust_param_groups(groups, 0, 0)
+    assert all(g["lr"] == 0.0 and "momentum" not in g for g in groups)
+
