@@ -26,7 +26,7 @@ on detkit's loss (``configs/common/ultralytics_recipe.py`` states the whole mapp
 
 Differences by design: padded target slots are known from the targets (ultralytics treats a box
 whose four coordinates sum to 0 as padding, which only a degenerate box at the origin hits), and
-the loss is computed in float32 whatever the dtype of the raw maps.
+the loss is computed in float32 whatever the dtype of the raw maps (autocast is off inside).
 """
 
 from __future__ import annotations
@@ -129,6 +129,13 @@ class YOLOv8Loss(nn.Module):
             ``{"loss_box", "loss_cls", "loss_dfl"}`` scalars, already weighted.
         """
         flat, sizes = self._flatten(raw, len(targets))
+        with torch.autocast(flat.device.type, enabled=False):  # float32 throughout, under AMP too
+            return self._loss(flat, sizes, targets, image_size)
+
+    def _loss(
+        self, flat: Tensor, sizes: list[tuple[int, int]], targets: Sequence[Mapping[str, Tensor]],
+        image_size: tuple[int, int],
+    ) -> dict[str, Tensor]:
         box_channels = 4 * self.reg_max
         # Point-major copies: the softmax, sigmoid and BCE below run over contiguous rows.
         pred_dist = flat[:, :box_channels].permute(0, 2, 1).contiguous()  # [B, A, 4R]

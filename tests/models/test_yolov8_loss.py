@@ -89,7 +89,7 @@ def test_terms_and_gradients_equal_ultralytics(image_size, counts, strides, reg_
         assert ours["loss_box"] == 0 and ours["loss_dfl"] == 0 and ours["loss_cls"] > 0
 
 
-def test_bf16_maps_give_float32_losses_close_to_float32():
+def test_bf16_maps_and_autocast_give_float32_losses():
     generator = torch.Generator().manual_seed(7)
     raw = _raw_maps(2, (64, 64), 64 + 3, (8, 16, 32), generator)
     targets = random_targets((3, 1), (64, 64), 3, generator)
@@ -99,6 +99,11 @@ def test_bf16_maps_give_float32_losses_close_to_float32():
     for name in full:
         assert half[name].dtype == torch.float32
         torch.testing.assert_close(half[name], full[name].detach(), rtol=0.05, atol=0.05)
+    # Under autocast the loss still runs in float32: the same values as the bf16 maps outside it.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = criterion([r.detach().bfloat16() for r in raw], targets, (64, 64))
+    for name in full:
+        torch.testing.assert_close(autocast[name], half[name], rtol=0, atol=0)
 
 
 def test_bad_inputs_name_the_argument():
