@@ -77,8 +77,8 @@ class YOLOLinearLR(LRSchedule):
         warmup_epochs = min(self.warmup_epochs, max(self.max_epochs - 1, 0))
         self.yolo_warmup_iters = round(warmup_epochs * max_iter / max_epochs) if warmup_epochs > 0 else 0
         if self.max_epochs > max_epochs:
-            return [f"lr_schedule.max_epochs={self.max_epochs} is longer than the run ({max_epochs} epochs): the lr "
-                    f"stops at {self.decay(max_epochs):.3g} x, above lrf={self.lrf}"]
+            return [(f"lr_schedule.max_epochs={self.max_epochs} is longer than the run ({max_epochs} epochs): the lr "
+                     f"stops at {self.decay(max_epochs):.3g} x, above lrf={self.lrf}")]
         return []
 
     def decay(self, t: int) -> float:

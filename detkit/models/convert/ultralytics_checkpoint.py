@@ -150,7 +150,7 @@ class _Placeholder(metaclass=_PlaceholderMeta):
 
     qualified_name = "<placeholder>"
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> _Placeholder:
+    def __new__(cls, *args: Any, **kwargs: Any) -> _Placeholder:  # noqa: PYI034
         instance = object.__new__(cls)
         instance.__dict__["state"] = None
         instance.__dict__["new_args"] = args

@@ -57,7 +57,7 @@ def test_saved_pt_converted_without_ultralytics_detects_as_ultralytics(tmp_path)
     out = tmp_path / "detections.pt"
     samples = [str(p) for p in SAMPLES if p.suffix == ".jpg"]
     done = subprocess.run([sys.executable, "-c", DETECT, str(best), arch, str(out), *samples], env=env,
-                          capture_output=True, text=True)  # fmt: skip
+                          capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     results = torch.load(out, map_location="cpu", weights_only=True)
     compared = 0
