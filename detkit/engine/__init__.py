@@ -7,6 +7,7 @@ keys in :mod:`detkit.engine.settings`. ``tools/train.py`` drives :func:`run_trai
 """
 
 from detkit.engine.checkpoint import Checkpointer, atomic_torch_save, load_checkpoint
+from detkit.engine.close_mosaic import CloseMosaic
 from detkit.engine.console_log import TqdmLoggingHandler
 from detkit.engine.data import (
     DataLoadingError, EpochBatchSampler, build_test_loader, build_train_loader,
@@ -25,12 +26,13 @@ from detkit.engine.schedules import (
 from detkit.engine.settings import TrainSettings, default_train
 from detkit.engine.tensorboard_log import TensorBoardLog, TensorBoardMissingError
 from detkit.engine.trainer import NonFiniteLossError, Trainer
+from detkit.engine.yolo_schedule import YOLOLinearLR
 
 __all__ = [
-    "Checkpointer", "ConstantLR", "CosineLR", "DataLoadingError", "EarlyStopping", "EpochBatchSampler", "EvaluationReport", "ExponentialLR", "Hook",
+    "Checkpointer", "CloseMosaic", "ConstantLR", "CosineLR", "DataLoadingError", "EarlyStopping", "EpochBatchSampler", "EvaluationReport", "ExponentialLR", "Hook",
     "InverseSqrtLR", "InverseTimeLR", "LRSchedule", "MetricsLog", "ModelEMA", "MultiStepLR",
     "NonFiniteLossError", "PolynomialLR", "TensorBoardLog", "TensorBoardMissingError", "TqdmLoggingHandler",
-    "TrainSettings", "Trainer", "atomic_torch_save",
+    "TrainSettings", "Trainer", "YOLOLinearLR", "atomic_torch_save",
     "build_evaluator", "build_optimizer", "build_test_loader", "build_train_loader", "build_trainer",
     "check_train_config",
     "config_evaluator", "default_train", "evaluate_config", "load_checkpoint", "parameter_groups", "read_metrics",

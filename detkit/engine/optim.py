@@ -8,7 +8,11 @@ multiplier, weight decay):
 - other parameters named ``*.bias`` get ``weight_decay_bias`` (0 by default);
 - parameters whose name starts with one of ``backbone_prefixes`` have their lr multiplied by
   ``backbone_lr_multiplier``;
-- parameters with ``requires_grad=False`` (frozen stages, ``train.freeze``) are left out.
+- parameters with ``requires_grad=False`` (frozen stages, ``train.freeze``) are left out;
+- with ``bias_group=True`` every parameter named ``*.bias`` (norm-layer biases included) forms its
+  own group(s), tagged ``"param_group": "bias"`` (ultralytics' three groups: decayed weights,
+  norm weights, biases; :class:`detkit.engine.yolo_schedule.YOLOLinearLR` warms the bias group
+  up from a higher learning rate).
 
 Every group records its ``base_lr``, the learning rate the schedule multiplies.
 
@@ -51,6 +55,7 @@ def parameter_groups(
     weight_decay_bias: float = 0.0,
     backbone_prefixes: Sequence[str] = ("backbone.",),
     backbone_lr_multiplier: float = 1.0,
+    bias_group: bool = False,
 ) -> list[dict[str, Any]]:
     """Sort the trainable parameters of ``model`` into optimiser groups.
 
@@ -62,12 +67,15 @@ def parameter_groups(
         weight_decay_bias: Weight decay of biases outside normalisation layers.
         backbone_prefixes: Parameter-name prefixes that mark backbone parameters.
         backbone_lr_multiplier: Learning-rate multiplier of backbone parameters.
+        bias_group: Put every ``*.bias`` (norm layers' too, with ``weight_decay_bias``) in
+            groups of their own, tagged ``"param_group": "bias"``.
 
     Returns:
-        Groups ``{"params", "lr", "base_lr", "weight_decay", "names"}``, in a fixed order (first
-        appearance in ``model.named_parameters()``), each shared parameter listed once.
+        Groups ``{"params", "lr", "base_lr", "weight_decay", "names"}`` (and ``"param_group"``
+        with ``bias_group``), in a fixed order (first appearance in
+        ``model.named_parameters()``), each shared parameter listed once.
     """
-    groups: dict[tuple[float, float], dict[str, Any]] = {}
+    groups: dict[tuple[float, float, bool], dict[str, Any]] = {}
     seen: set[int] = set()
     for module_name, module in model.named_modules():
         is_norm = isinstance(module, NORM_TYPES)
@@ -76,7 +84,10 @@ def parameter_groups(
                 continue
             seen.add(id(param))
             name = f"{module_name}.{param_name}" if module_name else param_name
-            if is_norm:
+            is_bias = bias_group and param_name == "bias"
+            if is_bias:
+                decay = weight_decay_bias
+            elif is_norm:
                 decay = weight_decay_norm
             elif param_name == "bias":
                 decay = weight_decay_bias
@@ -84,9 +95,9 @@ def parameter_groups(
                 decay = weight_decay
             in_backbone = any(name.startswith(prefix) for prefix in backbone_prefixes)
             group_lr = lr * (backbone_lr_multiplier if in_backbone else 1.0)
-            group = groups.setdefault((group_lr, decay), {
+            group = groups.setdefault((group_lr, decay, is_bias), {
                 "params": [], "lr": group_lr, "base_lr": group_lr, "weight_decay": decay,
-                "names": [],
+                "names": [], **({"param_group": "bias"} if is_bias else {}),
             })
             group["params"].append(param)
             group["names"].append(name)
@@ -109,6 +120,7 @@ def build_optimizer(
     weight_decay_bias: float = 0.0,
     backbone_prefixes: Sequence[str] = ("backbone.",),
     backbone_lr_multiplier: float = 1.0,
+    bias_group: bool = False,
 ) -> torch.optim.Optimizer:
     """Build an SGD, Adam, AdamW or RMSprop optimiser over parameter groups.
 
@@ -126,6 +138,7 @@ def build_optimizer(
         weight_decay_bias: Weight decay of biases.
         backbone_prefixes: Parameter-name prefixes of the backbone.
         backbone_lr_multiplier: Learning-rate multiplier of the backbone.
+        bias_group: Biases in groups of their own (see :func:`parameter_groups`).
 
     Raises:
         ValueError: unknown ``optimizer.name`` (the message lists the known ones).
@@ -135,7 +148,7 @@ def build_optimizer(
         known = ", ".join(cls.__name__ for cls in OPTIMIZERS.values())
         raise ValueError(f"optimizer.name={name!r} is not a known optimiser; use one of {known}")
     groups = parameter_groups(model, lr, weight_decay, weight_decay_norm, weight_decay_bias,
-                              backbone_prefixes, backbone_lr_multiplier)
+                              backbone_prefixes, backbone_lr_multiplier, bias_group)
     if key == "sgd":
         optimizer: torch.optim.Optimizer = torch.optim.SGD(
             groups, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)

@@ -327,6 +327,9 @@ class Trainer:
         factor = self.lr_schedule(self.iteration, self.epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
+        adjust_groups = getattr(self.lr_schedule, "adjust_param_groups", None)
+        if adjust_groups is not None:  # schedules with per-group warm-ups (YOLOLinearLR)
+            adjust_groups(self.optimizer.param_groups, self.iteration, self.epoch)
         self.optimizer.zero_grad(set_to_none=True)
         step_start = time.perf_counter()
         data_seconds, total_value = 0.0, 0.0

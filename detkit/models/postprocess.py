@@ -15,8 +15,9 @@ YOLOv3 and the R-CNN box head), in this order:
    ``k`` best in decreasing score (torchvision's SSD, which runs top-k before the threshold: the
    same candidates). The candidates' order only decides between boxes of exactly equal scores.
 4. **Minimum size**: with ``min_size > 0``, boxes narrower or lower than it (pixels) are dropped.
-5. **NMS** at ``nms_thresh``: ``"hard"`` greedy NMS within each class (detkit.ops.batched_nms),
-   or over all candidates with ``class_agnostic_nms``; ``"soft"`` Soft-NMS (detkit.ops.soft_nms,
+5. **NMS** at ``nms_thresh``: ``"hard"`` greedy NMS within each class (detkit.ops.batched_nms;
+   with ``nms_class_offset``, one NMS of the boxes shifted by ``label * offset``, ultralytics'
+   way), or over all candidates with ``class_agnostic_nms``; ``"soft"`` Soft-NMS (detkit.ops.soft_nms,
    linear or gaussian decay, boxes decayed below ``soft_nms_min_score`` dropped), per class or
    agnostic, whose decayed scores replace the scores; ``"none"`` sorts by decreasing score.
 6. **Cap**: the ``detections_per_img`` best.
@@ -151,6 +152,7 @@ def select_detections(
     nms_thresh: float = 0.5,
     nms_method: str = "hard",
     class_agnostic_nms: bool = False,
+    nms_class_offset: float | None = None,
     soft_nms_method: str = "linear",
     soft_nms_sigma: float = 0.5,
     soft_nms_min_score: float = 0.001,
@@ -173,6 +175,9 @@ def select_detections(
         nms_thresh: IoU above which NMS suppresses (and linear Soft-NMS decays) a box.
         nms_method: ``"hard"``, ``"soft"`` or ``"none"``.
         class_agnostic_nms: NMS over all classes at once instead of within each class.
+        nms_class_offset: hard per-class NMS as torchvision's and ultralytics' trick: every box
+            shifted by ``label * nms_class_offset`` pixels and one NMS over all (ultralytics:
+            7680), so that the IoUs round as theirs; None: exact per-class NMS.
         soft_nms_method: ``"linear"`` or ``"gaussian"`` decay.
         soft_nms_sigma: width of the gaussian decay.
         soft_nms_min_score: Soft-NMS drops boxes whose decayed score falls below this.
@@ -221,6 +226,9 @@ def select_detections(
     if nms_method == "hard":
         if class_agnostic_nms:
             keep = nms(kept_boxes, kept_scores, nms_thresh)
+        elif nms_class_offset is not None:
+            shift = kept_labels[:, None].to(kept_boxes.dtype) * nms_class_offset
+            keep = nms(kept_boxes + shift, kept_scores, nms_thresh)
         else:
             keep = batched_nms(kept_boxes, kept_scores, kept_labels, nms_thresh)
     elif nms_method == "soft":

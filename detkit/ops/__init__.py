@@ -9,7 +9,9 @@ from detkit.ops.boxes import (
     box_xyxy_to_cxcywh,
     box_xyxy_to_xywh,
     clip_boxes_to_image,
+    complete_box_iou,
     generalized_box_iou,
+    paired_complete_box_iou,
     remove_small_boxes,
 )
 from detkit.ops.nms import batched_nms, nms, soft_nms
@@ -27,9 +29,11 @@ __all__ = [
     "box_xyxy_to_cxcywh",
     "box_xyxy_to_xywh",
     "clip_boxes_to_image",
+    "complete_box_iou",
     "generalized_box_iou",
     "has_ext",
     "nms",
+    "paired_complete_box_iou",
     "remove_small_boxes",
     "roi_align",
     "soft_nms",

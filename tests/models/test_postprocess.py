@@ -88,6 +88,22 @@ def test_batched_versus_agnostic_nms():
     assert none.indices.tolist() == [0, 1, 2]
 
 
+def test_nms_class_offset_is_one_nms_of_class_shifted_boxes_as_ultralytics():
+    # Class 50 shifted by 50 * 7680 px: float32 keeps 1/32 px there, box 1's 0.01 px offset is
+    # lost, and the IoU (0.998 exactly) rounds to 1: ultralytics' NMS suppresses it, exact
+    # per-class NMS at 0.999 keeps it.
+    torchvision = pytest.importorskip("torchvision")
+    boxes = torch.tensor([[0.0, 0, 10, 10], [0.01, 0, 10.01, 10], [0.0, 0, 10, 10]])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    labels = torch.tensor([50, 50, 3])
+    exact = select_detections(boxes, scores, labels, nms_thresh=0.999)
+    assert exact.indices.tolist() == [0, 1, 2]
+    shifted = select_detections(boxes, scores, labels, nms_thresh=0.999, nms_class_offset=7680.0)
+    reference = torchvision.ops.nms(boxes + labels[:, None].float() * 7680.0, scores, 0.999)
+    assert shifted.indices.tolist() == reference.tolist() == [0, 2]
+    assert torch.equal(shifted.boxes, boxes[[0, 2]])  # the boxes come back unshifted
+
+
 def test_soft_nms_decays_instead_of_dropping():
     # IoU([0,0,10,10], [0,0,10,5]) = 50 / 100 = 0.5 > 0.3: the linear decay multiplies by 1 - 0.5.
     boxes = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 5]])

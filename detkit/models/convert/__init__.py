@@ -13,6 +13,8 @@ from detkit.models.convert.torchvision_rcnn import ARCHS as TORCHVISION_RCNN_ARC
 from detkit.models.convert.torchvision_rcnn import convert_torchvision_rcnn
 from detkit.models.convert.torchvision_ssd import ARCHS as TORCHVISION_SSD_ARCHS
 from detkit.models.convert.torchvision_ssd import convert_torchvision_ssd
+from detkit.models.convert.ultralytics import ARCHS as ULTRALYTICS_ARCHS
+from detkit.models.convert.ultralytics import convert_ultralytics
 
 __all__ = [
     "DarknetCfgError",
@@ -20,10 +22,12 @@ __all__ = [
     "DarknetWeightsError",
     "TORCHVISION_RCNN_ARCHS",
     "TORCHVISION_SSD_ARCHS",
+    "ULTRALYTICS_ARCHS",
     "build_yolov3_from_cfg",
     "convert_mtcnn_facenet",
     "convert_torchvision_rcnn",
     "convert_torchvision_ssd",
+    "convert_ultralytics",
     "load_darknet_weights",
     "mtcnn_facenet",
     "mtcnn_facenet_weights",
