@@ -30,6 +30,7 @@ HELP = "convert a torchvision checkpoint into a detkit checkpoint"
 ZOO_CONFIG_OF_ARCH = {
     "fasterrcnn_resnet50_fpn": "faster_rcnn_r50_fpn_1x_coco",
     "maskrcnn_resnet50_fpn": "mask_rcnn_r50_fpn_1x_coco",
+    "keypointrcnn_resnet50_fpn": "keypoint_rcnn_r50_fpn_1x_coco",
     "fasterrcnn_mobilenet_v3_large_fpn": "faster_rcnn_mobilenetv3_fpn_1x_coco",
     "ssd300_vgg16": "ssd300_vgg16_120e_coco",
     "ssdlite320_mobilenet_v3_large": "ssdlite320_mobilenetv3_600e_coco",
