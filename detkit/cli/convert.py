@@ -34,6 +34,9 @@ ZOO_CONFIG_OF_ARCH = {
     "fasterrcnn_mobilenet_v3_large_fpn": "faster_rcnn_mobilenetv3_fpn_1x_coco",
     "ssd300_vgg16": "ssd300_vgg16_120e_coco",
     "ssdlite320_mobilenet_v3_large": "ssdlite320_mobilenetv3_600e_coco",
+    "retinanet_resnet50_fpn": "retinanet_r50_fpn_1x_coco",
+    "retinanet_resnet50_fpn_v2": "retinanet_r50_fpn_v2_1x_coco",
+    "fcos_resnet50_fpn": "fcos_r50_fpn_1x_coco",
 }
 
 
@@ -54,8 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Read, convert, write atomically, and print what was written."""
     from detkit.models.convert import (
+        TORCHVISION_DENSE_ARCHS,
         TORCHVISION_RCNN_ARCHS,
         TORCHVISION_SSD_ARCHS,
+        convert_torchvision_dense,
         convert_torchvision_rcnn,
         convert_torchvision_ssd,
     )
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from detkit.models.zoo import read_class_names
     from detkit.utils.checkpoint import read_state_dict, save_checkpoint
 
-    archs = [*TORCHVISION_RCNN_ARCHS, *TORCHVISION_SSD_ARCHS]
+    archs = [*TORCHVISION_RCNN_ARCHS, *TORCHVISION_SSD_ARCHS, *TORCHVISION_DENSE_ARCHS]
     if args.arch == "list":
         print("\n".join(archs))
         return 0
@@ -74,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("give the source state dict and the checkpoint to write: IN.pth OUT.pth")
     state_dict = read_state_dict(args.input)  # weights_only; a bare state dict or its "model" entry
     convert = convert_torchvision_ssd if args.arch in TORCHVISION_SSD_ARCHS else convert_torchvision_rcnn
+    if args.arch in TORCHVISION_DENSE_ARCHS:
+        convert = convert_torchvision_dense
     try:
         checkpoint = convert(state_dict, args.arch, coco_contiguous=args.coco_contiguous)
     except (ValueError, KeyError) as error:  # the weights of another model: name the file

@@ -11,4 +11,7 @@ from detkit.models.detectors.ssd import SSD
 from detkit.models.detectors.two_stage import FasterRCNN, KeypointRCNN, MaskRCNN
 from detkit.models.detectors.yolo import YOLOv3
 
-__all__ = ["MTCNN", "SSD", "Detector", "FasterRCNN", "KeypointRCNN", "MaskRCNN", "ONet", "PNet", "RNet", "YOLOv3"]
+__all__ = [
+    "FCOS", "MTCNN", "SSD", "Detector", "FasterRCNN", "KeypointRCNN", "MaskRCNN", "ONet", "OneStageFPNDetector", "PNet",
+    "RNet", "RetinaNet", "YOLOv3",
+]  # fmt: skip
