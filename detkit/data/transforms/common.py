@@ -12,7 +12,9 @@ by the surviving indices (:func:`select_boxes`), so nothing falls out of step.
 
 Keypoints (``keypoints [N, K, 3]`` ``(x, y, visibility)``, continuous pixels like the boxes) move
 with the image as albumentations keypoints (which use pixel-index coordinates: they travel shifted
-by half a pixel, so a flip maps ``x`` to ``W - x`` exactly as it maps boxes). A pipeline that
+by half a pixel, so a flip maps ``x`` to ``W - x`` exactly as it maps boxes, and
+:class:`~detkit.data.transforms.rcnn.ResizeShortestEdge` scales ``x`` by the boxes' factor;
+albumentations' own resizes scale the shifted points, off by up to half a pixel). A pipeline that
 mirrors the image (a flip) must also swap left and right keypoints: three reference points
 travel with the keypoints, and when their orientation reverses the ``keypoint_flip_pairs`` are
 swapped (an error without them). Points the pipeline moves off the image get visibility 0.

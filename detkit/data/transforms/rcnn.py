@@ -47,10 +47,12 @@ class ResizeShortestEdge(A.DualTransform):
         return bboxes
 
     def apply_to_keypoints(self, keypoints: np.ndarray, new_size: tuple[int, int], **params: Any) -> np.ndarray:
+        # albumentations' keypoints are pixel indices (pixel i centred at i, not i + 0.5): scale
+        # about the pixel corner, as the boxes, so continuous x goes to x * scale exactly.
         height, width = params["shape"][:2]
         scaled = np.array(keypoints, dtype=np.float64, copy=True)
-        scaled[:, 0] *= new_size[1] / width
-        scaled[:, 1] *= new_size[0] / height
+        scaled[:, 0] = (scaled[:, 0] + 0.5) * (new_size[1] / width) - 0.5
+        scaled[:, 1] = (scaled[:, 1] + 0.5) * (new_size[0] / height) - 0.5
         return scaled
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
