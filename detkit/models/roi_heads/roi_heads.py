@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from detkit.models.box_coder import BoxCoder
 from detkit.models.losses import smooth_l1_loss
 from detkit.models.matcher import Matcher
-from detkit.models.postprocess import select_detections
+from detkit.models.postprocess import NMSOptions, select_detections
 from detkit.models.roi_heads.keypoint_head import heatmaps_to_keypoints, keypoint_rcnn_loss, keypoints_to_heatmap
 from detkit.models.roi_heads.mask_head import mask_rcnn_loss, project_masks_on_boxes
 from detkit.models.sampler import BalancedPositiveNegativeSampler
@@ -48,7 +48,7 @@ from detkit.ops import MultiScaleRoIAlign, box_iou, clip_boxes_to_image
 MIN_DETECTION_SIZE = 1e-2
 
 
-class RoIHeads(nn.Module):
+class RoIHeads(NMSOptions, nn.Module):
     """Box (and optionally mask and keypoint) heads on top of proposals.
 
     Args:
@@ -69,6 +69,9 @@ class RoIHeads(nn.Module):
         keypoint_pooler: pools ``[R, C, 14, 14]`` features for the keypoints (Keypoint R-CNN), or None.
         keypoint_head: ``[R, C, 14, 14] -> [R, K', 56, 56]`` heat-map logits of ``K'`` keypoints
             (a :class:`~detkit.models.roi_heads.keypoint_head.KeypointHead`), or None.
+        nms_method, class_agnostic_nms, soft_nms_method, soft_nms_sigma, soft_nms_min_score: the NMS
+            of the detections (:class:`~detkit.models.postprocess.NMSOptions`; greedy per class by
+            default, torchvision's); ``configure_nms(...)`` changes them later.
     """
 
     def __init__(
@@ -90,6 +93,11 @@ class RoIHeads(nn.Module):
         mask_head: nn.Module | None = None,
         keypoint_pooler: MultiScaleRoIAlign | None = None,
         keypoint_head: nn.Module | None = None,
+        nms_method: str = "hard",
+        class_agnostic_nms: bool = False,
+        soft_nms_method: str = "linear",
+        soft_nms_sigma: float = 0.5,
+        soft_nms_min_score: float = 0.001,
     ) -> None:
         super().__init__()
         if (mask_pooler is None) != (mask_head is None):
@@ -110,6 +118,10 @@ class RoIHeads(nn.Module):
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
+        self.configure_nms(
+            nms_method=nms_method, class_agnostic_nms=class_agnostic_nms, soft_nms_method=soft_nms_method,
+            soft_nms_sigma=soft_nms_sigma, soft_nms_min_score=soft_nms_min_score,
+        )  # fmt: skip
 
     @property
     def has_mask(self) -> bool:
@@ -257,7 +269,7 @@ class RoIHeads(nn.Module):
             # Drop the background column: one candidate per (RoI, class), RoI-major.
             kept = select_detections(
                 boxes[:, 1:], scores[:, 1:], score_thresh=self.score_thresh, min_size=MIN_DETECTION_SIZE,
-                nms_thresh=self.nms_thresh, detections_per_img=self.detections_per_img,
+                nms_thresh=self.nms_thresh, detections_per_img=self.detections_per_img, **self.nms_options(),
             )  # fmt: skip
             detections.append({"boxes": kept.boxes, "labels": kept.labels, "scores": kept.scores})
         return detections
