@@ -21,7 +21,7 @@ from dense_testing import (
 from torchvision.models.detection import retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2
 
 from configs.common.retinanet import retinanet
-from detkit.config import instantiate, load_config
+from detkit.config import InstantiationError, instantiate, load_config
 from detkit.models.detectors import RetinaNet
 
 LOSS_NAMES = {"loss_classifier": "classification", "loss_box_reg": "bbox_regression"}
@@ -143,5 +143,5 @@ def test_eval_returns_boxes_on_the_input_images(small_model):
 def test_anchor_count_mismatch_is_an_error():
     config = retinanet(3, depth=18, min_size=96, max_size=128)
     config.head.num_anchors = 3
-    with pytest.raises(ValueError, match="head predicts 3 anchors per cell but the anchor_generator gives"):
+    with pytest.raises(InstantiationError, match="head predicts 3 anchors per cell but the anchor_generator gives"):
         instantiate(config)
