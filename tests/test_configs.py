@@ -27,8 +27,10 @@ def _load_reduced(path: Path, extra: list[str] | None = None):
     return load_config(path, overrides + list(extra or []))
 
 
-def _random_targets(sizes: list[tuple[int, int]], num_classes: int, generator: torch.Generator):
-    """Three random boxes (with box-shaped masks) per image, except the last image: no objects."""
+def _random_targets(sizes: list[tuple[int, int]], num_classes: int, generator: torch.Generator,
+                    num_keypoints: int = 0):
+    """Three random boxes (with box-shaped masks, and ``num_keypoints`` random keypoints inside
+    them for a keypoint model) per image, except the last image: no objects."""
     targets = []
     for index, (height, width) in enumerate(sizes):
         count = 0 if index == len(sizes) - 1 else 3
@@ -38,8 +40,13 @@ def _random_targets(sizes: list[tuple[int, int]], num_classes: int, generator: t
         masks = torch.zeros(count, height, width, dtype=torch.uint8)
         for k, (x1, y1, x2, y2) in enumerate(boxes.round().to(torch.int64).tolist()):
             masks[k, y1:y2, x1:x2] = 1
-        targets.append({"boxes": boxes, "labels": torch.randint(0, num_classes, (count,), generator=generator),
-                        "masks": masks})
+        target = {"boxes": boxes, "labels": torch.randint(0, num_classes, (count,), generator=generator),
+                  "masks": masks}
+        if num_keypoints:
+            inside = torch.rand(count, num_keypoints, 2, generator=generator)
+            points = boxes[:, None, :2] + inside * (boxes[:, None, 2:] - boxes[:, None, :2])
+            target["keypoints"] = torch.cat([points, torch.full((count, num_keypoints, 1), 2.0)], dim=2)
+        targets.append(target)
     return targets
 
 
@@ -57,7 +64,7 @@ def _trains_one_step_and_predicts(cfg, where: str) -> None:
     generator = torch.Generator().manual_seed(0)
     sizes = [(96, 128), (128, 96)]
     images = [torch.rand(3, h, w, generator=generator) for h, w in sizes]
-    targets = _random_targets(sizes, num_classes, generator)
+    targets = _random_targets(sizes, num_classes, generator, int(getattr(model, "num_keypoints", 0)))
     assert targets[0]["boxes"].shape[0] == 3 and targets[-1]["boxes"].shape[0] == 0
 
     model.train()
@@ -162,7 +169,7 @@ def test_a_bf16_autocast_step_trains_every_family_on_the_cpu(path: Path):
     generator = torch.Generator().manual_seed(0)
     sizes = [(96, 128), (128, 96)]
     images = [torch.rand(3, h, w, generator=generator) for h, w in sizes]
-    targets = _random_targets(sizes, int(model.num_classes), generator)
+    targets = _random_targets(sizes, int(model.num_classes), generator, int(getattr(model, "num_keypoints", 0)))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         _, losses = model(images, targets)
     total = sum(losses.values())

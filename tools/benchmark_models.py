@@ -1,12 +1,15 @@
-"""Time detkit's two-stage detectors against torchvision's on the same weights and inputs, in one run.
+"""Time detkit's R-CNN, RetinaNet and FCOS detectors against torchvision's on the same weights and inputs.
 
     python tools/benchmark_models.py                            # all archs, CPU, 2 threads
     python tools/benchmark_models.py --archs fasterrcnn_resnet50_fpn --repeats 5
+    python tools/benchmark_models.py --archs retinanet_resnet50_fpn retinanet_resnet50_fpn_v2 fcos_resnet50_fpn
     python tools/benchmark_models.py --device cuda               # on a GPU (peak memory from CUDA)
 
 For each architecture, torchvision's model is built with random weights (seeded, its batch norms
 frozen with random statistics, as detkit's ``frozen_bn``), and detkit's twin gets the converted
-weights. Measured, each in its own subprocess so that peak memory is that model's alone:
+weights. RetinaNet's and FCOS's class-logit biases are zeroed (scores about 0.5 instead of the prior
+0.01), so that their detection step works through full top-k candidates and NMS as a trained model's
+does, rather than returning nothing. Measured, each in its own subprocess so that peak memory is that model's alone:
 
 * ``infer``: eval-mode latency of one call on dog.jpg (768x576) resized to ``--min-size`` (800);
   detkit's model runs its default inference path, what Predictor, ``detkit infer`` and evaluation
@@ -39,7 +42,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 IMAGES_DIR = REPO_ROOT / "tests" / "fixtures" / "images"
-ARCHS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn")
+RCNN_ARCHS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn")
+# One-stage families: sigmoid classifiers, so torchvision's labels are detkit's (no background index).
+DENSE_ARCHS = ("retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2", "fcos_resnet50_fpn")
+ARCHS = RCNN_ARCHS + DENSE_ARCHS
 TARGET_BOXES = {
     "dog.jpg": [[128.0, 222.0, 314.0, 542.0], [118.0, 122.0, 572.0, 424.0], [466.0, 74.0, 688.0, 172.0]],
     "person.jpg": [[188.0, 96.0, 276.0, 378.0], [402.0, 138.0, 598.0, 344.0], [60.0, 262.0, 202.0, 350.0]],
@@ -75,20 +81,28 @@ def build(arch: str, implementation: str, min_size: int, max_size: int) -> torch
     """The torchvision model of ``arch`` or its detkit twin with the same (converted) weights."""
     import torchvision.models.detection as tv_detection
 
-    from configs.common import rcnn
+    from configs.common import fcos, rcnn, retinanet
     from detkit.config import instantiate
-    from detkit.models.convert import convert_torchvision_rcnn
+    from detkit.models.convert import convert_torchvision_dense, convert_torchvision_rcnn
 
     torch.manual_seed(0)
     reference = getattr(tv_detection, arch)(weights=None, weights_backbone=None, min_size=min_size, max_size=max_size)
     _freeze_norms(reference)
-    factory = {
-        "fasterrcnn_resnet50_fpn": rcnn.faster_rcnn,
-        "maskrcnn_resnet50_fpn": rcnn.mask_rcnn,
-        "fasterrcnn_mobilenet_v3_large_fpn": rcnn.faster_rcnn_mobilenet_v3_fpn,
+    factory, num_classes, convert = {
+        "fasterrcnn_resnet50_fpn": (rcnn.faster_rcnn, 90, convert_torchvision_rcnn),
+        "maskrcnn_resnet50_fpn": (rcnn.mask_rcnn, 90, convert_torchvision_rcnn),
+        "fasterrcnn_mobilenet_v3_large_fpn": (rcnn.faster_rcnn_mobilenet_v3_fpn, 90, convert_torchvision_rcnn),
+        "retinanet_resnet50_fpn": (lambda n, **kw: retinanet.retinanet(n, version=1, **kw), 91,
+                                   convert_torchvision_dense),
+        "retinanet_resnet50_fpn_v2": (lambda n, **kw: retinanet.retinanet(n, version=2, **kw), 91,
+                                      convert_torchvision_dense),
+        "fcos_resnet50_fpn": (fcos.fcos, 91, convert_torchvision_dense),
     }[arch]
-    model = instantiate(factory(90, min_size=min_size, max_size=max_size))
-    model.load_state_dict(convert_torchvision_rcnn(reference.state_dict(), arch)["model"], strict=True)
+    if arch in DENSE_ARCHS:  # detections to select: scores about 0.5, not the prior 0.01
+        with torch.no_grad():
+            reference.head.classification_head.cls_logits.bias.zero_()
+    model = instantiate(factory(num_classes, min_size=min_size, max_size=max_size))
+    model.load_state_dict(convert(reference.state_dict(), arch)["model"], strict=True)
     if implementation == "detkit":
         return model
     # Without pretrained weights torchvision trains every backbone stage; freeze the stages detkit's
@@ -129,7 +143,7 @@ def worker(args: argparse.Namespace) -> None:
                 masks[k, y1:y2, x1:x2] = 1
             target["masks"] = masks
         targets.append(target)
-    if args.implementation == "torchvision":
+    if args.implementation == "torchvision" and args.arch not in DENSE_ARCHS:  # R-CNN: background at 0
         targets = [{**t, "labels": t["labels"] + 1} for t in targets]
 
     def step() -> None:

@@ -1,4 +1,4 @@
-"""Faster / Mask R-CNN model trees (torchvision's defaults), as functions returning fresh L() trees.
+"""Faster / Mask / Keypoint R-CNN model trees (torchvision's defaults), as functions returning fresh L() trees.
 
 Values that cut across the model are parameters: ``num_classes`` (object classes, no background),
 backbone ``depth``, input ``min_size`` / ``max_size``, FPN ``fpn_channels`` and the box head's
@@ -27,10 +27,10 @@ from detkit.engine import MultiStepLR, build_optimizer, default_train
 from detkit.models.anchors import AnchorGenerator
 from detkit.models.backbones import MobileNetV3, ResNet
 from detkit.models.dense_heads import RPN, RPNHead
-from detkit.models.detectors import FasterRCNN, MaskRCNN
+from detkit.models.detectors import FasterRCNN, KeypointRCNN, MaskRCNN
 from detkit.models.necks.fpn import FPN
 from detkit.models.preprocess import RCNNPreprocess
-from detkit.models.roi_heads import FastRCNNPredictor, MaskHead, RoIHeads, TwoMLPHead
+from detkit.models.roi_heads import FastRCNNPredictor, KeypointHead, MaskHead, RoIHeads, TwoMLPHead
 from detkit.ops import MultiScaleRoIAlign
 
 ASPECT_RATIOS = (0.5, 1.0, 2.0)
@@ -132,6 +132,53 @@ def mask_rcnn(num_classes: int = 80, *, mask_channels: int = 256, **kwargs) -> L
         deconv_channels=mask_channels,
     )
     return L(MaskRCNN)(**{key: value for key, value in model.items() if key != "_target_"})
+
+
+# COCO's person keypoints (person_keypoints_*.json order), the left/right pairs a flip swaps and
+# the skeleton drawn (COCO's, 0-based).
+COCO_PERSON_KEYPOINTS = (
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder", "left_elbow",
+    "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle",
+    "right_ankle",
+)
+COCO_PERSON_FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+COCO_PERSON_SKELETON = (
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9), (8, 10),
+    (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+)
+
+
+def keypoint_rcnn(
+    num_classes: int = 1,
+    *,
+    num_keypoints: int = 17,
+    keypoint_channels: int = 512,
+    keypoint_convs: int = 8,
+    keypoint_names: Sequence[str] | None = COCO_PERSON_KEYPOINTS,
+    keypoint_flip_pairs: Sequence[Sequence[int]] | None = COCO_PERSON_FLIP_PAIRS,
+    skeleton: Sequence[Sequence[int]] | None = COCO_PERSON_SKELETON,
+    min_size: int | Sequence[int] = (640, 672, 704, 736, 768, 800),
+    **kwargs,
+) -> LazyCall:
+    """Keypoint R-CNN (torchvision's ``keypointrcnn_resnet50_fpn`` at the defaults: one class, the
+    17 COCO person keypoints, training short sides 640..800, evaluation at 800): :func:`faster_rcnn`
+    (same keyword arguments) plus RoIAlign 14x14 (sampling ratio 2), ``keypoint_convs`` 3x3 convs
+    of ``keypoint_channels``, a 4x4 stride-2 deconv and a bilinear x2 (56x56 heat maps).
+
+    With other keypoints, give ``num_keypoints`` and their ``keypoint_names``,
+    ``keypoint_flip_pairs`` and ``skeleton`` (or None)."""
+    model = faster_rcnn(num_classes, min_size=min_size, **kwargs)
+    fpn_channels = model.neck.out_channels
+    model.roi_heads.keypoint_pooler = L(MultiScaleRoIAlign)(in_levels=POOLED_LEVELS, output_size=14, sampling_ratio=2)
+    model.roi_heads.keypoint_head = L(KeypointHead)(
+        in_channels=fpn_channels, num_keypoints=num_keypoints, conv_channels=(keypoint_channels,) * keypoint_convs
+    )
+    return L(KeypointRCNN)(
+        **{key: value for key, value in model.items() if key != "_target_"},
+        keypoint_names=None if keypoint_names is None else list(keypoint_names),
+        keypoint_flip_pairs=None if keypoint_flip_pairs is None else [list(p) for p in keypoint_flip_pairs],
+        skeleton=None if skeleton is None else [list(p) for p in skeleton],
+    )
 
 
 def faster_rcnn_mobilenet_v3_fpn(

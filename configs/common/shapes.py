@@ -11,13 +11,24 @@ from __future__ import annotations
 from configs.common.datasets import detection_dataloader
 from configs.common.yolo import with_mosaic
 from detkit.config import Inherit, L, LazyCall
-from detkit.data import SHAPE_CLASSES, shapes_coco_dataset
+from detkit.data import (
+    SHAPE_CLASSES,
+    SHAPE_KEYPOINT_FLIP_PAIRS,
+    SHAPE_KEYPOINT_SIGMA,
+    SHAPE_KEYPOINTS,
+    SHAPE_SKELETONS,
+    shapes_coco_dataset,
+)
 from detkit.data.transforms import rcnn_test_transforms, rcnn_train_transforms, yolo_train_transforms
 from detkit.engine import CosineLR, build_optimizer, default_train
 from detkit.evaluation import CocoEvaluator
 
 CLASS_NAMES = tuple(SHAPE_CLASSES)
 NUM_CLASSES = len(CLASS_NAMES)
+# The keypoint variant (the corners of triangles and squares, detkit/data/shapes.py).
+KEYPOINT_NAMES = tuple(SHAPE_KEYPOINTS)
+KEYPOINT_FLIP_PAIRS = tuple(SHAPE_KEYPOINT_FLIP_PAIRS)
+KEYPOINT_SKELETON = tuple(edge for name in CLASS_NAMES for edge in SHAPE_SKELETONS[name])
 
 
 def shapes_dataloader(
@@ -30,6 +41,7 @@ def shapes_dataloader(
     with_masks: bool = False,
     train_transforms: LazyCall | None = None,
     test_transforms: LazyCall | None = None,
+    with_keypoints: bool = False,
 ) -> dict:
     """``dataloader.train`` and ``dataloader.test`` on the shapes data (R-CNN transforms by default).
 
@@ -40,7 +52,8 @@ def shapes_dataloader(
 
     def dataset(split: str, transforms: LazyCall) -> LazyCall:
         inherited = {key: Inherit(key) for key in shared}
-        return L(shapes_coco_dataset)(split=split, **inherited, transforms=transforms, with_masks=with_masks)
+        extra = {"with_keypoints": True} if with_keypoints else {}
+        return L(shapes_coco_dataset)(split=split, **inherited, transforms=transforms, with_masks=with_masks, **extra)
 
     return detection_dataloader(
         dataset("train", train_transforms or L(rcnn_train_transforms)()),
@@ -55,6 +68,23 @@ def shapes_evaluator(with_masks: bool = False) -> LazyCall:
     return L(CocoEvaluator)(
         class_names=list(CLASS_NAMES), iou_types=["bbox", "segm"] if with_masks else ["bbox"]
     )
+
+
+def keypoint_rcnn_shapes_training(name: str, max_iter: int = 1200) -> dict:
+    """:func:`rcnn_shapes_training` on the keypoint variant of the shapes data (its own root,
+    runs/data/shapes_keypoints): the flip swaps the right and left corners, evaluation adds COCO
+    keypoint AP (OKS with the data's sigmas) and the best checkpoint is chosen by it."""
+    training = rcnn_shapes_training(name, max_iter=max_iter)
+    training["dataloader"] = shapes_dataloader(
+        root="runs/data/shapes_keypoints", batch_size=4, with_keypoints=True,
+        train_transforms=L(rcnn_train_transforms)(keypoint_flip_pairs=[list(p) for p in KEYPOINT_FLIP_PAIRS]),
+    )
+    training["evaluator"] = L(CocoEvaluator)(
+        class_names=list(CLASS_NAMES), iou_types=["bbox", "keypoints"],
+        keypoint_sigmas=[SHAPE_KEYPOINT_SIGMA] * len(KEYPOINT_NAMES),
+    )
+    training["train"].best_metric = "keypoints/AP"
+    return training
 
 
 def small_rcnn_for_shapes(model: LazyCall) -> LazyCall:

@@ -319,14 +319,15 @@ class Predictor:
         if self.detections_per_img is not None:
             kept = kept[: self.detections_per_img]
         selected: dict[str, Any] = {}
-        for key in ("boxes", "scores", "labels", "masks", "landmarks"):
+        for key in ("boxes", "scores", "labels", "masks", "landmarks", "keypoints", "keypoint_scores"):
             value = prediction.get(key)
             if value is not None:
                 value = torch.as_tensor(value)
                 value = value[kept.to(value.device)]
                 # masks: threshold where they are (the GPU), move bool masks to the CPU
                 selected[key] = value >= 0.5 if key == "masks" and value.dtype != torch.bool else value
-        return Result.from_prediction(selected, image_size, self.class_names, source)
+        return Result.from_prediction(selected, image_size, self.class_names, source,
+                                      skeleton=getattr(self.model, "skeleton", None))
 
     def __call__(self, inputs: ImageInput | Sequence[ImageInput], *, rgb: bool = False,
                  batch_size: int = 8, sources: Sequence[str] | None = None) -> list[Result]:

@@ -36,9 +36,13 @@ HELP = "convert a torchvision or ultralytics checkpoint into a detkit checkpoint
 ZOO_CONFIG_OF_ARCH = {
     "fasterrcnn_resnet50_fpn": "faster_rcnn_r50_fpn_1x_coco",
     "maskrcnn_resnet50_fpn": "mask_rcnn_r50_fpn_1x_coco",
+    "keypointrcnn_resnet50_fpn": "keypoint_rcnn_r50_fpn_1x_coco",
     "fasterrcnn_mobilenet_v3_large_fpn": "faster_rcnn_mobilenetv3_fpn_1x_coco",
     "ssd300_vgg16": "ssd300_vgg16_120e_coco",
     "ssdlite320_mobilenet_v3_large": "ssdlite320_mobilenetv3_600e_coco",
+    "retinanet_resnet50_fpn": "retinanet_r50_fpn_1x_coco",
+    "retinanet_resnet50_fpn_v2": "retinanet_r50_fpn_v2_1x_coco",
+    "fcos_resnet50_fpn": "fcos_r50_fpn_1x_coco",
 }
 SOURCES = ("torchvision", "ultralytics")
 
@@ -82,9 +86,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Read, convert, write atomically, and print what was written."""
     from detkit.models.convert import (
+        TORCHVISION_DENSE_ARCHS,
         TORCHVISION_RCNN_ARCHS,
         TORCHVISION_SSD_ARCHS,
         ULTRALYTICS_ARCHS,
+        convert_torchvision_dense,
         convert_torchvision_rcnn,
         convert_torchvision_ssd,
         convert_ultralytics,
@@ -94,7 +100,12 @@ def run(args: argparse.Namespace) -> int:
     from detkit.utils.checkpoint import save_checkpoint
 
     ultralytics = args.source == "ultralytics"
-    archs = list(ULTRALYTICS_ARCHS) if ultralytics else [*TORCHVISION_RCNN_ARCHS, *TORCHVISION_SSD_ARCHS]
+    torchvision_converters = {
+        **dict.fromkeys(TORCHVISION_RCNN_ARCHS, convert_torchvision_rcnn),
+        **dict.fromkeys(TORCHVISION_SSD_ARCHS, convert_torchvision_ssd),
+        **dict.fromkeys(TORCHVISION_DENSE_ARCHS, convert_torchvision_dense),
+    }
+    archs = list(ULTRALYTICS_ARCHS) if ultralytics else list(torchvision_converters)
     if args.arch == "list":
         print("\n".join(archs))
         return 0
@@ -110,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         if ultralytics:
             checkpoint = convert_ultralytics(state_dict, args.arch)
         else:
-            convert = convert_torchvision_ssd if args.arch in TORCHVISION_SSD_ARCHS else convert_torchvision_rcnn
+            convert = torchvision_converters[args.arch]
             checkpoint = convert(state_dict, args.arch, coco_contiguous=args.coco_contiguous)
     except (ValueError, KeyError) as error:  # the weights of another model: name the file
         raise CommandError(f"{args.input}: {one_line(error)}") from error

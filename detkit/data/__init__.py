@@ -36,7 +36,16 @@ from .formats import (  # format converters (detkit data convert)
 )
 from .mosaic import MixupDataset, MosaicDataset
 from .samplers import DistributedShardSampler, GroupedBatchSampler, aspect_ratio_group_ids
-from .shapes import SHAPE_CLASSES, ShapesDatasetPaths, generate_shapes_dataset, shapes_coco_dataset
+from .shapes import (
+    SHAPE_CLASSES,
+    SHAPE_KEYPOINT_FLIP_PAIRS,
+    SHAPE_KEYPOINT_SIGMA,
+    SHAPE_KEYPOINTS,
+    SHAPE_SKELETONS,
+    ShapesDatasetPaths,
+    generate_shapes_dataset,
+    shapes_coco_dataset,
+)
 from .transforms import (
     DetectionTransform,
     MinIoURandomCrop,
@@ -86,6 +95,10 @@ __all__ = [
     "RandomHSV",
     "ResizeShortestEdge",
     "SHAPE_CLASSES",
+    "SHAPE_KEYPOINTS",
+    "SHAPE_KEYPOINT_FLIP_PAIRS",
+    "SHAPE_KEYPOINT_SIGMA",
+    "SHAPE_SKELETONS",
     "SplitLocation",
     "SSDPhotometricDistort",
     "ShapesDatasetPaths",

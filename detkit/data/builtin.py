@@ -45,8 +45,10 @@ def coco_dataset(
     with_masks: bool = False,
     skip_empty: bool = False,
     class_names: Sequence[str] | None = None,
+    with_keypoints: bool = False,
 ) -> CocoDetection:
-    """A COCO split: ``root/annotations/instances_<split>.json`` with images in ``root/<split>/``.
+    """A COCO split: ``root/annotations/instances_<split>.json`` with images in ``root/<split>/``
+    (``person_keypoints_<split>.json`` with ``with_keypoints``).
 
     Args:
         root: the COCO folder.
@@ -56,18 +58,20 @@ def coco_dataset(
         skip_empty: leave out images without annotations (training: detectron2's
             ``FILTER_EMPTY_ANNOTATIONS``, torchvision's reference).
         class_names: a subset of the json's categories, in label order; ``None``: all, by id.
+        with_keypoints: the person keypoints file, ``keypoints [N, 17, 3]`` in the targets
+            (Keypoint R-CNN).
 
     Raises:
         FileNotFoundError: ``root``, the json or the image folder is missing (named).
     """
     root = Path(root)
     _require(root, "COCO root folder", COCO_LAYOUT)
-    annotation_file = root / "annotations" / f"instances_{split}.json"
+    annotation_file = root / "annotations" / f"{'person_keypoints' if with_keypoints else 'instances'}_{split}.json"
     _require(annotation_file, f"COCO {split} annotations", COCO_LAYOUT)
     _require(root / split, f"COCO {split} image folder", COCO_LAYOUT)
     return CocoDetection(
         root / split, annotation_file, transforms=transforms, with_masks=with_masks, skip_empty=skip_empty,
-        class_names=class_names,
+        class_names=class_names, with_keypoints=with_keypoints,
     )  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""COCO-format json datasets (instances_*.json): boxes, categories, crowd flags, masks.
+"""COCO-format json datasets (instances_*.json): boxes, categories, crowd flags, masks, keypoints.
 
 Conventions at this edge:
 
@@ -20,6 +20,13 @@ Conventions at this edge:
   relative of a range border could round across it).
 * Masks (``with_masks=True``) are decoded with ``pycocotools.mask`` from polygons, uncompressed
   RLE (crowd) or compressed RLE, exactly as ``COCO.annToMask`` does: ``masks [N, H, W]`` uint8.
+* Keypoints (``with_keypoints=True``, person_keypoints_*.json and the keypoint shapes data):
+  ``keypoints [N, K, 3]`` float32 ``(x, y, visibility)`` from each annotation's flat
+  ``keypoints`` list ``[x1, y1, v1, ...]`` (COCO: v = 0 not labelled, 1 labelled but hidden,
+  2 visible), ``K`` the longest ``categories[].keypoints`` name list; an annotation without
+  keypoints gets ``K`` zero rows. The dataset's ``keypoint_names``, ``skeleton`` (0-based pairs,
+  COCO's are 1-based) and ``keypoint_sigmas`` (a category's ``keypoint_sigmas`` list, detkit's
+  extension for OKS; None: pycocotools' COCO-person defaults) come from the categories.
 """
 
 from __future__ import annotations
@@ -158,6 +165,53 @@ def _read_categories(document: dict, source: str) -> list[dict]:
     return sorted(categories, key=lambda category: category["id"])
 
 
+def _keypoint_layout(
+    categories: list[dict], source: str
+) -> tuple[list[str] | None, list[tuple[int, int]], list[float] | None]:
+    """``(keypoint_names, skeleton, keypoint_sigmas)`` of the json's categories (module docstring):
+    the longest ``keypoints`` name list, the union of the skeletons (made 0-based) and the first
+    ``keypoint_sigmas`` given (checked to hold one positive number per keypoint)."""
+    names: list[str] | None = None
+    skeleton: list[tuple[int, int]] = []
+    sigmas: list[float] | None = None
+    for category in categories:
+        what = f"{source}: category {category['id']} ({category['name']})"
+        listed = category.get("keypoints")
+        if listed is not None:
+            if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
+                raise DatasetError(f"{what}: 'keypoints' must be a list of keypoint names, got {str(listed)[:60]}")
+            if names is None or len(listed) > len(names):
+                names = list(listed)
+        for pair in category.get("skeleton") or []:
+            if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(i, int) and i >= 1 for i in pair)):
+                raise DatasetError(f"{what}: 'skeleton' must be 1-based keypoint index pairs, got {str(pair)[:60]}")
+            edge = (pair[0] - 1, pair[1] - 1)
+            if edge not in skeleton:
+                skeleton.append(edge)
+        if sigmas is None and category.get("keypoint_sigmas") is not None:
+            sigmas = [float(v) for v in category["keypoint_sigmas"]]
+    count = len(names or [])
+    if sigmas is not None and (len(sigmas) != count or min(sigmas, default=1.0) <= 0):
+        raise DatasetError(f"{source}: 'keypoint_sigmas' must hold one positive number per keypoint ({count}), "
+                           f"got {sigmas[:_MAX_QUOTED]}")
+    bad = [edge for edge in skeleton if max(edge) >= count]
+    if bad:
+        raise DatasetError(f"{source}: 'skeleton' pairs {[[a + 1, b + 1] for a, b in bad][:_MAX_QUOTED]} name "
+                           f"keypoints beyond the {count} listed")
+    return names, skeleton, sigmas
+
+
+def _parse_keypoints(values: Any, num_keypoints: int, what: str) -> np.ndarray:
+    """One annotation's flat ``[x, y, v] * K`` list as ``[K, 3]`` float32 (zeros when absent)."""
+    if values is None:
+        return np.zeros((num_keypoints, 3), dtype=np.float32)
+    array = np.asarray(values, dtype=np.float64) if isinstance(values, list) else np.zeros(0)
+    if array.ndim != 1 or len(array) != 3 * num_keypoints or not np.isfinite(array).all():
+        raise DatasetError(f"{what}: 'keypoints' must be {3 * num_keypoints} finite numbers "
+                           f"([x, y, v] for each of the {num_keypoints} keypoints), got {str(values)[:60]}")
+    return array.reshape(num_keypoints, 3).astype(np.float32)
+
+
 def _image_size(image: dict, what: str) -> tuple[int, int]:
     """``(height, width)`` of an image record, checked to be positive integers."""
     require_keys(image, ("file_name", "height", "width"), what)
@@ -205,6 +259,8 @@ class CocoDetection(DetectionDataset):
         check_files: check every image file exists now; ``False`` for annotation-only use with
             :meth:`get_target` (e.g. evaluation ground truth without pixels).
         verify_images: read every image header now (catches corrupt files before training).
+        with_keypoints: add ``keypoints [N, K, 3]`` float32 (module docstring); the json's
+            categories must name their keypoints.
 
     Attributes:
         class_names: names of labels ``0 .. C-1``.
@@ -235,6 +291,7 @@ class CocoDetection(DetectionDataset):
         skip_empty: bool = False,
         check_files: bool = True,
         verify_images: bool = False,
+        with_keypoints: bool = False,
     ) -> None:
         annotation_file = Path(annotation_file)
         image_dir = Path(image_dir)
@@ -288,6 +345,11 @@ class CocoDetection(DetectionDataset):
                 )
             chosen = [next(c for c in categories if c["name"] == name) for name in class_names]
         self.category_id_to_label = {category["id"]: label for label, category in enumerate(chosen)}
+        self.keypoint_names, self.skeleton, self.keypoint_sigmas = _keypoint_layout(categories, source)
+        num_keypoints = len(self.keypoint_names or [])
+        if with_keypoints and not num_keypoints:
+            raise DatasetError(f"{source}: with_keypoints=True but no category names keypoints "
+                               "('categories[].keypoints')")
 
         store = coco_record_store(images, annotations, image_dir, source, with_masks, self.category_id_to_label,
                                   known_ids, report)
@@ -304,7 +366,7 @@ class CocoDetection(DetectionDataset):
         for index, image in enumerate(images):
             height, width = _image_size(image, f"{source}: images[{index}] (id {image['id']})")
             where = f"{source}: image {image['id']} ({image['file_name']})"
-            boxes, labels, crowd, areas, segmentations = [], [], [], [], []
+            boxes, labels, crowd, areas, segmentations, keypoints = [], [], [], [], [], []
             for annotation in annotations_by_image.get(image["id"], []):
                 what = f"{where}: annotation {annotation.get('id')}"
                 require_keys(annotation, ("category_id", "bbox"), what)
@@ -333,6 +395,11 @@ class CocoDetection(DetectionDataset):
                     _check_segmentation(annotation.get("segmentation"), what)
                 areas.append(_area_of(annotation, height, width, where))
                 segmentations.append(annotation.get("segmentation"))
+                if with_keypoints:
+                    keypoints.append(_parse_keypoints(annotation.get("keypoints"), num_keypoints, what))
+            box_fields = {"iscrowd": np.asarray(crowd, dtype=np.int64), "area": np.asarray(areas, dtype=np.float32)}
+            if with_keypoints:
+                box_fields["keypoints"] = np.asarray(keypoints, dtype=np.float32).reshape(-1, num_keypoints, 3)
             records.append(
                 ImageRecord(
                     image_id=image["id"],
@@ -340,8 +407,7 @@ class CocoDetection(DetectionDataset):
                     size=(height, width),
                     boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
                     labels=np.asarray(labels, dtype=np.int64),
-                    box_fields={"iscrowd": np.asarray(crowd, dtype=np.int64),
-                                "area": np.asarray(areas, dtype=np.float32)},
+                    box_fields=box_fields,
                     segmentations=segmentations if with_masks else None,
                     where=where,
                 )

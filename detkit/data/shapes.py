@@ -20,6 +20,20 @@ On disk (``out_dir``), one layout that both readers understand::
     ImageSets/Main/{train,val,trainval}.txt  VOC image sets
     annotations/instances_{train,val}.json   COCO json, masks as compressed RLE (exact)
 
+Keypoints (``with_keypoints=True``): the corners of the triangles and squares, in COCO's keypoint
+format. All classes share one list of ``K = 7`` keypoints (COCO evaluates one keypoint layout per
+file): ``triangle_top, triangle_right, triangle_left`` (indices 0-2) and ``square_top,
+square_right, square_bottom, square_left`` (3-6). A shape's corners are numbered clockwise from
+the one nearest the top (its angle from straight up in ``[-180/n, 180/n)`` degrees), so the
+numbering is a function of the image and a horizontal flip is the fixed swap
+:data:`SHAPE_KEYPOINT_FLIP_PAIRS` (right <-> left). Triangles label indices 0-2, squares 3-6, the
+other indices stay ``(0, 0, 0)``; circles have no corners: every index unlabelled,
+``num_keypoints = 0`` (COCO keypoint evaluation ignores them). A corner is the centre of the pixel
+its vertex is drawn at (``rint(vertex) + 0.5``); visibility 2 where that pixel shows the shape, 1
+where a later shape hides it, 0 (not labelled, ``(0, 0, 0)``) outside the image. Each category
+holds the names, its skeleton (its polygon, 1-based as COCO) and ``keypoint_sigmas`` for OKS:
+:data:`SHAPE_KEYPOINT_SIGMA` for every corner.
+
 Read it with ``CocoDetection(paths.image_dir, paths.coco_json("train"))`` or
 ``VOCDetection(paths.root, "train", image_suffix=".png", class_names=paths.class_names)``.
 """
@@ -48,21 +62,42 @@ from .parsing import read_json
 if TYPE_CHECKING:
     from .coco import CocoDetection
 
-__all__ = ["SHAPE_CLASSES", "ShapeInstance", "ShapesDatasetPaths", "render_shapes_image", "generate_shapes_dataset"]
+__all__ = [
+    "SHAPE_CLASSES", "SHAPE_KEYPOINTS", "SHAPE_KEYPOINT_FLIP_PAIRS", "SHAPE_KEYPOINT_SIGMA", "SHAPE_SKELETONS",
+    "ShapeInstance", "ShapesDatasetPaths", "render_shapes_image", "generate_shapes_dataset",
+]
 
 SHAPE_CLASSES: tuple[str, ...] = ("circle", "square", "triangle")
+# The keypoints of the shapes data (module docstring): one shared list, each polygon its own indices.
+SHAPE_KEYPOINTS: tuple[str, ...] = (
+    "triangle_top", "triangle_right", "triangle_left", "square_top", "square_right", "square_bottom", "square_left",
+)
+_FIRST_KEYPOINT = {"triangle": 0, "square": 3}
+_CORNERS = {"triangle": 3, "square": 4}
+SHAPE_KEYPOINT_FLIP_PAIRS: tuple[tuple[int, int], ...] = ((1, 2), (4, 6))
+# 0-based skeleton of each class: its polygon's sides.
+SHAPE_SKELETONS: dict[str, tuple[tuple[int, int], ...]] = {
+    "circle": (),
+    "triangle": ((0, 1), (1, 2), (2, 0)),
+    "square": ((3, 4), (4, 5), (5, 6), (6, 3)),
+}
+# OKS sigma of every corner: 0.067, the mean of COCO's 17 person keypoint sigmas (the corners are
+# exact, so any value is a choice of tolerance; this one asks about COCO's average precision).
+SHAPE_KEYPOINT_SIGMA = 0.067
 _SPLITS = ("train", "val")
 
 
 @dataclass
 class ShapeInstance:
     """One visible shape: ``label`` (index into the class list), ``color`` (RGB), ``mask``
-    ``[H, W]`` uint8 visible region, ``box`` ``(x1, y1, x2, y2)`` int pixels of the mask."""
+    ``[H, W]`` uint8 visible region, ``box`` ``(x1, y1, x2, y2)`` int pixels of the mask,
+    ``corners`` ``[n, 2]`` the drawn vertex pixels of a polygon (column, row; None for a circle)."""
 
     label: int
     color: tuple[int, int, int]
     mask: np.ndarray
     box: tuple[int, int, int, int]
+    corners: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -102,11 +137,10 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
     return np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
 
-def _draw_shape(canvas: np.ndarray, name: str, centre: np.ndarray, radius: float, angle: float, color) -> None:
-    """Draw one filled shape; called once on the image and once (colour 1) on the mask."""
+def _polygon(name: str, centre: np.ndarray, radius: float, angle: float) -> np.ndarray | None:
+    """The integer vertex pixels ``[n, 2]`` (column, row) a polygon is drawn with; None for a circle."""
     if name == "circle":
-        cv2.circle(canvas, (int(centre[0]), int(centre[1])), int(radius), color, thickness=-1, lineType=cv2.LINE_8)
-        return
+        return None
     if name == "square":  # corners at the circumradius, 45 degrees apart from the sides
         corner_angles = angle + np.pi / 4 + np.arange(4) * np.pi / 2
     elif name == "triangle":  # equilateral
@@ -114,7 +148,40 @@ def _draw_shape(canvas: np.ndarray, name: str, centre: np.ndarray, radius: float
     else:
         raise ValueError(f"unknown shape {name!r}; the shapes generator draws {SHAPE_CLASSES}")
     corners = centre + radius * np.stack([np.cos(corner_angles), np.sin(corner_angles)], axis=1)
-    cv2.fillPoly(canvas, [np.rint(corners).astype(np.int32)], color, lineType=cv2.LINE_8)
+    return np.rint(corners).astype(np.int32)
+
+
+def _draw_shape(canvas: np.ndarray, name: str, centre: np.ndarray, radius: float, angle: float, color) -> None:
+    """Draw one filled shape; called once on the image and once (colour 1) on the mask."""
+    polygon = _polygon(name, centre, radius, angle)
+    if polygon is None:
+        cv2.circle(canvas, (int(centre[0]), int(centre[1])), int(radius), color, thickness=-1, lineType=cv2.LINE_8)
+    else:
+        cv2.fillPoly(canvas, [polygon], color, lineType=cv2.LINE_8)
+
+
+def shape_keypoints(name: str, corners: np.ndarray | None, mask: np.ndarray) -> np.ndarray:
+    """A shape's ``[K, 3]`` keypoints ``(x, y, visibility)`` in the shared layout (module docstring).
+
+    Args:
+        name: the shape's class name.
+        corners: its drawn vertex pixels ``[n, 2]`` (column, row), None for a circle.
+        mask: its visible ``[H, W]`` mask (a hidden vertex pixel gets visibility 1).
+    """
+    keypoints = np.zeros((len(SHAPE_KEYPOINTS), 3), dtype=np.float32)
+    if corners is None:
+        return keypoints
+    count = len(corners)
+    centre = corners.mean(axis=0)
+    # clockwise angle from straight up (rows grow downwards), shifted so the top corner comes first
+    angles = np.arctan2(corners[:, 0] - centre[0], centre[1] - corners[:, 1])
+    order = np.argsort(np.mod(angles + np.pi / count, 2 * np.pi))
+    height, width = mask.shape
+    for slot, (column, row) in enumerate(corners[order]):
+        if 0 <= column < width and 0 <= row < height:
+            visibility = 2 if mask[row, column] else 1
+            keypoints[_FIRST_KEYPOINT[name] + slot] = (column + 0.5, row + 0.5, visibility)
+    return keypoints
 
 
 def _check_object_counts(min_objects: int, max_objects: int) -> None:
@@ -158,7 +225,7 @@ def render_shapes_image(
         raise ValueError(f"centre_margin must be in [0, 0.5), got {centre_margin}")
     height, width = image_size
     image = _background(rng, height, width)
-    drawn: list[tuple[int, tuple[int, int, int], np.ndarray]] = []
+    drawn: list[tuple[int, tuple[int, int, int], np.ndarray, np.ndarray | None]] = []
     for _ in range(int(rng.integers(min_objects, max_objects + 1))):
         label = int(rng.integers(len(class_names)))
         color = tuple(int(c) for c in rng.integers(0, 256, size=3))
@@ -175,17 +242,17 @@ def render_shapes_image(
         if len(ys):
             window = (slice(int(ys.min()), int(ys.max()) + 1), slice(int(xs.min()), int(xs.max()) + 1))
             covered = mask[window] == 1
-            for _, _, earlier in drawn:
+            for _, _, earlier, _ in drawn:
                 earlier[window][covered] = 0
-        drawn.append((label, color, mask))
+        drawn.append((label, color, mask, _polygon(class_names[label], centre, radius, angle)))
 
     instances = []
-    for label, color, mask in drawn:
+    for label, color, mask, corners in drawn:
         if int(mask.sum()) < min_visible_area:
             continue
         ys, xs = np.nonzero(mask)
         box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-        instances.append(ShapeInstance(label, color, mask, box))
+        instances.append(ShapeInstance(label, color, mask, box, corners))
     return image, instances
 
 
@@ -223,6 +290,7 @@ def generate_shapes_dataset(
     class_names: Sequence[str] = SHAPE_CLASSES,
     min_objects: int = 1,
     centre_margin: float = 0.1,
+    with_keypoints: bool = False,
 ) -> ShapesDatasetPaths:
     """Write a shapes dataset in COCO and VOC formats (layout in the module docstring).
 
@@ -241,6 +309,8 @@ def generate_shapes_dataset(
         class_names: the shapes, a subset of :data:`SHAPE_CLASSES` in label order.
         min_objects: fewest shapes an image (1 to ``max_objects``).
         centre_margin: shape centres in ``[m, 1 - m]`` of each side (0: shapes cut by the border).
+        with_keypoints: also write the corners as COCO keypoints (module docstring); the images
+            and every other field are the same as without.
 
     Returns:
         The paths written.
@@ -259,6 +329,11 @@ def generate_shapes_dataset(
     ):
         folder.mkdir(parents=True, exist_ok=True)
     categories = [{"id": label + 1, "name": name, "supercategory": "shape"} for label, name in enumerate(class_names)]
+    if with_keypoints:
+        for category in categories:
+            category.update(keypoints=list(SHAPE_KEYPOINTS),
+                            skeleton=[[a + 1, b + 1] for a, b in SHAPE_SKELETONS[category["name"]]],
+                            keypoint_sigmas=[SHAPE_KEYPOINT_SIGMA] * len(SHAPE_KEYPOINTS))
 
     next_image_id, next_annotation_id, all_ids = 1, 1, []
     for split_index, (split, count) in enumerate(zip(_SPLITS, (num_train, num_val))):
@@ -290,6 +365,11 @@ def generate_shapes_dataset(
                         "segmentation": {"size": [height, width], "counts": rle["counts"].decode("ascii")},
                     }
                 )
+                if with_keypoints:
+                    keypoints = shape_keypoints(class_names[instance.label], instance.corners, instance.mask)
+                    annotations[-1]["keypoints"] = [float(v) if i % 3 < 2 else int(v)
+                                                    for i, v in enumerate(keypoints.reshape(-1))]
+                    annotations[-1]["num_keypoints"] = int((keypoints[:, 2] > 0).sum())
                 next_annotation_id += 1
             next_image_id += 1
             ids.append(stem)
@@ -316,6 +396,7 @@ def shapes_coco_dataset(
     seed: int = 0,
     transforms: Callable | None = None,
     with_masks: bool = False,
+    with_keypoints: bool = False,
 ) -> "CocoDetection":
     """The synthetic shapes dataset as a :class:`~detkit.data.coco.CocoDetection`, generated on first use.
 
@@ -333,6 +414,8 @@ def shapes_coco_dataset(
         transforms: a :class:`~detkit.data.transforms.DetectionTransform` (or any callable of the
             dataset's transform interface).
         with_masks: decode instance masks into the targets.
+        with_keypoints: generate the corners as keypoints and put ``keypoints [N, 7, 3]`` into the
+            targets (recorded in ``generation.json``: use a root of its own).
 
     Returns:
         The split as a COCO dataset (class names ``circle``, ``square``, ``triangle``).
@@ -345,6 +428,8 @@ def shapes_coco_dataset(
     height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     parameters = {"num_train": num_train, "num_val": num_val, "image_size": [height, width], "seed": seed,
                   "class_names": list(SHAPE_CLASSES)}
+    if with_keypoints:  # only then, so that the records of earlier datasets still match
+        parameters["keypoints"] = True
     record = root / "generation.json"
     if record.is_file():
         existing = read_json(record, "shapes generation record")
@@ -357,7 +442,7 @@ def shapes_coco_dataset(
         root.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
         try:
-            generate_shapes_dataset(staging, num_train, num_val, (height, width), seed)
+            generate_shapes_dataset(staging, num_train, num_val, (height, width), seed, with_keypoints=with_keypoints)
             (staging / "generation.json").write_text(json.dumps(parameters))
             try:
                 os.rename(staging, root)
@@ -367,4 +452,5 @@ def shapes_coco_dataset(
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     paths = ShapesDatasetPaths(root, root / "JPEGImages", tuple(SHAPE_CLASSES))
-    return CocoDetection(paths.image_dir, paths.coco_json(split), transforms=transforms, with_masks=with_masks)
+    return CocoDetection(paths.image_dir, paths.coco_json(split), transforms=transforms, with_masks=with_masks,
+                         with_keypoints=with_keypoints)

@@ -61,7 +61,7 @@ __all__ = [
     "write_results_json",
 ]
 
-IOU_TYPES = ("bbox", "segm")
+IOU_TYPES = ("bbox", "segm", "keypoints")
 
 COCO_BACKENDS = ("pycocotools", "faster_coco_eval")
 """What runs ``COCOeval``: pycocotools (the default and the reference) or faster-coco-eval (opt-in,
@@ -69,6 +69,8 @@ the ``fast-eval`` extra: a C++ evaluation that equals pycocotools on cocoapi's p
 1e-12, tests/evaluation/test_coco_eval_backends.py)."""
 
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+# ``COCOeval.stats`` of the "keypoints" iou type (OKS): no small-object range.
+KEYPOINT_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 """Names of ``COCOeval.stats`` in order: AP@[.5:.95], AP@.5, AP@.75, AP small/medium/large
 (maxDets 100), AR at maxDets 1/10/100, AR small/medium/large (maxDets 100)."""
 
@@ -134,10 +136,10 @@ def predictions_to_coco_results(
     Args:
         predictions: per image, ``boxes [N, 4]`` xyxy absolute pixels, ``labels [N]`` 0-based,
             ``scores [N]``, and ``masks [N, H, W]`` (probabilities, or ``[N, 1, H, W]``) when
-            ``"segm"`` is asked for.
+            ``"segm"`` is asked for, ``keypoints [N, K, 3]`` for ``"keypoints"``.
         image_ids: the COCO image id of each prediction.
         label_to_category_id: 0-based label -> COCO category id; ``None`` maps a label to itself.
-        iou_types: ``"bbox"`` and/or ``"segm"``; the fields each result carries.
+        iou_types: ``"bbox"``, ``"segm"`` and/or ``"keypoints"``; the fields each result carries.
         mask_threshold: a mask pixel is foreground where its probability is ``> mask_threshold``.
 
     Returns:
@@ -172,6 +174,11 @@ def predictions_to_coco_results(
             masks = masks.reshape((len(boxes),) + masks.shape[-2:])
             binary = masks > mask_threshold if masks.dtype != np.uint8 and masks.dtype != bool else masks
             rles = encode_masks(binary)
+        keypoints = None
+        if "keypoints" in iou_types:
+            if pred.get("keypoints") is None:
+                raise ValueError(f"image {image_id}: 'keypoints' evaluation needs 'keypoints' in the predictions")
+            keypoints = _numpy(pred["keypoints"]).astype(np.float64).reshape(len(boxes), -1, 3)
         for k in range(len(boxes)):
             label = int(labels[k])
             if label_to_category_id is None:
@@ -188,6 +195,8 @@ def predictions_to_coco_results(
             }
             if rles is not None:
                 res["segmentation"] = rles[k]
+            if keypoints is not None:  # COCO's flat [x, y, v] * K; the score is the box's
+                res["keypoints"] = [float(v) for v in keypoints[k].reshape(-1)]
             results.append(res)
     return results
 
@@ -318,7 +327,8 @@ def target_to_coco(
     Args:
         target: ``boxes [G, 4]`` xyxy pixels, ``labels [G]`` 0-based, optionally
             ``area [G]`` (the annotation file's areas, NaN where unknown), ``masks [G, H, W]``
-            {0, 1}, ``iscrowd [G]`` and ``orig_size (H, W)``.
+            {0, 1}, ``keypoints [G, K, 3]`` ``(x, y, visibility)``, ``iscrowd [G]`` and
+            ``orig_size (H, W)``.
         image_id: the COCO image id.
         label_to_category_id: label -> category id; ``None`` maps a label to itself.
         image_size: ``(H, W)``; when ``None`` it is taken from ``masks``, else ``orig_size``, else
@@ -348,6 +358,8 @@ def target_to_coco(
                 int(math.ceil(boxes[:, 2].max())) if len(boxes) else 1)
     image = {"id": int(image_id), "height": int(size[0]), "width": int(size[1])}
     rles = encode_masks(masks.reshape((-1,) + masks.shape[-2:]) != 0) if masks is not None else None
+    keypoints = (_numpy(target["keypoints"]).astype(np.float64).reshape(len(boxes), -1, 3)
+                 if target.get("keypoints") is not None else None)
     annotations = []
     for k in range(len(boxes)):
         x1, y1, x2, y2 = (float(v) for v in boxes[k])
@@ -362,6 +374,9 @@ def target_to_coco(
         }
         if rles is not None:
             ann["segmentation"] = rles[k]
+        if keypoints is not None:
+            ann["keypoints"] = [float(v) for v in keypoints[k].reshape(-1)]
+            ann["num_keypoints"] = int((keypoints[k, :, 2] > 0).sum())
         if np.isfinite(areas[k]):
             ann["area"] = float(areas[k])
         elif rles is not None:
@@ -484,7 +499,8 @@ class CocoEvalResult:
         self.iou_type = iou_type
         self.coco_eval = coco_eval
         self.table = table
-        self.stats = {n: float(v) for n, v in zip(COCO_STAT_NAMES, coco_eval.stats)}
+        stat_names = KEYPOINT_STAT_NAMES if iou_type == "keypoints" else COCO_STAT_NAMES
+        self.stats = {n: float(v) for n, v in zip(stat_names, coco_eval.stats)}
         self.names = dict(names)
         self.per_class = {self.names.get(c, str(c)): ap for c, ap in per_class_ap(coco_eval).items()}
 
@@ -505,13 +521,15 @@ def evaluate_coco(
     verbose: bool = False,
     category_ids: Sequence[int] | None = None,
     backend: str = "pycocotools",
+    keypoint_sigmas: Sequence[float] | None = None,
 ) -> CocoEvalResult:
     """Run ``COCOeval`` on results against a ground truth.
 
     Args:
         coco_gt: the ground truth (see :func:`load_coco`, :func:`coco_from_targets`).
         results: COCO results, a list of dicts or a json path.
-        iou_type: ``"bbox"`` or ``"segm"``.
+        iou_type: ``"bbox"``, ``"segm"`` or ``"keypoints"`` (OKS; ground truths with no labelled
+            keypoint are ignored, as pycocotools does).
         image_ids: images to evaluate; ``None`` evaluates every image of the ground truth
             (images without detections count: their gts are misses).
         class_names: category id -> name for the per-class table; default the gt's names.
@@ -522,6 +540,9 @@ def evaluate_coco(
         backend: ``"pycocotools"`` (default, the reference) or ``"faster_coco_eval"`` (the same
             numbers, faster on large sets; needs the ``faster-coco-eval`` package). The results are
             loaded by pycocotools either way, so both evaluate the same detections.
+        keypoint_sigmas: the OKS sigma of each keypoint (``"keypoints"``); ``None``: the gt
+            categories' ``keypoint_sigmas`` when one has them, else pycocotools' 17 COCO-person
+            sigmas.
 
     Returns:
         The stats, per-class AP and the printed table (pycocotools' 12 lines).
@@ -545,6 +566,8 @@ def evaluate_coco(
     coco_dt = load_results(coco_gt, results, verbose=verbose)
     coco_eval = (COCOeval(coco_gt, coco_dt, iou_type) if backend == "pycocotools"
                  else _faster_coco_eval(coco_gt, coco_dt, iou_type, verbose))
+    if iou_type == "keypoints":
+        _set_keypoint_sigmas(coco_eval, coco_gt, results, keypoint_sigmas)
     if image_ids is not None:
         unknown = sorted(set(image_ids) - set(coco_gt.getImgIds()))
         if unknown:
@@ -587,6 +610,25 @@ def _faster_coco_eval(coco_gt: COCO, coco_dt: COCO, iou_type: str, verbose: bool
             target.createIndex()
         copies.append(target)
     return faster_coco_eval.COCOeval_faster(copies[0], copies[1], iou_type, print_function=print)
+
+
+def _set_keypoint_sigmas(coco_eval: Any, coco_gt: COCO, results: Sequence[Mapping[str, Any]],
+                         keypoint_sigmas: Sequence[float] | None) -> None:
+    """Set ``params.kpt_oks_sigmas`` (see :func:`evaluate_coco`) and check that they fit the data."""
+    if keypoint_sigmas is None:
+        keypoint_sigmas = next((c["keypoint_sigmas"] for c in coco_gt.dataset.get("categories", [])
+                                if c.get("keypoint_sigmas") is not None), None)
+    if keypoint_sigmas is not None:
+        coco_eval.params.kpt_oks_sigmas = np.asarray(keypoint_sigmas, dtype=np.float64)
+    count = len(coco_eval.params.kpt_oks_sigmas)
+    for kind, records in (("ground truth", coco_gt.dataset.get("annotations", [])), ("result", results)):
+        bad = next((r for r in records if "keypoints" in r and len(r["keypoints"]) != 3 * count), None)
+        if bad is not None:
+            raise ValueError(f"'keypoints' evaluation with {count} keypoint sigmas: a {kind} has "
+                             f"{len(bad['keypoints']) // 3} keypoints (give keypoint_sigmas, one per keypoint)")
+    missing = sum("keypoints" not in r for r in coco_gt.dataset.get("annotations", []))
+    if missing:
+        raise ValueError(f"'keypoints' evaluation needs 'keypoints' in every ground truth; {missing} lack them")
 
 
 def format_per_class_table(per_class: Mapping[str, float], columns: int = 3, title: str = "AP") -> str:

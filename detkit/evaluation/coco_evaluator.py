@@ -1,4 +1,4 @@
-"""COCO bbox / segm mAP of a detector's predictions, through pycocotools (:class:`CocoEvaluator`).
+"""COCO bbox / segm / keypoint mAP of a detector's predictions, through pycocotools (:class:`CocoEvaluator`).
 
 The evaluator feeds :func:`~detkit.evaluation.loop.evaluate`; the COCO conversions and the
 pycocotools calls are in :mod:`detkit.evaluation.coco_eval`.
@@ -49,8 +49,9 @@ class CocoEvaluator:
             names in label order, or ``"0"``, ``"1"``... from targets.
         label_to_category_id: 0-based label -> COCO category id; default the file's category ids
             in sorted order (label ``i`` is the i-th smallest id), or ``label + 1`` from targets.
-        iou_types: ``("bbox",)``, ``("bbox", "segm")``...; ``None`` decides at the first batch:
-            ``"bbox"``, plus ``"segm"`` when the predictions carry masks.
+        iou_types: ``("bbox",)``, ``("bbox", "segm")``, ``("bbox", "keypoints")``...; ``None``
+            decides at the first batch: ``"bbox"``, plus ``"segm"`` when the predictions carry
+            masks and ``"keypoints"`` (OKS) when they carry keypoints.
         per_class: add ``"<type>/AP-<name>"`` metrics.
         mask_threshold: a predicted mask pixel is foreground where its probability is above this.
         plot_dir: when set, write precision-recall curves (IoU 0.5) there on :meth:`evaluate`.
@@ -58,6 +59,8 @@ class CocoEvaluator:
         backend: what runs ``COCOeval``: ``"pycocotools"`` (default, the reference) or
             ``"faster_coco_eval"`` (opt-in, the same numbers faster; the ``fast-eval`` extra), see
             :func:`~detkit.evaluation.coco_eval.evaluate_coco`.
+        keypoint_sigmas: OKS sigma per keypoint for ``"keypoints"``; default the annotation
+            file's ``categories[].keypoint_sigmas``, else pycocotools' COCO-person sigmas.
     """
 
     def __init__(
@@ -72,10 +75,12 @@ class CocoEvaluator:
         plot_dir: str | os.PathLike[str] | None = None,
         verbose: bool = False,
         backend: str = "pycocotools",
+        keypoint_sigmas: Sequence[float] | None = None,
     ) -> None:
         if backend not in COCO_BACKENDS:
             raise ValueError(f"unknown COCO evaluation backend {backend!r}; expected one of {COCO_BACKENDS}")
         self.backend = backend
+        self.keypoint_sigmas = None if keypoint_sigmas is None else [float(v) for v in keypoint_sigmas]
         for t in iou_types or ():
             if t not in IOU_TYPES:
                 raise ValueError(f"unknown iou type {t!r}; expected one of {IOU_TYPES}")
@@ -115,6 +120,7 @@ class CocoEvaluator:
             annotation_file = annotation_file_of(dataset)
         kwargs.setdefault("class_names", getattr(dataset, "class_names", None))
         kwargs.setdefault("label_to_category_id", getattr(dataset, "label_to_category_id", None))
+        kwargs.setdefault("keypoint_sigmas", getattr(dataset, "keypoint_sigmas", None))
         return cls(annotation_file, **kwargs)
 
     def reset(self) -> None:
@@ -146,6 +152,8 @@ class CocoEvaluator:
         if self.iou_types is None:
             has_masks = any(p.get("masks") is not None for p in predictions)
             self.iou_types = ("bbox", "segm") if has_masks else ("bbox",)
+            if any(p.get("keypoints") is not None for p in predictions):
+                self.iou_types += ("keypoints",)
         ids = []
         for target in targets:
             image_id = image_id_of(target)
@@ -237,7 +245,7 @@ class CocoEvaluator:
             category_ids = sorted(label_map.values()) if self.coco_gt is not None else None
             result = evaluate_coco(coco_gt, self.results, iou_type, image_ids=self.image_ids,
                                    class_names=names, verbose=self.verbose, category_ids=category_ids,
-                                   backend=self.backend)
+                                   backend=self.backend, keypoint_sigmas=self.keypoint_sigmas)
             self.last_results[iou_type] = result
             metrics.update(result.metrics(self.per_class))
             if self.plot_dir is not None:

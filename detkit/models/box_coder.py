@@ -115,3 +115,55 @@ class BoxCoder:
             (pred_ctr_x - half_w, pred_ctr_y - half_h, pred_ctr_x + half_w, pred_ctr_y + half_h), dim=2
         )
         return pred.flatten(1)
+
+
+class LinearBoxCoder:
+    """FCOS's box parametrisation: distances from a point to the four sides of its box.
+
+    For an anchor (reference box) ``a`` with centre ``(cx, cy)`` and size ``(w, h)`` and a box ``g``,
+    both xyxy pixels: ``(l, t, r, b) = (cx - g_x1, cy - g_y1, g_x2 - cx, g_y2 - cy)``, divided by
+    ``(w, h, w, h)`` with ``normalize_by_size`` (FCOS's anchors are squares of the level's stride,
+    so the distances come in strides). Same arithmetic as torchvision's ``BoxLinearCoder``.
+
+    Args:
+        normalize_by_size: divide the distances by the anchor's width and height.
+    """
+
+    def __init__(self, normalize_by_size: bool = True) -> None:
+        self.normalize_by_size = normalize_by_size
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(normalize_by_size={self.normalize_by_size})"
+
+    def _sizes(self, anchors: Tensor) -> Tensor:
+        widths = anchors[..., 2] - anchors[..., 0]
+        heights = anchors[..., 3] - anchors[..., 1]
+        return torch.stack((widths, heights, widths, heights), dim=-1)
+
+    def encode(self, boxes: Tensor, anchors: Tensor) -> Tensor:
+        """Distances ``[..., 4]`` ``(l, t, r, b)`` from each anchor's centre to its box's sides.
+
+        Args:
+            boxes: ``[..., 4]`` xyxy boxes in pixels.
+            anchors: ``[..., 4]`` xyxy anchors, same shape.
+        """
+        center_x = 0.5 * (anchors[..., 0] + anchors[..., 2])
+        center_y = 0.5 * (anchors[..., 1] + anchors[..., 3])
+        distances = torch.stack(
+            (center_x - boxes[..., 0], center_y - boxes[..., 1], boxes[..., 2] - center_x, boxes[..., 3] - center_y),
+            dim=-1,
+        )
+        return distances / self._sizes(anchors) if self.normalize_by_size else distances
+
+    def decode(self, distances: Tensor, anchors: Tensor) -> Tensor:
+        """Boxes ``[..., 4]`` xyxy from ``(l, t, r, b)`` distances ``[..., 4]`` and anchors ``[..., 4]``."""
+        anchors = anchors.to(distances.dtype)
+        center_x = 0.5 * (anchors[..., 0] + anchors[..., 2])
+        center_y = 0.5 * (anchors[..., 1] + anchors[..., 3])
+        if self.normalize_by_size:
+            distances = distances * self._sizes(anchors)
+        return torch.stack(
+            (center_x - distances[..., 0], center_y - distances[..., 1],
+             center_x + distances[..., 2], center_y + distances[..., 3]),
+            dim=-1,
+        )  # fmt: skip

@@ -36,10 +36,73 @@ from torch import Tensor
 
 from detkit.ops import batched_nms, nms, remove_small_boxes, soft_nms
 
-__all__ = ["NMS_METHODS", "TOPK_GROUPS", "Selection", "select_detections", "topk_per_level"]
+__all__ = [
+    "NMS_METHODS", "SOFT_NMS_METHODS", "TOPK_GROUPS", "NMSOptions", "Selection", "select_detections", "topk_per_level",
+]  # fmt: skip
 
 NMS_METHODS = ("hard", "soft", "none")
+SOFT_NMS_METHODS = ("linear", "gaussian")
 TOPK_GROUPS = ("image", "class", "level")
+
+
+class NMSOptions:
+    """Mixin giving a head the NMS settings of :func:`select_detections`, by their names there.
+
+    The class attributes are the defaults (greedy NMS within each class); a head sets its own with
+    :meth:`configure_nms` (from its constructor or ``configure``) and passes ``**nms_options()`` to
+    :func:`select_detections`. ``nms_method="soft"`` with ``class_agnostic_nms=True`` is
+    class-agnostic Soft-NMS.
+
+    Attributes:
+        nms_method: ``"hard"``, ``"soft"`` or ``"none"``.
+        class_agnostic_nms: NMS over all classes at once instead of within each class.
+        soft_nms_method: ``"linear"`` or ``"gaussian"`` decay of Soft-NMS.
+        soft_nms_sigma: width of the gaussian decay.
+        soft_nms_min_score: Soft-NMS drops boxes whose decayed score falls below this.
+    """
+
+    nms_method: str = "hard"
+    class_agnostic_nms: bool = False
+    soft_nms_method: str = "linear"
+    soft_nms_sigma: float = 0.5
+    soft_nms_min_score: float = 0.001
+
+    def configure_nms(
+        self,
+        *,
+        nms_method: str | None = None,
+        class_agnostic_nms: bool | None = None,
+        soft_nms_method: str | None = None,
+        soft_nms_sigma: float | None = None,
+        soft_nms_min_score: float | None = None,
+    ) -> None:
+        """Set the NMS settings that are given (None: unchanged).
+
+        Raises:
+            ValueError: an unknown ``nms_method`` or ``soft_nms_method``, or ``soft_nms_sigma <= 0``.
+        """
+        owner = type(self).__name__
+        if nms_method is not None and nms_method not in NMS_METHODS:
+            raise ValueError(f"{owner}: nms_method must be one of {NMS_METHODS}, got {nms_method!r}")
+        if soft_nms_method is not None and soft_nms_method not in SOFT_NMS_METHODS:
+            raise ValueError(f"{owner}: soft_nms_method must be one of {SOFT_NMS_METHODS}, got {soft_nms_method!r}")
+        if soft_nms_sigma is not None and soft_nms_sigma <= 0:
+            raise ValueError(f"{owner}: soft_nms_sigma must be > 0, got {soft_nms_sigma}")
+        given = dict(
+            nms_method=nms_method, class_agnostic_nms=class_agnostic_nms, soft_nms_method=soft_nms_method,
+            soft_nms_sigma=soft_nms_sigma, soft_nms_min_score=soft_nms_min_score,
+        )  # fmt: skip
+        for name, value in given.items():
+            if value is not None:
+                setattr(self, name, value)
+
+    def nms_options(self) -> dict[str, object]:
+        """The settings as :func:`select_detections` keyword arguments."""
+        return dict(
+            nms_method=self.nms_method, class_agnostic_nms=bool(self.class_agnostic_nms),
+            soft_nms_method=self.soft_nms_method, soft_nms_sigma=self.soft_nms_sigma,
+            soft_nms_min_score=self.soft_nms_min_score,
+        )  # fmt: skip
 
 
 class Selection(NamedTuple):

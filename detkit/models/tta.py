@@ -51,7 +51,7 @@ __all__ = ["FLIPS", "MERGES", "TTA_OPTIONS", "TestTimeAugmentation", "build_tta"
 FLIPS = ("none", "horizontal")
 MERGES = ("nms", "wbf")
 KEYPOINT_KEYS = ("keypoints", "landmarks")
-MERGED_KEYS = ("boxes", "scores", "labels", "masks", *KEYPOINT_KEYS)
+MERGED_KEYS = ("boxes", "scores", "labels", "masks", *KEYPOINT_KEYS, "keypoint_scores")
 TTA_OPTIONS = ("flips", "scales", "merge", "nms_thresh", "detections_per_img", "keypoint_flip_pairs")
 _YOLO_STRIDE = 32  # YOLOPreprocess input sizes are multiples of 32
 
@@ -256,6 +256,8 @@ class TestTimeAugmentation(nn.Module):
                                      f"{len(order)} {key}")
                 order[left], order[right] = right, left
             prediction[key] = points[:, order]
+            if key == "keypoints" and "keypoint_scores" in prediction:  # Keypoint R-CNN's [N, K] scores
+                prediction["keypoint_scores"] = prediction["keypoint_scores"][:, order]
         return prediction
 
     def _merge(self, views: list[dict[str, Tensor]]) -> dict[str, Tensor]:

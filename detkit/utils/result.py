@@ -46,6 +46,11 @@ class Result:
         masks: ``[N, H, W]`` bool instance masks (probabilities thresholded at 0.5), or None when
             the model has no masks.
         landmarks: ``[N, K, 2]`` float32 points (x, y) in pixels (``K = 5`` for faces), or None.
+        keypoints: ``[N, K, 3]`` float32 ``(x, y, visibility)`` in pixels (Keypoint R-CNN: 17
+            person keypoints, visibility 1), or None.
+        keypoint_scores: ``[N, K]`` float32 score of each keypoint (Keypoint R-CNN's heat-map
+            logits), or None.
+        skeleton: ``(i, j)`` keypoint index pairs drawn as lines, or None.
         track_ids: ``[N]`` int64 identity of each detection across video frames (set by
             :class:`detkit.apis.tracking.ByteTracker`), or None when the result is not tracked.
     """
@@ -59,18 +64,24 @@ class Result:
     masks: np.ndarray | None = None
     landmarks: np.ndarray | None = None
     track_ids: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    keypoint_scores: np.ndarray | None = None
+    skeleton: list[tuple[int, int]] | None = None
 
     @classmethod
     def from_prediction(cls, prediction: Mapping[str, Any], image_size: tuple[int, int],
-                        class_names: Sequence[str] | None = None, source: str = "") -> Result:
+                        class_names: Sequence[str] | None = None, source: str = "",
+                        skeleton: Sequence[Sequence[int]] | None = None) -> Result:
         """Build from a model's prediction dict (tensors or arrays; see docs/conventions.md).
 
         Args:
             prediction: ``boxes [N, 4]``, ``scores [N]``, ``labels [N]``, optional ``masks
-                [N, H, W]`` probabilities (or ``[N, 1, H, W]``) and ``landmarks [N, K, 2]``.
+                [N, H, W]`` probabilities (or ``[N, 1, H, W]``), ``landmarks [N, K, 2]``,
+                ``keypoints [N, K, 3]`` and ``keypoint_scores [N, K]``.
             image_size: ``(height, width)`` of the image.
             class_names: Name of each class id, or None.
             source: Where the image came from.
+            skeleton: keypoint index pairs to draw as lines.
         """
         boxes = _to_numpy(prediction["boxes"], np.float32).reshape(-1, 4)
         count = len(boxes)
@@ -86,10 +97,17 @@ class Result:
             landmarks = _to_numpy(landmarks, np.float32)
             if landmarks.ndim != 3:  # flat [N, 2K] points
                 landmarks = landmarks.reshape(count, -1, 2)
+        keypoints = prediction.get("keypoints")
+        if keypoints is not None:
+            keypoints = _to_numpy(keypoints, np.float32).reshape(count, -1, 3)
+        keypoint_scores = prediction.get("keypoint_scores")
+        if keypoint_scores is not None:
+            keypoint_scores = _to_numpy(keypoint_scores, np.float32).reshape(count, -1)
         names = [label_name(int(label), class_names) for label in labels]
         return cls(boxes=boxes, scores=scores, labels=labels, class_names=names,
                    image_size=(int(image_size[0]), int(image_size[1])), source=source,
-                   masks=masks, landmarks=landmarks)
+                   masks=masks, landmarks=landmarks, keypoints=keypoints, keypoint_scores=keypoint_scores,
+                   skeleton=None if skeleton is None else [(int(a), int(b)) for a, b in skeleton])
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -97,7 +115,7 @@ class Result:
     def __repr__(self) -> str:
         extras = "".join(f", {name}={list(value.shape)}" for name, value in
                          (("masks", self.masks), ("landmarks", self.landmarks),
-                          ("track_ids", self.track_ids)) if value is not None)
+                          ("keypoints", self.keypoints), ("track_ids", self.track_ids)) if value is not None)
         detections = ", ".join(f"{name} {score:.2f}"
                                for name, score in zip(self.class_names[:5], self.scores[:5]))
         more = f", ... {len(self) - 5} more" if len(self) > 5 else ""
@@ -116,6 +134,8 @@ class Result:
             class_names=[self.class_names[i] for i in picked],
             masks=None if self.masks is None else self.masks[keep],
             landmarks=None if self.landmarks is None else self.landmarks[keep],
+            keypoints=None if self.keypoints is None else self.keypoints[keep],
+            keypoint_scores=None if self.keypoint_scores is None else self.keypoint_scores[keep],
             track_ids=None if self.track_ids is None else self.track_ids[keep])
 
     def to_coco(self, image_id: int | str,
@@ -149,6 +169,8 @@ class Result:
             if self.landmarks is not None:
                 entry["landmarks"] = [[round(float(x), 2), round(float(y), 2)]
                                       for x, y in self.landmarks[i]]
+            if self.keypoints is not None:  # COCO's flat [x, y, v] * K (keypoint results)
+                entry["keypoints"] = [round(float(v), 2) for v in self.keypoints[i].reshape(-1)]
             if self.track_ids is not None:
                 entry["track_id"] = int(self.track_ids[i])
             entries.append(entry)

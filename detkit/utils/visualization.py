@@ -1,4 +1,4 @@
-"""Draw detections on BGR images with OpenCV: boxes, labels, masks and landmarks.
+"""Draw detections on BGR images with OpenCV: boxes, labels, masks, landmarks, keypoints and skeletons.
 
 Colours are fixed per class (:func:`class_color`), so one class looks the same in every image,
 video frame and run; a tracked result (``track_ids`` set) is coloured by track identity instead
@@ -168,10 +168,31 @@ def _draw_label(canvas: np.ndarray, text: str, box: np.ndarray, color: tuple[int
                 style.text_thickness, cv2.LINE_AA)
 
 
+def _draw_keypoints(canvas: np.ndarray, keypoints: np.ndarray, scores: np.ndarray | None,
+                    skeleton: Sequence[tuple[int, int]], color: tuple[int, int, int], threshold: float,
+                    style: DrawStyle) -> None:
+    """One detection's skeleton (lines in its colour) and keypoints (dots), in place.
+
+    A keypoint is drawn where its visibility is > 0 and its score (when given) >= ``threshold``;
+    a skeleton line where both its ends are drawn."""
+    shown = keypoints[:, 2] > 0
+    if scores is not None:
+        shown &= scores >= threshold
+    points = [(int(round(float(x))), int(round(float(y)))) for x, y in keypoints[:, :2]]
+    for a, b in skeleton:
+        if a < len(points) and b < len(points) and shown[a] and shown[b]:
+            cv2.line(canvas, points[a], points[b], color, style.line_thickness, cv2.LINE_AA)
+    for k in np.flatnonzero(shown):
+        cv2.circle(canvas, points[k], style.point_radius, LANDMARK_COLORS[k % len(LANDMARK_COLORS)],
+                   cv2.FILLED, cv2.LINE_AA)
+
+
 def draw_predictions(image_bgr: np.ndarray, predictions: Result | Mapping[str, Any],
                      class_names: Sequence[str] | None = None, score_threshold: float = 0.0, *,
                      mask_alpha: float = 0.45, show_scores: bool = True,
-                     trails: Mapping[int, Sequence[tuple[float, float]]] | None = None) -> np.ndarray:
+                     trails: Mapping[int, Sequence[tuple[float, float]]] | None = None,
+                     skeleton: Sequence[Sequence[int]] | None = None,
+                     keypoint_threshold: float = 0.0) -> np.ndarray:
     """Draw detections on a copy of an image.
 
     Masks are blended first, then boxes and landmarks, then labels (``"dog 0.87"``) on top, each
@@ -189,6 +210,11 @@ def draw_predictions(image_bgr: np.ndarray, predictions: Result | Mapping[str, A
         trails: ``{track_id: [(x, y), ...]}`` recent box centres (oldest first) of a tracked
             result's tracks, drawn as lines under the boxes (see
             :class:`detkit.apis.tracking.TrackTrails`).
+        skeleton: ``(i, j)`` keypoint index pairs joined by lines (default: the result's).
+        keypoint_threshold: draw keypoints whose score (``keypoint_scores``) is at least this.
+
+    Keypoints (``keypoints [N, K, 3]``) are drawn as dots over the box, their skeleton as lines in
+    the detection's colour (see :func:`_draw_keypoints`).
 
     With ``track_ids`` on the result, each detection takes its track's colour
     (:func:`track_color`) and its label starts with ``#id``.
@@ -209,6 +235,7 @@ def draw_predictions(image_bgr: np.ndarray, predictions: Result | Mapping[str, A
     if not order:
         return canvas
     style = DrawStyle.for_image(height, width)
+    edges = [(int(a), int(b)) for a, b in (skeleton if skeleton is not None else result.skeleton or [])]
     tracked = result.track_ids is not None
     colors = [track_color(int(result.track_ids[i])) if tracked else class_color(int(result.labels[i]))
               for i in order]
@@ -224,6 +251,10 @@ def draw_predictions(image_bgr: np.ndarray, predictions: Result | Mapping[str, A
             for k, (x, y) in enumerate(result.landmarks[i]):
                 cv2.circle(canvas, (int(round(float(x))), int(round(float(y)))), style.point_radius,
                            LANDMARK_COLORS[k % len(LANDMARK_COLORS)], cv2.FILLED, cv2.LINE_AA)
+        if result.keypoints is not None:
+            _draw_keypoints(canvas, result.keypoints[i],
+                            None if result.keypoint_scores is None else result.keypoint_scores[i],
+                            edges, color, keypoint_threshold, style)
     for i, color in zip(order, colors):
         text = result.class_names[i] + (f" {result.scores[i]:.2f}" if show_scores else "")
         if tracked:

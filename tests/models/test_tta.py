@@ -291,3 +291,21 @@ def test_seeded_rcnn_and_ssd_run_with_tta(config: str, shapes_images: list[Tenso
         _check_valid(prediction, tuple(image.shape[-2:]), 3, cap)
         if "mask_rcnn" in config:
             assert prediction["masks"].shape == (prediction["scores"].shape[0], *image.shape[-2:])
+
+
+class ScoredKeypointDetector(BrightSquareDetector):
+    """BrightSquareDetector with Keypoint R-CNN's per-keypoint scores: 1 for point 0, 2 for point 1."""
+
+    def forward(self, images: list[Tensor], targets: object = None) -> tuple[list[dict[str, Tensor]], dict]:
+        predictions, losses = super().forward(images, targets)
+        for prediction in predictions:
+            prediction["keypoint_scores"] = torch.tensor([[1.0, 2.0]])
+        return predictions, losses
+
+
+def test_a_flip_swaps_keypoint_scores_with_their_keypoints() -> None:
+    tta = TestTimeAugmentation(ScoredKeypointDetector(), flips=("horizontal",)).eval()
+    (merged,), _ = tta([square_image()])
+    torch.testing.assert_close(merged["keypoints"], torch.tensor([[[8.0, 12.0, 1.0], [40.0, 12.0, 1.0]]]))
+    # the mirrored view's point 0 (score 1) is the square's right corner: it moves to index 1
+    torch.testing.assert_close(merged["keypoint_scores"], torch.tensor([[2.0, 1.0]]))

@@ -1,4 +1,4 @@
-"""The detection transform: an albumentations pipeline that keeps boxes, labels and masks in step.
+"""The detection transform: an albumentations pipeline that keeps boxes, labels, masks and keypoints in step.
 
 A pipeline is a :class:`DetectionTransform`: a callable
 ``(image [H, W, 3] uint8 RGB ndarray, target dict) -> (image [3, H', W'] float32 RGB in [0, 1], target)``
@@ -9,6 +9,15 @@ Alignment: albumentations may drop boxes (cropped away, too small). Every box tr
 index as a label field (``box_indices``); after the pipeline, every per-box field of the target
 (``labels``, ``iscrowd``, ``difficult``, ``masks`` and any other ``[N, ...]`` tensor) is indexed
 by the surviving indices (:func:`select_boxes`), so nothing falls out of step.
+
+Keypoints (``keypoints [N, K, 3]`` ``(x, y, visibility)``, continuous pixels like the boxes) move
+with the image as albumentations keypoints (which use pixel-index coordinates: they travel shifted
+by half a pixel, so a flip maps ``x`` to ``W - x`` exactly as it maps boxes, and
+:class:`~detkit.data.transforms.rcnn.ResizeShortestEdge` scales ``x`` by the boxes' factor;
+albumentations' own resizes scale the shifted points, off by up to half a pixel). A pipeline that
+mirrors the image (a flip) must also swap left and right keypoints: three reference points
+travel with the keypoints, and when their orientation reverses the ``keypoint_flip_pairs`` are
+swapped (an error without them). Points the pipeline moves off the image get visibility 0.
 
 Crowd boxes: the training pipelines drop ``iscrowd == 1`` boxes before augmenting
 (``drop_crowd=True``), the test pipelines keep them for evaluation (conventions.md).
@@ -108,6 +117,8 @@ class DetectionTransform:
         recompute_boxes_from_masks: when the target has masks, replace each box by its mask's
             bounding box after the pipeline (exact after crops, which only clip boxes; as
             detectron2's ``recompute_boxes``); objects whose mask became empty are dropped.
+        keypoint_flip_pairs: ``(left, right)`` keypoint indices to swap when the pipeline mirrors
+            the image (needed for targets with keypoints and a flip).
         seed: a fixed seed for the pipeline's random stream (tests, demos). ``None`` (training):
             each call draws its seed from Python's global ``random``, which the DataLoader seeds
             per worker and detkit's engine per sample, so augmentation follows the global seeding
@@ -121,9 +132,12 @@ class DetectionTransform:
         drop_crowd: bool = False,
         min_box_size: float = 1.0,
         recompute_boxes_from_masks: bool = False,
+        keypoint_flip_pairs: Sequence[Sequence[int]] | None = None,
         seed: int | None = None,
     ) -> None:
         self.drop_crowd = drop_crowd
+        self.keypoint_flip_pairs = None if keypoint_flip_pairs is None else [
+            (int(left), int(right)) for left, right in keypoint_flip_pairs]
         self.recompute_boxes_from_masks = recompute_boxes_from_masks
         # An empty Compose with bbox_params warns; no transforms means conversion only.
         self.compose: A.Compose | None = None
@@ -132,7 +146,8 @@ class DetectionTransform:
                 format="pascal_voc", label_fields=["box_indices"], min_width=min_box_size, min_height=min_box_size,
                 clip=True,
             )  # fmt: skip
-            self.compose = _CheckedCompose(list(transforms), bbox_params=bbox_params)
+            keypoint_params = A.KeypointParams(format="xy", remove_invisible=False)
+            self.compose = _CheckedCompose(list(transforms), bbox_params=bbox_params, keypoint_params=keypoint_params)
         self.drop_report = DatasetReport(type(self).__name__)
         self.seed = seed
         if seed is not None:
@@ -166,6 +181,10 @@ class DetectionTransform:
         has_masks = "masks" in target
         if has_masks and num_boxes:
             data["masks"] = target["masks"].numpy()
+        has_keypoints = "keypoints" in target and self.compose is not None
+        if has_keypoints:
+            points = target["keypoints"].numpy().reshape(-1, 3)[:, :2].astype(np.float64) - 0.5
+            data["keypoints"] = np.concatenate([points, _ORIENTATION_POINTS])
         try:
             out = self.compose(**data) if self.compose is not None else dict(data, masks=list(data.get("masks", [])))
         except _NonFiniteBox as fault:
@@ -184,6 +203,9 @@ class DetectionTransform:
         height, width = new_image.shape[:2]
         result = select_boxes({k: v for k, v in target.items() if k != "masks"}, kept)
         result["boxes"] = torch.as_tensor(np.asarray(out["bboxes"], dtype=np.float32).reshape(-1, 4)[:, :4])
+        if has_keypoints:
+            result["keypoints"] = self._moved_keypoints(target["keypoints"], out["keypoints"], kept,
+                                                        (height, width), source)
         if has_masks:
             if num_boxes:
                 masks = np.asarray(out["masks"], dtype=np.uint8)[kept]
@@ -195,6 +217,39 @@ class DetectionTransform:
         result["image_size"] = (int(height), int(width))
         require_finite_boxes(result["boxes"], source, "after the pipeline")
         return image_to_tensor(new_image), result
+
+
+    def _moved_keypoints(self, keypoints: Tensor, moved: Any, kept: np.ndarray, size: tuple[int, int],
+                         source: str) -> Tensor:
+        """The pipeline's keypoints back as ``[N', K, 3]``: half-pixel shift undone, left and right
+        swapped when the image was mirrored, points off the image not labelled (v = 0)."""
+        num_boxes, num_keypoints = keypoints.shape[:2]
+        moved = np.asarray(moved, dtype=np.float64).reshape(-1, 2)
+        reference = moved[-len(_ORIENTATION_POINTS):]
+        points = moved[: num_boxes * num_keypoints].reshape(num_boxes, num_keypoints, 2) + 0.5
+        result = np.concatenate([points, keypoints.numpy()[..., 2:].astype(np.float64)], axis=2)
+        if _mirrored(reference) and num_boxes:
+            if self.keypoint_flip_pairs is None:
+                raise DatasetError(f"{source}: the pipeline mirrored the image but has no keypoint_flip_pairs to "
+                                   "swap left and right keypoints (pass keypoint_flip_pairs=[(left, right), ...])")
+            order = np.arange(num_keypoints)
+            for left, right in self.keypoint_flip_pairs:
+                order[left], order[right] = right, left
+            result = result[:, order]
+        height, width = size
+        outside = (result[..., 0] < 0) | (result[..., 1] < 0) | (result[..., 0] > width) | (result[..., 1] > height)
+        result[..., 2][outside] = 0
+        return torch.from_numpy(result[kept].astype(np.float32)).reshape(-1, num_keypoints, 3)
+
+
+# Three reference points whose orientation (the sign of their cross product) reverses when a
+# transform mirrors the image.
+_ORIENTATION_POINTS = np.array([[0.0, 0.0], [16.0, 0.0], [0.0, 16.0]])
+
+
+def _mirrored(points: np.ndarray) -> bool:
+    (x0, y0), (x1, y1), (x2, y2) = points
+    return (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0) < 0
 
 
 def _boxes_from_masks(target: dict[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,15 @@ class ResizeShortestEdge(A.DualTransform):
     def apply_to_bboxes(self, bboxes: np.ndarray, **params: Any) -> np.ndarray:
         return bboxes
 
+    def apply_to_keypoints(self, keypoints: np.ndarray, new_size: tuple[int, int], **params: Any) -> np.ndarray:
+        # albumentations' keypoints are pixel indices (pixel i centred at i, not i + 0.5): scale
+        # about the pixel corner, as the boxes, so continuous x goes to x * scale exactly.
+        height, width = params["shape"][:2]
+        scaled = np.array(keypoints, dtype=np.float64, copy=True)
+        scaled[:, 0] = (scaled[:, 0] + 0.5) * (new_size[1] / width) - 0.5
+        scaled[:, 1] = (scaled[:, 1] + 0.5) * (new_size[0] / height) - 0.5
+        return scaled
+
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("short_edge_lengths", "max_size")
 
@@ -57,18 +66,20 @@ def rcnn_train_transforms(
     short_edge_lengths: Sequence[int] | None = None,
     max_size: int = 1333,
     drop_crowd: bool = True,
+    keypoint_flip_pairs: Sequence[Sequence[int]] | None = None,
     seed: int | None = None,
 ) -> DetectionTransform:
-    """Faster/Mask R-CNN training: horizontal flip, optional colour jitter, optional multi-scale
-    shortest-edge resize (``short_edge_lengths``, e.g. ``(640, 672, ..., 800)``; without it the
-    model's own resize sets the scale). Crowd boxes dropped."""
+    """Faster/Mask/Keypoint R-CNN training: horizontal flip, optional colour jitter, optional
+    multi-scale shortest-edge resize (``short_edge_lengths``, e.g. ``(640, 672, ..., 800)``; without
+    it the model's own resize sets the scale). Crowd boxes dropped. Targets with keypoints need
+    ``keypoint_flip_pairs`` (the left / right keypoints a flip swaps)."""
     transforms: list[A.BasicTransform] = []
     if short_edge_lengths:
         transforms.append(ResizeShortestEdge(short_edge_lengths, max_size))
     if photometric:
         transforms.append(A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.8))
     transforms.append(A.HorizontalFlip(p=flip_prob))
-    return DetectionTransform(transforms, drop_crowd=drop_crowd, seed=seed)
+    return DetectionTransform(transforms, drop_crowd=drop_crowd, keypoint_flip_pairs=keypoint_flip_pairs, seed=seed)
 
 
 def rcnn_test_transforms() -> DetectionTransform:

@@ -1,9 +1,9 @@
-"""Convert torchvision's Faster / Mask R-CNN state dicts into detkit checkpoints.
+"""Convert torchvision's Faster / Mask / Keypoint R-CNN state dicts into detkit checkpoints.
 
-Supported architectures (``ARCHS``): ``fasterrcnn_resnet50_fpn``, ``maskrcnn_resnet50_fpn`` and
-``fasterrcnn_mobilenet_v3_large_fpn``; the detkit models are those of configs/common/rcnn.py
-(``faster_rcnn``, ``mask_rcnn``, ``faster_rcnn_mobilenet_v3_fpn``) with
-``num_classes = torchvision's num_classes - 1``.
+Supported architectures (``ARCHS``): ``fasterrcnn_resnet50_fpn``, ``maskrcnn_resnet50_fpn``,
+``keypointrcnn_resnet50_fpn`` and ``fasterrcnn_mobilenet_v3_large_fpn``; the detkit models are those
+of configs/common/rcnn.py (``faster_rcnn``, ``mask_rcnn``, ``keypoint_rcnn``,
+``faster_rcnn_mobilenet_v3_fpn``) with ``num_classes = torchvision's num_classes - 1``.
 
 Key mapping (torchvision -> detkit):
 
@@ -16,6 +16,8 @@ Key mapping (torchvision -> detkit):
 ``roi_heads.mask_head.<i>.0.*``             ``roi_heads.mask_head.convs.<i>.0.*``
 ``roi_heads.mask_predictor.conv5_mask.*``   ``roi_heads.mask_head.deconv.*``
 ``roi_heads.mask_predictor.mask_fcn_logits``  ``roi_heads.mask_head.mask_logits`` minus channel 0
+``roi_heads.keypoint_head.<2i>.*``          ``roi_heads.keypoint_head.convs.<i>.0.*``
+``roi_heads.keypoint_predictor.kps_score_lowres``  ``roi_heads.keypoint_head.keypoint_logits``
 ==========================================  ================================================
 
 BatchNorm ``num_batches_tracked`` counters are dropped (detkit's frozen norms have none).
@@ -38,12 +40,14 @@ from torch import Tensor
 from detkit.models.convert.checkpoint import converted_checkpoint
 from detkit.models.necks.fpn import fpn_state_dict_from_torchvision
 
-ARCHS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "fasterrcnn_mobilenet_v3_large_fpn")
+ARCHS = ("fasterrcnn_resnet50_fpn", "maskrcnn_resnet50_fpn", "keypointrcnn_resnet50_fpn",
+         "fasterrcnn_mobilenet_v3_large_fpn")
 
 # FPN input levels of each backbone, in torchvision's inner_blocks order.
 _FPN_LEVELS = {
     "fasterrcnn_resnet50_fpn": ("c2", "c3", "c4", "c5"),
     "maskrcnn_resnet50_fpn": ("c2", "c3", "c4", "c5"),
+    "keypointrcnn_resnet50_fpn": ("c2", "c3", "c4", "c5"),
     "fasterrcnn_mobilenet_v3_large_fpn": ("c5_entry", "c5"),
 }
 
@@ -65,6 +69,11 @@ def _rename(key: str, arch: str) -> str | None:
         return "roi_heads.mask_head.deconv." + key.rsplit(".", 1)[1]
     if key.startswith("roi_heads.mask_predictor.mask_fcn_logits."):
         return "roi_heads.mask_head.mask_logits." + key.rsplit(".", 1)[1]
+    if key.startswith("roi_heads.keypoint_head."):  # Sequential(conv, ReLU, conv, ReLU, ...)
+        index, suffix = key[len("roi_heads.keypoint_head.") :].split(".")
+        return f"roi_heads.keypoint_head.convs.{int(index) // 2}.0.{suffix}"
+    if key.startswith("roi_heads.keypoint_predictor.kps_score_lowres."):
+        return "roi_heads.keypoint_head.keypoint_logits." + key.rsplit(".", 1)[1]
     return key
 
 
@@ -105,6 +114,8 @@ def convert_torchvision_rcnn(
                 "roi_heads.box_predictor.cls_score.weight"]
     if arch.startswith("maskrcnn"):
         required.append("roi_heads.mask_predictor.mask_fcn_logits.weight")
+    if arch.startswith("keypointrcnn"):
+        required.append("roi_heads.keypoint_predictor.kps_score_lowres.weight")
     missing = [key for key in required if key not in state_dict]
     if missing:
         raise ValueError(f"this is not a torchvision {arch} state dict: missing {missing}")

@@ -30,11 +30,17 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from detkit.models.postprocess import NMSOptions
+
 __all__ = ["DenseHead"]
 
 
-class DenseHead(nn.Module):
+class DenseHead(NMSOptions, nn.Module):
     """Base of the dense heads (see the module docstring).
+
+    Every dense head has the NMS settings of :class:`~detkit.models.postprocess.NMSOptions`
+    (``nms_method``, ``class_agnostic_nms``, ``soft_nms_*``), which its ``predict`` hands to
+    :func:`~detkit.models.postprocess.select_detections`.
 
     Attributes:
         num_classes: object classes ``C`` (background excluded); the detector reads its number

@@ -82,6 +82,8 @@ class SSDHead(DenseHead):
         nms_thresh: IoU above which NMS drops a box of the same class.
         pre_nms_topk: boxes kept per class before NMS.
         detections_per_img: detections kept per image after NMS.
+        nms_method, class_agnostic_nms, soft_nms_method, soft_nms_sigma, soft_nms_min_score: the NMS
+            (:class:`~detkit.models.postprocess.NMSOptions`; greedy NMS per class by default).
         topk_candidates: deprecated name of ``pre_nms_topk``.
 
     Attributes:
@@ -106,6 +108,11 @@ class SSDHead(DenseHead):
         pre_nms_topk: int = 400,
         detections_per_img: int = 200,
         topk_candidates: int | None = None,
+        nms_method: str = "hard",
+        class_agnostic_nms: bool = False,
+        soft_nms_method: str = "linear",
+        soft_nms_sigma: float = 0.5,
+        soft_nms_min_score: float = 0.001,
     ) -> None:
         super().__init__()
         if num_classes < 1:
@@ -119,7 +126,8 @@ class SSDHead(DenseHead):
             pre_nms_topk=renamed_keyword(
                 type(self).__name__, "topk_candidates", topk_candidates, "pre_nms_topk", pre_nms_topk, 400
             ),
-            detections_per_img=detections_per_img,
+            detections_per_img=detections_per_img, nms_method=nms_method, class_agnostic_nms=class_agnostic_nms,
+            soft_nms_method=soft_nms_method, soft_nms_sigma=soft_nms_sigma, soft_nms_min_score=soft_nms_min_score,
         )  # fmt: skip
         self.cls_logits = nn.ModuleList()
         self.bbox_pred = nn.ModuleList()
@@ -138,8 +146,17 @@ class SSDHead(DenseHead):
         pre_nms_topk: int | None = None,
         detections_per_img: int | None = None,
         topk_candidates: int | None = None,
+        nms_method: str | None = None,
+        class_agnostic_nms: bool | None = None,
+        soft_nms_method: str | None = None,
+        soft_nms_sigma: float | None = None,
+        soft_nms_min_score: float | None = None,
     ) -> None:
         """Set the training and detection settings that are given (see the class docstring)."""
+        self.configure_nms(
+            nms_method=nms_method, class_agnostic_nms=class_agnostic_nms, soft_nms_method=soft_nms_method,
+            soft_nms_sigma=soft_nms_sigma, soft_nms_min_score=soft_nms_min_score,
+        )  # fmt: skip
         if topk_candidates is not None:
             pre_nms_topk = topk_candidates
         for name, value in (("neg_pos_ratio", neg_pos_ratio), ("empty_image_negatives", empty_image_negatives)):
@@ -309,6 +326,7 @@ class SSDHead(DenseHead):
             kept = select_detections(
                 image_boxes, image_scores, score_thresh=self.score_thresh, pre_nms_topk=self.pre_nms_topk,
                 topk_per="class", nms_thresh=self.nms_thresh, detections_per_img=self.detections_per_img,
+                **self.nms_options(),
             )  # fmt: skip
             detections.append(kept.as_dict())
         return detections
@@ -328,7 +346,8 @@ class SSDLiteHead(SSDHead):
         norm_eps: norm ``eps`` (1e-3, torchvision's SSDLite).
         norm_momentum: BatchNorm momentum (0.03, torchvision's SSDLite).
         iou_thresh, neg_pos_ratio, empty_image_negatives, bbox_reg_weights, score_thresh,
-            nms_thresh, pre_nms_topk, detections_per_img, topk_candidates: as :class:`SSDHead`
+            nms_thresh, pre_nms_topk, detections_per_img, topk_candidates, nms_method,
+            class_agnostic_nms, soft_nms_method, soft_nms_sigma, soft_nms_min_score: as :class:`SSDHead`
             (same defaults; torchvision's SSDLite320 uses 0.001, 0.55, 300 and 300).
     """
 
@@ -350,6 +369,11 @@ class SSDLiteHead(SSDHead):
         pre_nms_topk: int = 400,
         detections_per_img: int = 200,
         topk_candidates: int | None = None,
+        nms_method: str = "hard",
+        class_agnostic_nms: bool = False,
+        soft_nms_method: str = "linear",
+        soft_nms_sigma: float = 0.5,
+        soft_nms_min_score: float = 0.001,
     ) -> None:
         # Plain attributes may be set before nn.Module.__init__; _predictor and _build need them.
         self.norm = norm
@@ -359,7 +383,9 @@ class SSDLiteHead(SSDHead):
             in_channels, num_anchors, num_classes, iou_thresh=iou_thresh, neg_pos_ratio=neg_pos_ratio,
             empty_image_negatives=empty_image_negatives, bbox_reg_weights=bbox_reg_weights,
             score_thresh=score_thresh, nms_thresh=nms_thresh, pre_nms_topk=pre_nms_topk,
-            detections_per_img=detections_per_img, topk_candidates=topk_candidates,
+            detections_per_img=detections_per_img, topk_candidates=topk_candidates, nms_method=nms_method,
+            class_agnostic_nms=class_agnostic_nms, soft_nms_method=soft_nms_method, soft_nms_sigma=soft_nms_sigma,
+            soft_nms_min_score=soft_nms_min_score,
         )  # fmt: skip
 
     def _build(self, in_channels: list[int]) -> None:

@@ -88,6 +88,8 @@ class YOLOv3Head(SizedByInputs, DenseHead):
         multi_label: Keep every class above the threshold for a box, not only its best class.
         pre_nms_topk: Candidates kept (highest scores) per image before the NMS.
         detections_per_img: Detections kept per image after the NMS.
+        nms_method, soft_nms_method, soft_nms_sigma, soft_nms_min_score: the NMS kind and Soft-NMS's
+            settings (:class:`~detkit.models.postprocess.NMSOptions`; greedy NMS by default).
         pre_nms_top_k, max_detections: deprecated names of ``pre_nms_topk`` and ``detections_per_img``.
     """
 
@@ -111,6 +113,10 @@ class YOLOv3Head(SizedByInputs, DenseHead):
         multi_label: bool = False,
         pre_nms_topk: int = 1000,
         detections_per_img: int = 100,
+        nms_method: str = "hard",
+        soft_nms_method: str = "linear",
+        soft_nms_sigma: float = 0.5,
+        soft_nms_min_score: float = 0.001,
         pre_nms_top_k: int | None = None,
         max_detections: int | None = None,
     ) -> None:
@@ -140,7 +146,10 @@ class YOLOv3Head(SizedByInputs, DenseHead):
         self.loss_weights = weights
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
-        self.class_agnostic_nms = class_agnostic_nms
+        self.configure_nms(
+            nms_method=nms_method, class_agnostic_nms=class_agnostic_nms, soft_nms_method=soft_nms_method,
+            soft_nms_sigma=soft_nms_sigma, soft_nms_min_score=soft_nms_min_score,
+        )  # fmt: skip
         self.multi_label = multi_label
         self.pre_nms_topk = renamed_keyword(
             "YOLOv3Head", "pre_nms_top_k", pre_nms_top_k, "pre_nms_topk", pre_nms_topk, 1000
@@ -163,11 +172,19 @@ class YOLOv3Head(SizedByInputs, DenseHead):
         multi_label: bool | None = None,
         pre_nms_topk: int | None = None,
         detections_per_img: int | None = None,
+        nms_method: str | None = None,
+        soft_nms_method: str | None = None,
+        soft_nms_sigma: float | None = None,
+        soft_nms_min_score: float | None = None,
     ) -> None:
         """Set the detection settings that are given (see the class docstring)."""
+        self.configure_nms(
+            nms_method=nms_method, class_agnostic_nms=class_agnostic_nms, soft_nms_method=soft_nms_method,
+            soft_nms_sigma=soft_nms_sigma, soft_nms_min_score=soft_nms_min_score,
+        )  # fmt: skip
         self.set_given(
-            score_thresh=score_thresh, nms_thresh=nms_thresh, class_agnostic_nms=class_agnostic_nms,
-            multi_label=multi_label, pre_nms_topk=pre_nms_topk, detections_per_img=detections_per_img,
+            score_thresh=score_thresh, nms_thresh=nms_thresh, multi_label=multi_label, pre_nms_topk=pre_nms_topk,
+            detections_per_img=detections_per_img,
         )  # fmt: skip
 
     def _build(self, in_shapes: dict[str, ShapeSpec]) -> None:
@@ -347,8 +364,8 @@ class YOLOv3Head(SizedByInputs, DenseHead):
         return [
             select_detections(
                 image_boxes, image_scores, score_thresh=self.score_thresh, multi_label=self.multi_label,
-                pre_nms_topk=self.pre_nms_topk, nms_thresh=self.nms_thresh, class_agnostic_nms=self.class_agnostic_nms,
-                detections_per_img=self.detections_per_img,
+                pre_nms_topk=self.pre_nms_topk, nms_thresh=self.nms_thresh, detections_per_img=self.detections_per_img,
+                **self.nms_options(),
             ).as_dict()
             for image_boxes, image_scores in zip(boxes, scores)
         ]  # fmt: skip

@@ -6,8 +6,12 @@ in ``forward_batch``.
 
 from detkit.models.detectors.base import Detector
 from detkit.models.detectors.mtcnn import MTCNN, ONet, PNet, RNet
+from detkit.models.detectors.one_stage_fpn import FCOS, OneStageFPNDetector, RetinaNet
 from detkit.models.detectors.ssd import SSD
-from detkit.models.detectors.two_stage import FasterRCNN, MaskRCNN
+from detkit.models.detectors.two_stage import FasterRCNN, KeypointRCNN, MaskRCNN
 from detkit.models.detectors.yolo import YOLOv3
 
-__all__ = ["MTCNN", "SSD", "Detector", "FasterRCNN", "MaskRCNN", "ONet", "PNet", "RNet", "YOLOv3"]
+__all__ = [
+    "FCOS", "MTCNN", "SSD", "Detector", "FasterRCNN", "KeypointRCNN", "MaskRCNN", "ONet", "OneStageFPNDetector", "PNet",
+    "RNet", "RetinaNet", "YOLOv3",
+]  # fmt: skip

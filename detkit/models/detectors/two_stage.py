@@ -1,4 +1,4 @@
-"""Two-stage detectors: Faster R-CNN (Ren et al. 2015) and Mask R-CNN (He et al. 2017).
+"""Two-stage detectors: Faster R-CNN (Ren et al. 2015), Mask R-CNN and Keypoint R-CNN (He et al. 2017).
 
 ``images -> preprocess (normalise, resize, pad) -> backbone -> neck (FPN) -> RPN proposals ->
 RoI heads -> detections mapped back to the input images``. Every part is a ready module; the
@@ -8,7 +8,9 @@ detector only wires them (the checks, preprocessing, loss merging and mapping ba
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+import torch
 
 from torch import Tensor, nn
 
@@ -18,7 +20,7 @@ from detkit.models.preprocess import RCNNPreprocess
 from detkit.models.roi_heads.roi_heads import RoIHeads
 from detkit.structures import ImageList
 
-__all__ = ["FasterRCNN", "MaskRCNN"]
+__all__ = ["FasterRCNN", "KeypointRCNN", "MaskRCNN"]
 
 
 class FasterRCNN(Detector):
@@ -101,3 +103,75 @@ class MaskRCNN(FasterRCNN):
         if not roi_heads.has_mask:
             raise ValueError("MaskRCNN needs roi_heads with a mask_pooler and a mask_head")
         super().__init__(backbone, neck, rpn, roi_heads, preprocess, num_classes, class_names)
+
+
+def _check_pairs(pairs: Sequence[Sequence[int]], num_keypoints: int, what: str) -> list[tuple[int, int]]:
+    checked = [tuple(int(i) for i in pair) for pair in pairs]
+    for pair in checked:
+        if len(pair) != 2 or not all(0 <= i < num_keypoints for i in pair):
+            raise ValueError(f"KeypointRCNN: {what} must be pairs of keypoint indices in [0, {num_keypoints}), "
+                             f"got {list(pair)}")
+    return checked  # type: ignore[return-value]
+
+
+class KeypointRCNN(FasterRCNN):
+    """Keypoint R-CNN: Faster R-CNN whose ``roi_heads`` has a keypoint head; targets need ``keypoints``.
+
+    Args:
+        backbone, neck, rpn, roi_heads, preprocess, num_classes, class_names: as :class:`FasterRCNN`.
+        keypoint_names: optional name of each of the ``K`` keypoints.
+        keypoint_flip_pairs: ``(left, right)`` keypoint indices a horizontal flip swaps (test-time
+            augmentation reads them, :mod:`detkit.models.tta`).
+        skeleton: ``(i, j)`` keypoint index pairs joined when drawing (0-based).
+
+    Targets (training) add ``keypoints [N, K, 3]`` float ``(x, y, visibility)`` in pixels of the
+    input image (visibility 0: not labelled, not trained). Predictions (eval) add ``keypoints
+    [N, K, 3]`` ``(x, y, 1)`` in pixels of the input image and ``keypoint_scores [N, K]``
+    (torchvision's ``keypoints_scores``: heat-map logits at the chosen points); the loss
+    ``loss_keypoint``.
+    """
+
+    required_target_keys = ("keypoints",)
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        neck: nn.Module | None,
+        rpn: RPN,
+        roi_heads: RoIHeads,
+        preprocess: RCNNPreprocess,
+        num_classes: int | None = None,
+        class_names: Sequence[str] | None = None,
+        *,
+        keypoint_names: Sequence[str] | None = None,
+        keypoint_flip_pairs: Sequence[Sequence[int]] | None = None,
+        skeleton: Sequence[Sequence[int]] | None = None,
+    ) -> None:
+        if not roi_heads.has_keypoint:
+            raise ValueError("KeypointRCNN needs roi_heads with a keypoint_pooler and a keypoint_head")
+        super().__init__(backbone, neck, rpn, roi_heads, preprocess, num_classes, class_names)
+        num_keypoints = int(roi_heads.keypoint_head.num_keypoints)
+        if keypoint_names is not None and len(keypoint_names) != num_keypoints:
+            raise ValueError(f"KeypointRCNN: got {len(keypoint_names)} keypoint_names for the {num_keypoints} "
+                             "keypoints of its keypoint head")
+        self.num_keypoints = num_keypoints
+        self.keypoint_names = None if keypoint_names is None else list(keypoint_names)
+        self.keypoint_flip_pairs = (None if keypoint_flip_pairs is None
+                                    else _check_pairs(keypoint_flip_pairs, num_keypoints, "keypoint_flip_pairs"))
+        self.skeleton = [] if skeleton is None else _check_pairs(skeleton, num_keypoints, "skeleton")
+
+    def check_inputs(
+        self, images: Sequence[Tensor], targets: Sequence[Mapping[str, Tensor]] | None
+    ) -> list[tuple[int, int]]:
+        """:meth:`Detector.check_inputs`, and in training each target's ``keypoints`` shape."""
+        sizes = super().check_inputs(images, targets)
+        if self.training and targets is not None:
+            for index, target in enumerate(targets):
+                keypoints = target["keypoints"]
+                if (not isinstance(keypoints, torch.Tensor) or keypoints.dim() != 3
+                        or keypoints.shape[1:] != (self.num_keypoints, 3)
+                        or keypoints.shape[0] != target["boxes"].shape[0]):
+                    shape = list(keypoints.shape) if isinstance(keypoints, torch.Tensor) else type(keypoints).__name__
+                    raise ValueError(f"image {index}: KeypointRCNN targets need 'keypoints' [N, {self.num_keypoints}, "
+                                     f"3] float (x, y, visibility), one row per box; got {shape}")
+        return sizes

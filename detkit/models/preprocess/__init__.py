@@ -5,7 +5,7 @@ and targets in its pixels out; ``postprocess`` maps predictions back); each fami
 numerics in its own subclass.
 """
 
-from detkit.models.preprocess.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resize_boxes
+from detkit.models.preprocess.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resize_boxes, resize_keypoints
 from detkit.models.preprocess.rcnn import RCNNPreprocess
 from detkit.models.preprocess.ssd import SSDPreprocess
 from detkit.models.preprocess.yolo import LETTERBOX_FILL, RESIZE_MODES, YOLOPreprocess
@@ -20,4 +20,5 @@ __all__ = [
     "SSDPreprocess",
     "YOLOPreprocess",
     "resize_boxes",
+    "resize_keypoints",
 ]

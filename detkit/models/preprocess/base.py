@@ -46,6 +46,18 @@ def resize_boxes(boxes: Tensor, old_size: tuple[int, int], new_size: tuple[int, 
     return torch.stack((x1 * ratio_width, y1 * ratio_height, x2 * ratio_width, y2 * ratio_height), dim=1)
 
 
+def resize_keypoints(keypoints: Tensor, old_size: tuple[int, int], new_size: tuple[int, int]) -> Tensor:
+    """Scale ``[N, K, 3]`` keypoints ``(x, y, v)`` (or ``[N, K, 2]``) from ``old_size`` to ``new_size``
+    (``(height, width)``); the third column is kept. Same float32 ratios as :func:`resize_boxes`."""
+    ratio_height, ratio_width = (
+        torch.tensor(new, dtype=torch.float32, device=keypoints.device)
+        / torch.tensor(old, dtype=torch.float32, device=keypoints.device)
+        for new, old in zip(new_size, old_size)
+    )
+    scaled = torch.stack((keypoints[..., 0] * ratio_width, keypoints[..., 1] * ratio_height), dim=-1)
+    return torch.cat((scaled.to(keypoints.dtype), keypoints[..., 2:]), dim=-1)
+
+
 class Preprocess(nn.Module):
     """Base of the input stages (see the module docstring).
 

@@ -12,9 +12,9 @@ Same numbers as torchvision's ``GeneralizedRCNNTransform``:
   there is a single choice: that keeps the global RNG stream, hence the samplers' draws, in step
   with torchvision.
 * Pad to the largest image of the batch, rounded up to a multiple of ``size_divisibility``.
-* Target boxes scale by ``new_size / old_size`` per axis (ratios in float32), target masks are
-  resized with nearest-neighbour interpolation at the same scale.
-* :meth:`RCNNPreprocess.postprocess` scales boxes back and pastes ``[N, 1, M, M]`` mask
+* Target boxes and keypoints scale by ``new_size / old_size`` per axis (ratios in float32),
+  target masks are resized with nearest-neighbour interpolation at the same scale.
+* :meth:`RCNNPreprocess.postprocess` scales boxes (and keypoints) back and pastes ``[N, 1, M, M]`` mask
   probabilities into full masks of the input image size.
 """
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from detkit.models.preprocess.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resize_boxes
+from detkit.models.preprocess.base import IMAGENET_MEAN, IMAGENET_STD, Preprocess, resize_boxes, resize_keypoints
 from detkit.models.roi_heads.mask_head import paste_masks_in_image
 from detkit.structures import ImageList
 
@@ -93,6 +93,8 @@ class RCNNPreprocess(Preprocess):
             return image, None
         new_size = (int(image.shape[-2]), int(image.shape[-1]))
         target["boxes"] = resize_boxes(target["boxes"], (height, width), new_size)
+        if "keypoints" in target:
+            target["keypoints"] = resize_keypoints(target["keypoints"], (height, width), new_size)
         if "masks" in target:
             masks = target["masks"]
             if masks.shape[0] == 0:
@@ -152,6 +154,8 @@ class RCNNPreprocess(Preprocess):
         """
         for detection, size, original in zip(detections, image_sizes, original_sizes):
             detection["boxes"] = resize_boxes(detection["boxes"], size, original)
+            if "keypoints" in detection:
+                detection["keypoints"] = resize_keypoints(detection["keypoints"], size, original)
             if "masks" in detection:
                 detection["masks"] = paste_masks_in_image(detection["masks"][:, 0], detection["boxes"], original)
         return detections

@@ -1,4 +1,5 @@
-"""The second stage of Faster / Mask R-CNN: classify and refine the proposals, and segment them.
+"""The second stage of Faster / Mask / Keypoint R-CNN: classify and refine the proposals, segment
+them and find their keypoints.
 
 Training (torchvision's ``RoIHeads`` semantics, so losses agree for the same draws):
 
@@ -13,11 +14,14 @@ Training (torchvision's ``RoIHeads`` semantics, so losses agree for the same dra
    foreground RoIs: torchvision's ``fastrcnn_loss`` normalisation).
 5. Masks: the foreground RoIs are pooled again (14 x 14), the mask head predicts one map per class,
    and the loss is the BCE of the gt class's map against the gt mask cropped to the RoI.
+6. Keypoints: the same foreground RoIs are pooled for the keypoint head (14 x 14), which predicts
+   one 56 x 56 heat map per keypoint; the loss is the cross-entropy of each labelled keypoint's
+   map against its cell (:mod:`~detkit.models.roi_heads.keypoint_head`).
 
 Inference: softmax over classes, per-class decoding of the deltas (weights ``(10, 10, 5, 5)``),
 clip to the image, drop the background column, keep scores ``> score_thresh``, remove boxes under
 ``1e-2`` px, NMS per class at ``nms_thresh``, keep the best ``detections_per_img``; masks are
-predicted for the kept boxes from their class's map.
+predicted for the kept boxes from their class's map, keypoints from the heat maps of the kept boxes.
 
 Labels: the head works internally with torchvision's indices (0 background, ``k + 1`` object class
 ``k``); it takes and returns detkit's 0-based labels.
@@ -34,7 +38,8 @@ from torch import Tensor, nn
 from detkit.models.box_coder import BoxCoder
 from detkit.models.losses import smooth_l1_loss
 from detkit.models.matcher import Matcher
-from detkit.models.postprocess import select_detections
+from detkit.models.postprocess import NMSOptions, select_detections
+from detkit.models.roi_heads.keypoint_head import heatmaps_to_keypoints, keypoint_rcnn_loss, keypoints_to_heatmap
 from detkit.models.roi_heads.mask_head import mask_rcnn_loss, project_masks_on_boxes
 from detkit.models.sampler import BalancedPositiveNegativeSampler
 from detkit.ops import MultiScaleRoIAlign, box_iou, clip_boxes_to_image
@@ -43,8 +48,8 @@ from detkit.ops import MultiScaleRoIAlign, box_iou, clip_boxes_to_image
 MIN_DETECTION_SIZE = 1e-2
 
 
-class RoIHeads(nn.Module):
-    """Box (and optionally mask) head on top of proposals.
+class RoIHeads(NMSOptions, nn.Module):
+    """Box (and optionally mask and keypoint) heads on top of proposals.
 
     Args:
         box_pooler: pools ``[R, C, 7, 7]`` features for the boxes.
@@ -61,6 +66,12 @@ class RoIHeads(nn.Module):
         detections_per_img: detections kept per image (test time).
         mask_pooler: pools ``[R, C, 14, 14]`` features for the masks (Mask R-CNN), or None.
         mask_head: ``[R, C, 14, 14] -> [R, K, 28, 28]`` mask logits, or None.
+        keypoint_pooler: pools ``[R, C, 14, 14]`` features for the keypoints (Keypoint R-CNN), or None.
+        keypoint_head: ``[R, C, 14, 14] -> [R, K', 56, 56]`` heat-map logits of ``K'`` keypoints
+            (a :class:`~detkit.models.roi_heads.keypoint_head.KeypointHead`), or None.
+        nms_method, class_agnostic_nms, soft_nms_method, soft_nms_sigma, soft_nms_min_score: the NMS
+            of the detections (:class:`~detkit.models.postprocess.NMSOptions`; greedy per class by
+            default, torchvision's); ``configure_nms(...)`` changes them later.
     """
 
     def __init__(
@@ -80,10 +91,21 @@ class RoIHeads(nn.Module):
         detections_per_img: int = 100,
         mask_pooler: MultiScaleRoIAlign | None = None,
         mask_head: nn.Module | None = None,
+        keypoint_pooler: MultiScaleRoIAlign | None = None,
+        keypoint_head: nn.Module | None = None,
+        nms_method: str = "hard",
+        class_agnostic_nms: bool = False,
+        soft_nms_method: str = "linear",
+        soft_nms_sigma: float = 0.5,
+        soft_nms_min_score: float = 0.001,
     ) -> None:
         super().__init__()
         if (mask_pooler is None) != (mask_head is None):
             raise ValueError("RoIHeads: give both mask_pooler and mask_head, or neither")
+        if (keypoint_pooler is None) != (keypoint_head is None):
+            raise ValueError("RoIHeads: give both keypoint_pooler and keypoint_head, or neither")
+        self.keypoint_pooler = keypoint_pooler
+        self.keypoint_head = keypoint_head
         self.box_pooler = box_pooler
         self.box_head = box_head
         self.box_predictor = box_predictor
@@ -96,10 +118,18 @@ class RoIHeads(nn.Module):
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.detections_per_img = detections_per_img
+        self.configure_nms(
+            nms_method=nms_method, class_agnostic_nms=class_agnostic_nms, soft_nms_method=soft_nms_method,
+            soft_nms_sigma=soft_nms_sigma, soft_nms_min_score=soft_nms_min_score,
+        )  # fmt: skip
 
     @property
     def has_mask(self) -> bool:
         return self.mask_head is not None
+
+    @property
+    def has_keypoint(self) -> bool:
+        return self.keypoint_head is not None
 
     def extra_repr(self) -> str:
         return (
@@ -172,19 +202,24 @@ class RoIHeads(nn.Module):
             return rois.new_zeros(rois.shape)
         return gt_boxes[matches]
 
+    @staticmethod
+    def _foreground(
+        rois: list[Tensor], labels: list[Tensor], matches: list[Tensor]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Per image, the foreground RoIs and their gt index: what the mask and keypoint branches train on."""
+        foreground = [torch.where(image_labels > 0)[0] for image_labels in labels]
+        return ([image_rois[index] for image_rois, index in zip(rois, foreground)],
+                [image_matches[index] for image_matches, index in zip(matches, foreground)])
+
     def _mask_loss(
         self,
         features: Mapping[str, Tensor],
-        rois: list[Tensor],
-        labels: list[Tensor],
-        matches: list[Tensor],
+        mask_rois: list[Tensor],
+        mask_matches: list[Tensor],
         image_sizes: list[tuple[int, int]],
         targets: Sequence[Mapping[str, Tensor]],
     ) -> Tensor:
         assert self.mask_pooler is not None and self.mask_head is not None
-        foreground = [torch.where(image_labels > 0)[0] for image_labels in labels]
-        mask_rois = [image_rois[index] for image_rois, index in zip(rois, foreground)]
-        mask_matches = [image_matches[index] for image_matches, index in zip(matches, foreground)]
         mask_logits = self.mask_head(self.mask_pooler(features, mask_rois, image_sizes))
         size = mask_logits.shape[-1]
         mask_targets = torch.cat(
@@ -195,6 +230,28 @@ class RoIHeads(nn.Module):
         )
         mask_labels = torch.cat([target["labels"][m] for target, m in zip(targets, mask_matches)])
         return mask_rcnn_loss(mask_logits, mask_labels, mask_targets)
+
+    def _keypoint_loss(
+        self,
+        features: Mapping[str, Tensor],
+        keypoint_rois: list[Tensor],
+        keypoint_matches: list[Tensor],
+        image_sizes: list[tuple[int, int]],
+        targets: Sequence[Mapping[str, Tensor]],
+    ) -> Tensor:
+        assert self.keypoint_pooler is not None and self.keypoint_head is not None
+        keypoint_logits = self.keypoint_head(self.keypoint_pooler(features, keypoint_rois, image_sizes))
+        size = keypoint_logits.shape[-1]
+        cells, trained = [], []
+        for target, image_rois, image_matches in zip(targets, keypoint_rois, keypoint_matches):
+            gt_keypoints = target["keypoints"].to(image_rois.dtype)
+            if gt_keypoints.dim() != 3 or gt_keypoints.shape[1:] != (keypoint_logits.shape[1], 3):
+                raise ValueError(f"RoIHeads: target 'keypoints' must be [N, {keypoint_logits.shape[1]}, 3] "
+                                 f"(x, y, visibility) for this keypoint head, got {list(gt_keypoints.shape)}")
+            image_cells, image_trained = keypoints_to_heatmap(gt_keypoints[image_matches], image_rois, size)
+            cells.append(image_cells)
+            trained.append(image_trained)
+        return keypoint_rcnn_loss(keypoint_logits, torch.cat(cells), torch.cat(trained))
 
     # ------------------------------------------------------------------ inference
     def _postprocess(
@@ -212,7 +269,7 @@ class RoIHeads(nn.Module):
             # Drop the background column: one candidate per (RoI, class), RoI-major.
             kept = select_detections(
                 boxes[:, 1:], scores[:, 1:], score_thresh=self.score_thresh, min_size=MIN_DETECTION_SIZE,
-                nms_thresh=self.nms_thresh, detections_per_img=self.detections_per_img,
+                nms_thresh=self.nms_thresh, detections_per_img=self.detections_per_img, **self.nms_options(),
             )  # fmt: skip
             detections.append({"boxes": kept.boxes, "labels": kept.labels, "scores": kept.scores})
         return detections
@@ -226,6 +283,18 @@ class RoIHeads(nn.Module):
         probabilities = mask_logits[torch.arange(labels.shape[0], device=labels.device), labels].sigmoid()
         for detection, masks in zip(detections, probabilities.split([d["labels"].shape[0] for d in detections])):
             detection["masks"] = masks[:, None]
+
+    def _predict_keypoints(
+        self, features: Mapping[str, Tensor], detections: list[dict[str, Tensor]], image_sizes: list[tuple[int, int]]
+    ) -> None:
+        assert self.keypoint_pooler is not None and self.keypoint_head is not None
+        boxes = [d["boxes"] for d in detections]
+        keypoint_logits = self.keypoint_head(self.keypoint_pooler(features, boxes, image_sizes))
+        keypoints, scores = heatmaps_to_keypoints(keypoint_logits, torch.cat(boxes))
+        counts = [b.shape[0] for b in boxes]
+        for detection, image_keypoints, image_scores in zip(detections, keypoints.split(counts), scores.split(counts)):
+            detection["keypoints"] = image_keypoints
+            detection["keypoint_scores"] = image_scores
 
     def forward(
         self,
@@ -241,13 +310,16 @@ class RoIHeads(nn.Module):
             proposals: per image ``[P_i, 4]`` xyxy boxes in pixels of the (resized) image.
             image_sizes: per image ``(height, width)`` before padding.
             targets: per image ``boxes [G_i, 4]``, ``labels [G_i]`` (0-based) and, with a mask
-                head, ``masks [G_i, H_i, W_i]``, in pixels of the resized image; needed in training.
+                head, ``masks [G_i, H_i, W_i]``, with a keypoint head ``keypoints [G_i, K, 3]``
+                float ``(x, y, visibility)``, in pixels of the resized image; needed in training.
 
         Returns:
             ``(detections, losses)``. In training ``detections`` is ``[]`` and ``losses`` has
-            ``loss_classifier``, ``loss_box_reg`` (and ``loss_mask``). In eval, per image
-            ``boxes [N, 4]``, ``labels [N]`` (0-based), ``scores [N]`` by decreasing score (and
-            ``masks [N, 1, 28, 28]`` probabilities inside the boxes), and ``losses`` is ``{}``.
+            ``loss_classifier``, ``loss_box_reg`` (and ``loss_mask``, ``loss_keypoint``). In eval,
+            per image ``boxes [N, 4]``, ``labels [N]`` (0-based), ``scores [N]`` by decreasing
+            score (and ``masks [N, 1, 28, 28]`` probabilities inside the boxes; ``keypoints [N, K,
+            3]`` ``(x, y, 1)`` in pixels and ``keypoint_scores [N, K]`` heat-map logits), and
+            ``losses`` is ``{}``.
         """
         if not self.training:
             box_features = self.box_head(self.box_pooler(features, proposals, image_sizes))
@@ -255,15 +327,25 @@ class RoIHeads(nn.Module):
             detections = self._postprocess(class_logits, box_deltas, proposals, image_sizes)
             if self.has_mask:
                 self._predict_masks(features, detections, image_sizes)
+            if self.has_keypoint:
+                self._predict_keypoints(features, detections, image_sizes)
             return detections, {}
 
         if targets is None:
             raise ValueError("RoIHeads: targets are required in training mode")
         if self.has_mask and not all("masks" in target for target in targets):
             raise KeyError("RoIHeads: every target needs 'masks' [N, H, W] to train a mask head")
+        if self.has_keypoint and not all("keypoints" in target for target in targets):
+            raise KeyError("RoIHeads: every target needs 'keypoints' [N, K, 3] to train a keypoint head")
         rois, labels, matches = self._sample_proposals(proposals, targets)
         class_logits, box_deltas = self.box_predictor(self.box_head(self.box_pooler(features, rois, image_sizes)))
         losses = self._box_losses(class_logits, box_deltas, rois, labels, matches, targets)
+        if self.has_mask or self.has_keypoint:
+            foreground_rois, foreground_matches = self._foreground(rois, labels, matches)
         if self.has_mask:
-            losses["loss_mask"] = self._mask_loss(features, rois, labels, matches, image_sizes, targets)
+            losses["loss_mask"] = self._mask_loss(features, foreground_rois, foreground_matches, image_sizes, targets)
+        if self.has_keypoint:
+            losses["loss_keypoint"] = self._keypoint_loss(
+                features, foreground_rois, foreground_matches, image_sizes, targets
+            )
         return [], losses

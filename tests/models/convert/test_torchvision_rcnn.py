@@ -1,4 +1,4 @@
-"""Converting torchvision Faster / Mask R-CNN state dicts: strict loads, class layouts, the CLI tool."""
+"""Converting torchvision Faster / Mask / Keypoint R-CNN state dicts: strict loads, class layouts, the CLI tool."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import torch
 from torchvision.models.detection import (
     fasterrcnn_mobilenet_v3_large_fpn,
     fasterrcnn_resnet50_fpn,
+    keypointrcnn_resnet50_fpn,
     maskrcnn_resnet50_fpn,
 )
 
-from configs.common.rcnn import faster_rcnn, faster_rcnn_mobilenet_v3_fpn, mask_rcnn
+from configs.common.rcnn import faster_rcnn, faster_rcnn_mobilenet_v3_fpn, keypoint_rcnn, mask_rcnn
 from detkit.config import instantiate
 from detkit.models.convert import convert_torchvision_rcnn
 from detkit.models.convert.torchvision_rcnn import COCO_CATEGORY_IDS
@@ -24,6 +25,7 @@ SMALL = dict(weights=None, weights_backbone=None, num_classes=5)  # 4 object cla
 CASES = {
     "fasterrcnn_resnet50_fpn": (fasterrcnn_resnet50_fpn, faster_rcnn),
     "maskrcnn_resnet50_fpn": (maskrcnn_resnet50_fpn, mask_rcnn),
+    "keypointrcnn_resnet50_fpn": (keypointrcnn_resnet50_fpn, keypoint_rcnn),
     "fasterrcnn_mobilenet_v3_large_fpn": (fasterrcnn_mobilenet_v3_large_fpn, faster_rcnn_mobilenet_v3_fpn),
 }
 
@@ -46,6 +48,11 @@ def test_converted_state_dict_loads_strictly(arch):
             converted["roi_heads.mask_head.mask_logits.weight"],
             source["roi_heads.mask_predictor.mask_fcn_logits.weight"][1:],
         )
+    if arch.startswith("keypoint"):  # Sequential(conv, ReLU, ...): conv 2i is detkit's conv i
+        torch.testing.assert_close(converted["roi_heads.keypoint_head.convs.7.0.weight"],
+                                   source["roi_heads.keypoint_head.14.weight"])
+        torch.testing.assert_close(converted["roi_heads.keypoint_head.keypoint_logits.weight"],
+                                   source["roi_heads.keypoint_predictor.kps_score_lowres.weight"])
 
 
 def test_coco_contiguous_keeps_the_80_categories():
@@ -72,6 +79,22 @@ def test_bad_arch_and_wrong_state_dict_are_errors():
     source = fasterrcnn_resnet50_fpn(**SMALL).state_dict()
     with pytest.raises(ValueError, match="not a torchvision maskrcnn_resnet50_fpn state dict"):
         convert_torchvision_rcnn(source, "maskrcnn_resnet50_fpn")
+    with pytest.raises(ValueError, match="not a torchvision keypointrcnn_resnet50_fpn state dict"):
+        convert_torchvision_rcnn(source, "keypointrcnn_resnet50_fpn")
+
+
+def test_convert_command_writes_a_keypoint_rcnn(tmp_path, capsys):
+    from detkit.cli.convert import main
+
+    torch.manual_seed(0)
+    source_path, output_path = tmp_path / "tv.pth", tmp_path / "detkit.pth"
+    torch.save(keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict(), source_path)
+    assert main(["--from", "torchvision", "--arch", "keypointrcnn_resnet50_fpn", str(source_path),
+                 str(output_path)]) == 0
+    assert "num_classes=1, model config of keypoint_rcnn_r50_fpn_1x_coco" in capsys.readouterr().out
+    checkpoint = torch.load(output_path, map_location="cpu", weights_only=True)
+    assert checkpoint["model_config"]["num_classes"] == 1
+    instantiate(keypoint_rcnn(1)).load_state_dict(checkpoint["model"], strict=True)
 
 
 def test_convert_weights_tool(tmp_path, capsys):

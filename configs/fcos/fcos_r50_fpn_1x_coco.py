@@ -1,0 +1,18 @@
+"""FCOS, ResNet-50-FPN, COCO (80 classes): torchvision's fcos_resnet50_fpn settings, trained with
+detectron2's 1x recipe (``one_stage_1x_training``: 90k iterations at batch 16, lr 0.01,
+multi-scale short side 640..800, evaluated at 800). COCO is read from datasets/coco:
+
+    python tools/train.py configs/fcos/fcos_r50_fpn_1x_coco.py
+"""
+
+from configs.common.fcos import fcos
+from configs.common.rcnn import COCO_TRAIN_MIN_SIZES
+from configs.common.retinanet import TEST_OVERRIDES, one_stage_1x_training
+
+model = fcos(num_classes=80, depth=50, min_size=COCO_TRAIN_MIN_SIZES)
+
+_training = one_stage_1x_training("fcos_r50_fpn_1x_coco", "coco")
+dataloader = _training["dataloader"]  # the engine builds the evaluator from dataloader.test
+optimizer, lr_schedule, train = _training["optimizer"], _training["lr_schedule"], _training["train"]
+
+test_overrides = list(TEST_OVERRIDES)
