@@ -1,5 +1,5 @@
 """Soft-NMS and class-agnostic NMS are settings of every detector's selection step (NMSOptions):
-R-CNN's box predictor (RoIHeads), SSD / SSDLite, YOLOv3, RetinaNet and FCOS."""
+R-CNN's box predictor (RoIHeads), SSD / SSDLite, YOLOv3, YOLOv8 / YOLO11, RetinaNet and FCOS."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from detkit.config import instantiate, load_config
-from detkit.models.dense_heads import FCOSHead, RetinaNetHead, SSDHead, YOLOv3Head
+from detkit.models.dense_heads import FCOSHead, RetinaNetHead, SSDHead, YOLOv3Head, YOLOv8Head
 from detkit.models.postprocess import NMSOptions
 from detkit.models.roi_heads import RoIHeads
 from detkit.ops import box_iou
@@ -20,6 +20,7 @@ DETECTORS = {
     "yolov3_tiny": ("configs/yolo/yolov3_tiny_320_shapes.py", "head"),
     "retinanet": ("configs/retinanet/retinanet_r18_fpn_shapes.py", "head"),
     "fcos": ("configs/fcos/fcos_r18_fpn_shapes.py", "head"),
+    "yolov8n": ("configs/yolov8/yolov8n_320_shapes.py", "head"),
 }
 
 
@@ -75,7 +76,7 @@ def test_every_detector_selects_with_hard_agnostic_and_soft_nms(name):
     part.configure_nms(nms_method="hard")
 
 
-@pytest.mark.parametrize("head_class", [RetinaNetHead, FCOSHead, SSDHead, YOLOv3Head, RoIHeads])
+@pytest.mark.parametrize("head_class", [RetinaNetHead, FCOSHead, SSDHead, YOLOv3Head, YOLOv8Head, RoIHeads])
 def test_nms_settings_are_constructor_arguments(head_class):
     import inspect
 

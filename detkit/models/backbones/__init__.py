@@ -8,6 +8,7 @@ from detkit.models.backbones.vgg import VGG
 from detkit.models.backbones.darknet import Darknet53, DarknetTiny
 from detkit.models.backbones.ssd_vgg import SSDVGG
 from detkit.models.backbones.ssdlite_mobilenet import SSDLiteMobileNetV3
+from detkit.models.backbones.yolov8 import YOLOv8Backbone
 
 __all__ = [
     "Backbone",
@@ -20,4 +21,5 @@ __all__ = [
     "SSDVGG",
     "ShapeSpec",
     "VGG",
+    "YOLOv8Backbone",
 ]

@@ -93,6 +93,9 @@ class YOLOv8Head(SizedByInputs, DenseHead):
         class_agnostic_nms: one NMS over all classes (ultralytics' ``agnostic_nms``).
         pre_nms_topk: candidates kept per image before NMS (``max_nms``).
         detections_per_img: detections kept per image (``max_det``).
+        nms_method, soft_nms_method, soft_nms_sigma, soft_nms_min_score: the shared NMS settings of
+            :class:`~detkit.models.postprocess.NMSOptions` (``"hard"`` is ultralytics'; ``"soft"``
+            and ``"none"`` are detkit's options for every detector).
     """
 
     def __init__(
@@ -109,6 +112,10 @@ class YOLOv8Head(SizedByInputs, DenseHead):
         class_agnostic_nms: bool = False,
         pre_nms_topk: int = 30000,
         detections_per_img: int = 300,
+        nms_method: str = "hard",
+        soft_nms_method: str = "linear",
+        soft_nms_sigma: float = 0.5,
+        soft_nms_min_score: float = 0.001,
     ) -> None:
         super().__init__()
         if variant not in ("yolov8", "yolo11"):
@@ -121,7 +128,10 @@ class YOLOv8Head(SizedByInputs, DenseHead):
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.multi_label = multi_label
-        self.class_agnostic_nms = class_agnostic_nms
+        self.configure_nms(
+            nms_method=nms_method, class_agnostic_nms=class_agnostic_nms, soft_nms_method=soft_nms_method,
+            soft_nms_sigma=soft_nms_sigma, soft_nms_min_score=soft_nms_min_score,
+        )  # fmt: skip
         self.pre_nms_topk = pre_nms_topk
         self.detections_per_img = detections_per_img
         self.register_buffer("bins", torch.arange(self.reg_max, dtype=torch.float32), persistent=False)
@@ -141,11 +151,19 @@ class YOLOv8Head(SizedByInputs, DenseHead):
         class_agnostic_nms: bool | None = None,
         pre_nms_topk: int | None = None,
         detections_per_img: int | None = None,
+        nms_method: str | None = None,
+        soft_nms_method: str | None = None,
+        soft_nms_sigma: float | None = None,
+        soft_nms_min_score: float | None = None,
     ) -> None:
         """Set the detection settings that are given (see the class docstring)."""
+        self.configure_nms(
+            nms_method=nms_method, class_agnostic_nms=class_agnostic_nms, soft_nms_method=soft_nms_method,
+            soft_nms_sigma=soft_nms_sigma, soft_nms_min_score=soft_nms_min_score,
+        )  # fmt: skip
         self.set_given(
             score_thresh=score_thresh, nms_thresh=nms_thresh, multi_label=multi_label,
-            class_agnostic_nms=class_agnostic_nms, pre_nms_topk=pre_nms_topk, detections_per_img=detections_per_img,
+            pre_nms_topk=pre_nms_topk, detections_per_img=detections_per_img,
         )  # fmt: skip
 
     def _build(self, in_shapes: dict[str, ShapeSpec]) -> None:
@@ -266,8 +284,8 @@ class YOLOv8Head(SizedByInputs, DenseHead):
         return [
             select_detections(
                 image_boxes, image_scores, score_thresh=self.score_thresh, multi_label=self.multi_label,
-                pre_nms_topk=self.pre_nms_topk, nms_thresh=self.nms_thresh, class_agnostic_nms=self.class_agnostic_nms,
-                nms_class_offset=NMS_CLASS_OFFSET, detections_per_img=self.detections_per_img,
+                pre_nms_topk=self.pre_nms_topk, nms_thresh=self.nms_thresh, nms_class_offset=NMS_CLASS_OFFSET,
+                detections_per_img=self.detections_per_img, **self.nms_options(),
             ).as_dict()
             for image_boxes, image_scores in zip(boxes, scores)
         ]  # fmt: skip

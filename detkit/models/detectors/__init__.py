@@ -10,8 +10,9 @@ from detkit.models.detectors.one_stage_fpn import FCOS, OneStageFPNDetector, Ret
 from detkit.models.detectors.ssd import SSD
 from detkit.models.detectors.two_stage import FasterRCNN, KeypointRCNN, MaskRCNN
 from detkit.models.detectors.yolo import YOLOv3
+from detkit.models.detectors.yolov8 import YOLOv8
 
 __all__ = [
     "FCOS", "MTCNN", "SSD", "Detector", "FasterRCNN", "KeypointRCNN", "MaskRCNN", "ONet", "OneStageFPNDetector", "PNet",
-    "RNet", "RetinaNet", "YOLOv3",
+    "RNet", "RetinaNet", "YOLOv3", "YOLOv8",
 ]  # fmt: skip
