@@ -144,6 +144,10 @@ class Predictor:
             :class:`~detkit.models.tta.TestTimeAugmentation` options (``flips``, ``scales``,
             ``merge``, ``nms_thresh``, ``detections_per_img``, ``keypoint_flip_pairs``); the model
             is wrapped in it (``self.model``), its class names and ids read through it.
+        backend: ``"torch"`` (default: the model itself) or ``"onnxruntime"``: ``model`` is then
+            an ``.onnx`` file written by :func:`detkit.export` (class names and preprocessing
+            read from its metadata), or a torch detector exported to a temporary file first
+            (:func:`detkit.apis.onnx_backend.as_backend_model`); it runs on the CPU.
 
     Attributes:
         weights: What trained weights the model holds, as :meth:`from_config` knows it
@@ -156,7 +160,7 @@ class Predictor:
             ``slice_*`` value (the message names it); a bad ``tta`` option.
     """
 
-    def __init__(self, model: nn.Module, *, device: str | torch.device | None = None,
+    def __init__(self, model: nn.Module | str | Path, *, device: str | torch.device | None = None,
                  class_names: Sequence[str] | None = None, score_thresh: float | None = None,
                  classes: Iterable[str | int] | str | None = None,
                  detections_per_img: int | None = None,
@@ -164,7 +168,13 @@ class Predictor:
                  score_threshold: float | None = None, max_detections: int | None = None,
                  slice_size: int | tuple[int, int] | None = None, slice_overlap: float = 0.2,
                  slice_full_image: bool = True, slice_merge: str = "nms",
-                 tta: bool | Mapping[str, Any] = False) -> None:
+                 tta: bool | Mapping[str, Any] = False, backend: str = "torch") -> None:
+        if backend != "torch":  # an exported model (detkit.apis.onnx_backend); it runs on the CPU
+            from detkit.apis.onnx_backend import as_backend_model
+
+            model = as_backend_model(model, backend)
+            device = "cpu" if device is None else device
+        self.backend = backend
         self.device = torch.device(device) if device is not None else default_device()
         model = build_tta(model, tta, "Predictor(tta=...)")  # test-time augmentation (the tta option)
         self.model = model.eval().to(self.device)

@@ -11,6 +11,10 @@
 onnx and onnxscript (``pip install detkit[export]``) are imported only when an ONNX file is made.
 """
 
+import sys as _sys
+import types as _types
+from typing import Any as _Any
+
 from detkit.export.api import EXPORT_FORMATS, export, export_metadata
 from detkit.export.module import OUTPUT_NAMES, ExportModule, UnsupportedModelError, export_module_for, register_export_module
 from detkit.export.onnx_export import DEFAULT_OPSET, read_metadata
@@ -21,3 +25,15 @@ __all__ = [
     "UnsupportedModelError", "export", "export_metadata", "export_module_for", "read_metadata",
     "register_export_module",
 ]  # fmt: skip
+
+
+class _CallableModule(_types.ModuleType):
+    """``detkit.export`` is this package and also the function :func:`export`: importing a
+    submodule (``detkit.export.onnx_ops``) binds the package to the name ``export`` of ``detkit``,
+    so the package itself is callable."""
+
+    def __call__(self, *args: _Any, **kwargs: _Any) -> _Any:
+        return export(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallableModule
