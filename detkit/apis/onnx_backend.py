@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from detkit.export.onnx_export import read_metadata
 
-__all__ = ["BACKENDS", "ONNXDetector", "as_backend_model"]
+__all__ = ["BACKENDS", "ONNXDetector", "ONNXNetwork", "as_backend_model", "mtcnn_onnx"]
 
 BACKENDS = ("torch", "onnxruntime")
 # Where a Preprocess class named in a file's metadata may come from (nothing else is imported).
@@ -69,18 +69,10 @@ class ONNXDetector(nn.Module):
         providers: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
-        import onnxruntime
-
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.path}")
-        options = onnxruntime.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-            options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(
-            str(self.path), options, providers=list(providers or ["CPUExecutionProvider"])
-        )
+        self.session = _session(self.path, threads, providers)
         self.metadata: dict[str, Any] = read_metadata(self.session.get_modelmeta().custom_metadata_map)
         missing = [key for key in ("class_names", "preprocess", "input_size") if key not in self.metadata]
         if missing:
@@ -157,11 +149,77 @@ class ONNXDetector(nn.Module):
         return self.preprocess.postprocess(predictions, batch.image_sizes, sizes), {}
 
 
+def _session(path: Path, threads: int, providers: Sequence[str] | None) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
+
+
+class ONNXNetwork(nn.Module):
+    """One exported MTCNN network (:mod:`detkit.export.mtcnn`) with the eager network's call:
+    ``network(x, input_scale, input_shift) -> (logits, box_deltas[, landmarks])`` as tensors.
+
+    Args:
+        path: ``pnet.onnx``, ``rnet.onnx`` or ``onet.onnx``.
+        threads, providers: as for :class:`ONNXDetector`.
+
+    Raises:
+        ValueError: (at a call) an input affine map other than the one inside the graph.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int = 0, providers: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.session = _session(self.path, threads, providers)
+        self.metadata = read_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.output_names = list(self.metadata["output_names"])
+
+    def forward(self, x: Tensor, input_scale: float = 1.0, input_shift: float = 0.0) -> tuple[Tensor, ...]:
+        """Run the graph on ``x [N, 3, H, W]`` (0-255 values)."""
+        inside = (self.metadata["input_scale"], self.metadata["input_shift"])
+        if (input_scale, input_shift) != tuple(inside):
+            raise ValueError(f"{self.path}: the graph holds the input map {inside}, called with "
+                             f"{(input_scale, input_shift)}")
+        array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        if array.shape[0] == 0:  # no crops (the cascade's RNet / ONet): nothing to run
+            widths = {"logits": 2, "box_deltas": 4, "landmarks": 10}
+            return tuple(x.new_zeros((0, widths[name])) for name in self.output_names)
+        return tuple(torch.from_numpy(o) for o in self.session.run(self.output_names, {"images": array}))
+
+
+def mtcnn_onnx(folder: str | os.PathLike[str], *, threads: int = 0, providers: Sequence[str] | None = None) -> nn.Module:
+    """The MTCNN cascade (Python: pyramid, crops, NMS) on its three networks run by ONNX Runtime.
+
+    Args:
+        folder: written by ``detkit.export(mtcnn, folder)`` (``pnet.onnx``, ``rnet.onnx``,
+            ``onet.onnx``; the cascade's settings are in their metadata).
+        threads, providers: as for :class:`ONNXDetector`.
+
+    Returns:
+        An :class:`~detkit.models.detectors.mtcnn.cascade.MTCNN` in eval mode.
+    """
+    from detkit.models.detectors.mtcnn.cascade import MTCNN
+
+    folder = Path(folder)
+    missing = [name for name in ("pnet", "rnet", "onet") if not (folder / f"{name}.onnx").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: no {', '.join(n + '.onnx' for n in missing)} (an MTCNN export folder)")
+    networks = {name: ONNXNetwork(folder / f"{name}.onnx", threads=threads, providers=providers)
+                for name in ("pnet", "rnet", "onet")}
+    settings = networks["pnet"].metadata["cascade"]
+    return MTCNN(**networks, **settings).eval()  # type: ignore[arg-type]
+
+
 def as_backend_model(model: nn.Module | str | os.PathLike[str], backend: str, **options: Any) -> nn.Module:
     """The model a :class:`~detkit.apis.predictor.Predictor` runs for ``backend``.
 
     Args:
-        model: a detector, or (``"onnxruntime"``) a ``.onnx`` file or an :class:`ONNXDetector`.
+        model: a detector, or (``"onnxruntime"``) a ``.onnx`` file, an MTCNN export folder
+            (:func:`mtcnn_onnx`) or an :class:`ONNXDetector`.
         backend: ``"torch"`` (the model as it is) or ``"onnxruntime"``: a file is opened; a torch
             detector is exported to a temporary ``.onnx`` first (:func:`detkit.export`).
         **options: passed to :class:`ONNXDetector`.
@@ -178,6 +236,8 @@ def as_backend_model(model: nn.Module | str | os.PathLike[str], backend: str, **
     if isinstance(model, ONNXDetector):
         return model
     if isinstance(model, (str, os.PathLike)):
+        if Path(model).is_dir():
+            return mtcnn_onnx(model, **options)
         return ONNXDetector(model, **options)
     import tempfile
 
@@ -185,4 +245,4 @@ def as_backend_model(model: nn.Module | str | os.PathLike[str], backend: str, **
 
     folder = tempfile.mkdtemp(prefix="detkit-onnx-")
     path = export(model, Path(folder) / "model.onnx", "onnx", dynamic=True)
-    return ONNXDetector(path, **options)
+    return mtcnn_onnx(path, **options) if path.is_dir() else ONNXDetector(path, **options)

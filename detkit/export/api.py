@@ -65,7 +65,9 @@ def export(
 
     Args:
         model: a detkit detector (YOLOv3, SSD, ... see :func:`~detkit.export.module.export_module_for`).
-        path: the file to write (a directory: ``<dir>/model.onnx`` or ``.torchscript``).
+        path: the file to write (a directory: ``<dir>/model.onnx`` or ``.torchscript``). MTCNN:
+            a folder (a ``.onnx`` suffix is dropped) for ``pnet.onnx``, ``rnet.onnx``, ``onet.onnx``
+            (:mod:`detkit.export.mtcnn`; always dynamic).
         format: ``"onnx"`` or ``"torchscript"``.
         image_size: ``(H, W)`` (or one side) of the example input; default the model's input size.
             SSD accepts only its own size.
@@ -75,7 +77,7 @@ def export(
         opset: ONNX opset (>= 16).
 
     Returns:
-        The path written.
+        The path written (MTCNN: the folder).
 
     Raises:
         ValueError: an unknown format, a bad size, a model with no exporter (one line each).
@@ -85,9 +87,19 @@ def export(
     if batch_size < 1:
         raise ValueError(f"detkit.export: batch_size must be >= 1, got {batch_size}")
     path = Path(path)
+    model = model.eval()
+    from detkit.models.detectors.mtcnn.cascade import MTCNN
+
+    if isinstance(model, MTCNN):  # three networks, the cascade in Python (detkit.export.mtcnn)
+        if format != "onnx":
+            raise ValueError("detkit.export: MTCNN exports to ONNX only (its three networks)")
+        from detkit.export.mtcnn import export_mtcnn
+
+        folder = path.with_suffix("") if path.suffix == ".onnx" else path
+        export_mtcnn(model, folder, dynamic=True, opset=opset)
+        return folder
     if path.is_dir():
         path = path / f"model{_SUFFIXES[format]}"
-    model = model.eval()
     module = export_module_for(model, _image_size(image_size))
     device = next(model.parameters()).device
     example = torch.rand((batch_size, 3, *module.input_size), generator=torch.Generator().manual_seed(0))
