@@ -14,7 +14,6 @@ graph, and the mapping of the boxes back to each image (with the clipping) after
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,22 +23,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from detkit.export.module import runtime_preprocess
 from detkit.export.onnx_export import read_metadata
 
 __all__ = ["BACKENDS", "ONNXDetector", "ONNXNetwork", "as_backend_model", "mtcnn_onnx"]
 
 BACKENDS = ("torch", "onnxruntime")
-# Where a Preprocess class named in a file's metadata may come from (nothing else is imported).
-_PREPROCESS_PACKAGE = "detkit.models.preprocess."
-
-
-def _import_preprocess(target: str, path: Path) -> type:
-    module_name, _, qualname = target.partition(":")
-    if not module_name.startswith(_PREPROCESS_PACKAGE) or not qualname:
-        raise ValueError(f"{path}: metadata 'preprocess' names {target!r}, not a detkit.models.preprocess class")
-    return getattr(importlib.import_module(module_name), qualname)
-
-
 class ONNXDetector(nn.Module):
     """An exported detector run by ONNX Runtime (see the module docstring).
 
@@ -79,15 +68,8 @@ class ONNXDetector(nn.Module):
             raise ValueError(f"{self.path}: not a detkit export (its metadata lacks {missing}); export with detkit.export")
         self.class_names: list[str] = list(self.metadata["class_names"])
         self.input_size = self._input_size(input_size)
-        spec = self.metadata["preprocess"]
-        kwargs = dict(spec.get("kwargs", {}))
-        for key in ("input_size", "image_size"):
-            if key in kwargs:
-                kwargs[key] = list(self.input_size)
         # mean 0 and std 1: the graph normalises, the Preprocess only resizes (and maps back).
-        self.preprocess = _import_preprocess(spec["target"], self.path)(
-            **kwargs, pixel_mean=(0.0, 0.0, 0.0), pixel_std=(1.0, 1.0, 1.0)
-        ).eval()
+        self.preprocess = runtime_preprocess(self.metadata["preprocess"], self.input_size, str(self.path))
         self.input_name = self.metadata.get("input_name", "images")
         self.output_names = list(self.metadata.get("output_names", ["boxes", "scores", "labels", "num_detections"]))
         self.dynamic_batch = bool(self.metadata.get("dynamic_batch", False))

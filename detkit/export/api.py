@@ -102,7 +102,9 @@ def export(
         path = path / f"model{_SUFFIXES[format]}"
     module = export_module_for(model, _image_size(image_size))
     device = next(model.parameters()).device
-    example = torch.rand((batch_size, 3, *module.input_size), generator=torch.Generator().manual_seed(0))
+    # A dynamic batch is traced at 2 at least: torch.export specialises dimensions of size 1.
+    example_batch = max(batch_size, 2) if dynamic and format == "onnx" else batch_size
+    example = torch.rand((example_batch, 3, *module.input_size), generator=torch.Generator().manual_seed(0))
     example = example.to(device)
     metadata = export_metadata(module)
     if format == "onnx":

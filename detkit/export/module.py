@@ -22,12 +22,16 @@ the wrapper of a detector.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-__all__ = ["OUTPUT_NAMES", "ExportModule", "export_module_for", "register_export_module"]
+__all__ = ["OUTPUT_NAMES", "ExportModule", "export_module_for", "register_export_module", "runtime_preprocess"]
+
+# Where a Preprocess class named in a file's metadata may come from (nothing else is imported).
+_PREPROCESS_PACKAGE = "detkit.models.preprocess."
 
 OUTPUT_NAMES = ("boxes", "scores", "labels", "num_detections")
 
@@ -67,6 +71,10 @@ class ExportModule(nn.Module):
         Preprocess class, "kwargs": its resize arguments (mean 0 / std 1: the graph normalises)}``."""
         raise NotImplementedError
 
+    def runtime_preprocess(self) -> nn.Module:
+        """What runs before the graph: :func:`runtime_preprocess` of :meth:`preprocess_spec`."""
+        return runtime_preprocess(self.preprocess_spec())
+
     def metadata(self) -> dict[str, Any]:
         """The family's entries of the file's metadata (JSON-able values)."""
         preprocess = self.detector.preprocess
@@ -79,6 +87,33 @@ class ExportModule(nn.Module):
             "pixel_std": [float(v) for v in preprocess.pixel_std.tolist()],
             "preprocess": self.preprocess_spec(),
         }
+
+
+def runtime_preprocess(spec: Mapping[str, Any], input_size: Sequence[int] | None = None, source: str = "") -> nn.Module:
+    """The detector's Preprocess class with mean 0 and std 1 (the graph normalises): its call
+    resizes (or letterboxes) images into the graph's input, its ``postprocess`` maps the graph's
+    boxes back to each image.
+
+    Args:
+        spec: ``{"target": "module:qualname", "kwargs": {...}}`` (:meth:`ExportModule.preprocess_spec`,
+            the metadata's ``preprocess``); only classes of ``detkit.models.preprocess`` are built.
+        input_size: ``(H, W)`` replacing the spec's input size (a graph with a dynamic size).
+        source: the file the spec comes from, for the message.
+
+    Raises:
+        ValueError: a target outside ``detkit.models.preprocess``.
+    """
+    target = str(spec.get("target", ""))
+    module_name, _, qualname = target.partition(":")
+    if not module_name.startswith(_PREPROCESS_PACKAGE) or not qualname:
+        raise ValueError(f"{source or 'preprocess spec'}: 'preprocess' names {target!r}, not a detkit.models.preprocess "
+                         "class")
+    kwargs = dict(spec.get("kwargs", {}))
+    for key in ("input_size", "image_size"):
+        if key in kwargs and input_size is not None:
+            kwargs[key] = [int(v) for v in input_size]
+    cls = getattr(importlib.import_module(module_name), qualname)
+    return cls(**kwargs, pixel_mean=(0.0, 0.0, 0.0), pixel_std=(1.0, 1.0, 1.0)).eval()
 
 
 def register_export_module(detector_type: type, build: Callable[..., ExportModule]) -> None:
