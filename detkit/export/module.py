@@ -5,7 +5,11 @@ the file's metadata as ``output_layout``):
 
 * **Input** ``images``: ``[B, 3, H, W]`` float32 RGB in [0, 1], the *network input*: already
   resized (or letterboxed) to the model's input size as the metadata's ``preprocess`` says
-  (``resize_mode``). Normalisation (``pixel_mean`` / ``pixel_std``) is inside the graph. A resize
+  (``resize_mode``). Normalisation (``pixel_mean`` / ``pixel_std``) is inside the graph, except
+  for families that normalise *before* resizing (SSD, torchvision's order): their input is the
+  normalised, resized batch (metadata ``input_normalized: true``), so that the graph gets the
+  eager model's very numbers (resizing first differs by float rounding, which a deep network with
+  random weights amplifies past 0.01 px). A resize
   stays outside because detkit's resizes are bit-exact replicas (OpenCV's 8-bit bilinear,
   darknet's) that an ONNX ``Resize`` does not reproduce, and because letterboxing needs the
   image's own size; :class:`detkit.apis.onnx_backend.ONNXDetector` does both ends.
@@ -43,6 +47,7 @@ class ExportModule(nn.Module):
 
     Class attributes a family sets:
         family: short family name written into the metadata (``"yolo"``, ``"ssd"`` ...).
+        input_normalized: the graph's input is already normalised (the runtime does it).
         dynamic_size: whether the architecture takes other input sizes than its own.
         size_multiple: input sides must be multiples of this when the size is dynamic.
 
@@ -53,6 +58,7 @@ class ExportModule(nn.Module):
     """
 
     family: ClassVar[str] = ""
+    input_normalized: ClassVar[bool] = False
     dynamic_size: ClassVar[bool] = False
     size_multiple: ClassVar[int] = 1
     output_names: tuple[str, ...] = OUTPUT_NAMES
@@ -80,6 +86,7 @@ class ExportModule(nn.Module):
         preprocess = self.detector.preprocess
         return {
             "family": self.family,
+            "input_normalized": self.input_normalized,
             "input_size": list(self.input_size),
             "dynamic_size": self.dynamic_size,
             "size_multiple": self.size_multiple,
@@ -90,9 +97,10 @@ class ExportModule(nn.Module):
 
 
 def runtime_preprocess(spec: Mapping[str, Any], input_size: Sequence[int] | None = None, source: str = "") -> nn.Module:
-    """The detector's Preprocess class with mean 0 and std 1 (the graph normalises): its call
-    resizes (or letterboxes) images into the graph's input, its ``postprocess`` maps the graph's
-    boxes back to each image.
+    """The detector's Preprocess class as the runtime runs it before the graph: its call resizes
+    (or letterboxes) images into the graph's input, its ``postprocess`` maps the graph's boxes
+    back to each image. Mean 0 and std 1 (the graph normalises) unless the spec's kwargs give
+    ``pixel_mean`` / ``pixel_std`` (a family whose graph takes normalised input, see SSD).
 
     Args:
         spec: ``{"target": "module:qualname", "kwargs": {...}}`` (:meth:`ExportModule.preprocess_spec`,
@@ -112,8 +120,10 @@ def runtime_preprocess(spec: Mapping[str, Any], input_size: Sequence[int] | None
     for key in ("input_size", "image_size"):
         if key in kwargs and input_size is not None:
             kwargs[key] = [int(v) for v in input_size]
+    kwargs.setdefault("pixel_mean", (0.0, 0.0, 0.0))
+    kwargs.setdefault("pixel_std", (1.0, 1.0, 1.0))
     cls = getattr(importlib.import_module(module_name), qualname)
-    return cls(**kwargs, pixel_mean=(0.0, 0.0, 0.0), pixel_std=(1.0, 1.0, 1.0)).eval()
+    return cls(**kwargs).eval()
 
 
 def register_export_module(detector_type: type, build: Callable[..., ExportModule]) -> None:
@@ -136,7 +146,7 @@ def export_module_for(detector: nn.Module, input_size: tuple[int, int] | None = 
     Raises:
         UnsupportedModelError: no family registered for the detector's type.
     """
-    from detkit.export import families  # noqa: F401  (registers the built-in families)
+    from detkit.export import families, rcnn  # noqa: F401  (registers the built-in families)
 
     for detector_type, build in _REGISTRY:
         if isinstance(detector, detector_type):

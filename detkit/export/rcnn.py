@@ -3,7 +3,7 @@
 Files of the two-stage export (this helper's): ``detkit/export/rcnn.py`` (this module: the
 graph), tests in ``tests/export/test_rcnn_onnx.py`` and ``tests/export/test_rcnn_torchscript.py``.
 
-:class:`RCNNExportModule` wraps a :class:`~detkit.models.detectors.FasterRCNN` (or ``MaskRCNN``)
+:class:`RCNNExport` wraps a :class:`~detkit.models.detectors.FasterRCNN` (or ``MaskRCNN``)
 and computes its eval-mode detections from a ``[B, 3, H, W]`` batch with tensor operations only,
 so that ``torch.export`` / ``torch.onnx.export(dynamo=True)`` and ``torch.jit.trace`` capture
 everything, NMS and RoIAlign included (``torch.ops.detkit.batched_nms`` and
@@ -32,21 +32,31 @@ Dynamic shapes: the batch size is dynamic. The image size is fixed at export: th
 the model turns ``H x W`` into a size whose arithmetic (``min``/``max`` of the sides, floors,
 per-level top-k counts, pooler scales) is Python at trace time; export one graph per input size.
 
-Outputs (flat over the batch, by image, then decreasing score; zero detections is a valid output):
-``boxes [N, 4]`` float32 xyxy pixels of the input image, ``scores [N]``, ``labels [N]`` int64
-0-based, ``batch_index [N]`` int64 (the image of each detection), and for Mask R-CNN ``masks
-[N, H, W]`` float32 probabilities over the input image.
+Outputs: :mod:`detkit.export.module`'s padded layout, ``K = detections_per_img``: ``boxes
+[B, K, 4]`` float32 xyxy pixels of the input image, ``scores [B, K]``, ``labels [B, K]`` int64
+0-based (``-1`` on padding rows), ``num_detections [B]`` int64, and for Mask R-CNN ``masks
+[B, K, H, W]`` float32 probabilities over the input image (zeros on padding rows). Image ``b``'s
+detections are its first ``num_detections[b]`` rows by decreasing score; zero detections is
+``num_detections == 0``.
+
+The input is the image itself (``H x W``, the size the graph is made for): the R-CNN resize is
+the model's (an ``F.interpolate`` that ONNX ``Resize`` reproduces to float rounding), so it stays
+inside, and boxes and masks come out in the pixels of the input.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.export.module import OUTPUT_NAMES, ExportModule, register_export_module
+from detkit.export.selection import PAD_LABEL
 from detkit.models.dense_heads.rpn import MIN_PROPOSAL_SIZE, _flatten_levels
+from detkit.models.detectors.two_stage import FasterRCNN
 from detkit.models.postprocess import topk_per_level
 from detkit.models.preprocess.base import resize_boxes
 from detkit.models.roi_heads.mask_head import paste_masks_in_image
@@ -54,9 +64,7 @@ from detkit.models.roi_heads.roi_heads import MIN_DETECTION_SIZE
 from detkit.ops import clip_boxes_to_image, roi_align
 from detkit.ops.poolers import MultiScaleRoIAlign, infer_scale, map_levels
 
-__all__ = ["RCNN_OUTPUT_NAMES", "RCNNExportModule", "rcnn_resized_size"]
-
-RCNN_OUTPUT_NAMES = ("boxes", "scores", "labels", "batch_index")
+__all__ = ["RCNNExport", "rcnn_resized_size"]
 
 
 def rcnn_resized_size(preprocess: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
@@ -76,11 +84,14 @@ def _bounded(kept: Tensor, boxes: Tensor) -> Tensor:
     """``kept``, telling the tracer that NMS keeps at most as many boxes as it was given (without
     that bound, the sizes derived from a data-dependent count overflow int64 in the export's
     range analysis)."""
-    torch._check(kept.shape[0] <= boxes.shape[0])
+    if not torch.jit.is_tracing():  # a trace sees sizes as tensors, and needs no bound
+        torch._check(kept.shape[0] <= boxes.shape[0])
     return kept
 
 
-def _per_image_best(order: Tensor, image: Tensor, batch_size: int | torch.SymInt, cap: int) -> Tensor:
+def _per_image_best(
+    order: Tensor, image: Tensor, batch_size: int | torch.SymInt, cap: int
+) -> tuple[Tensor, Tensor]:
     """Of the candidates ``order`` (indices, by decreasing score over the whole batch), the ``cap``
     first of each image, grouped by image (increasing) and by decreasing score within it.
 
@@ -91,7 +102,8 @@ def _per_image_best(order: Tensor, image: Tensor, batch_size: int | torch.SymInt
         cap: candidates kept per image.
 
     Returns:
-        ``[K']`` int64 indices into ``image``.
+        ``(indices [K'], rank [K'])`` int64: indices into ``image``, and the place of each among
+        its image's (0 for the best).
     """
     count = order.shape[0]
     position = torch.arange(count, device=order.device)
@@ -102,44 +114,61 @@ def _per_image_best(order: Tensor, image: Tensor, batch_size: int | torch.SymInt
     per_image = (kept_image[:, None] == torch.arange(batch_size, device=order.device)[None, :]).sum(0)
     first = torch.cumsum(per_image, 0) - per_image
     rank = position - first[kept_image]
-    return order[rank < cap]
+    best = rank < cap
+    return order[best], rank[best]
 
 
-class RCNNExportModule(nn.Module):
+class RCNNExport(ExportModule):
     """A Faster / Mask R-CNN's eval detections as one traceable graph (see the module docstring).
 
     Args:
-        detector: a :class:`~detkit.models.detectors.FasterRCNN` or ``MaskRCNN`` (put in eval mode
-            by the caller; its parts are shared, not copied).
-        image_size: ``(H, W)`` of the input images the graph is built for.
+        detector: a :class:`~detkit.models.detectors.FasterRCNN` or ``MaskRCNN`` (its parts are
+            shared, not copied; put in eval mode).
+        input_size: ``(H, W)`` of the input images the graph is made for; None: the size the
+            model resizes to (``min_size`` square, e.g. 800 x 800).
 
-    Call ``module(images) -> (boxes, scores, labels, batch_index[, masks])`` with ``images
+    Call ``module(images) -> (boxes, scores, labels, num_detections[, masks])`` with ``images
     [B, 3, H, W]`` float RGB in [0, 1].
+
+    Raises:
+        ValueError: a non-positive ``input_size``.
     """
 
-    def __init__(self, detector: nn.Module, image_size: tuple[int, int]) -> None:
-        super().__init__()
-        self.detector = detector
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        if min(self.image_size) <= 0:
-            raise ValueError(f"RCNNExportModule: image_size must be positive (height, width), got {image_size!r}")
+    family = "rcnn"
+    dynamic_size = False
+
+    def __init__(self, detector: FasterRCNN, input_size: tuple[int, int] | None = None) -> None:
         preprocess = detector.preprocess
-        self.resized_size = rcnn_resized_size(preprocess, self.image_size)
+        size = tuple(input_size) if input_size is not None else (preprocess.min_size[-1],) * 2
+        if len(size) != 2 or min(size) <= 0:
+            raise ValueError(f"detkit.export: R-CNN input_size must be (height, width) > 0, got {input_size!r}")
+        super().__init__(detector, size)  # type: ignore[arg-type]
+        self.resized_size = rcnn_resized_size(preprocess, self.input_size)
         self.padded_size = tuple(_round_up(side, preprocess.size_divisibility) for side in self.resized_size)
         self.has_mask = bool(getattr(detector.roi_heads, "has_mask", False))
+        self.output_names = OUTPUT_NAMES + (("masks",) if self.has_mask else ())
         # Anchors depend on the padded size only: computed once, a constant of the graph.
+        parameter = next(detector.parameters())
         with torch.no_grad():
-            probe = torch.zeros((1, 3, *self.image_size))
+            probe = parameter.new_zeros((1, 3, *self.input_size))
             maps = self._rpn_maps(self._features(self._batch(probe)))
             anchors = detector.rpn.anchor_generator(probe.new_zeros((1, 3, *self.padded_size)), maps)[0]
-            self.anchors_per_level = [int(m.shape[1]) * int(m.shape[2]) * int(m.shape[3]) for m in
-                                      detector.rpn.head(maps)[0]]
-        self.register_buffer("anchors", anchors, persistent=False)
+            logits = detector.rpn.head(maps)[0]
+        self.anchors_per_level = [int(m.shape[1]) * int(m.shape[2]) * int(m.shape[3]) for m in logits]
+        self.register_buffer("anchors", anchors.clone(), persistent=False)
 
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        """Names of the outputs, in order."""
-        return RCNN_OUTPUT_NAMES + (("masks",) if self.has_mask else ())
+    def preprocess_spec(self) -> dict[str, Any]:
+        """The runtime hands the graph images of ``input_size`` (the model's resize is inside)."""
+        preprocess = self.detector.preprocess
+        return {
+            "target": f"{type(preprocess).__module__}:{type(preprocess).__qualname__}",
+            "kwargs": {"min_size": list(preprocess.min_size), "max_size": preprocess.max_size,
+                       "size_divisibility": preprocess.size_divisibility},
+            "resize_inside": True,
+        }  # fmt: skip
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "resize_mode": "inside", "has_masks": self.has_mask}
 
     # ------------------------------------------------------------------ stages
 
@@ -179,7 +208,7 @@ class RCNNExportModule(nn.Module):
         image = image.reshape(-1)[candidates]
         groups = image * len(self.anchors_per_level) + levels.reshape(-1)[candidates]
         kept = _bounded(torch.ops.detkit.batched_nms(boxes, scores, groups, float(rpn.nms_thresh), "iou"), boxes)
-        kept = _per_image_best(kept, image, batch_size, rpn.post_nms_topk_test)
+        kept, _ = _per_image_best(kept, image, batch_size, rpn.post_nms_topk_test)
         return boxes[kept], image[kept]
 
     def _pool(self, pooler: MultiScaleRoIAlign, features: dict[str, Tensor], boxes: Tensor, image: Tensor) -> Tensor:
@@ -202,8 +231,9 @@ class RCNNExportModule(nn.Module):
 
     def _detections(
         self, features: dict[str, Tensor], proposals: Tensor, image: Tensor, batch_size: int
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(boxes [K, 4], scores [K], labels [K], image [K])`` in pixels of the resized images."""
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``(boxes [D, 4], scores [D], labels [D], image [D], rank [D])`` over the batch, in pixels
+        of the resized images (``rank``: the place of each among its image's detections)."""
         heads = self.detector.roi_heads
         pooled = self._pool(heads.box_pooler, features, proposals, image)
         class_logits, box_deltas = heads.box_predictor(heads.box_head(pooled))
@@ -218,8 +248,8 @@ class RCNNExportModule(nn.Module):
         boxes, scores, image = boxes[roi, label], scores[roi, label], image[roi]
         groups = image * (num_scores - 1) + label
         kept = _bounded(torch.ops.detkit.batched_nms(boxes, scores, groups, float(heads.nms_thresh), "iou"), boxes)
-        kept = _per_image_best(kept, image, batch_size, heads.detections_per_img)
-        return boxes[kept], scores[kept], label[kept], image[kept]
+        kept, rank = _per_image_best(kept, image, batch_size, heads.detections_per_img)
+        return boxes[kept], scores[kept], label[kept], image[kept], rank
 
     def _masks(self, features: dict[str, Tensor], boxes: Tensor, labels: Tensor, image: Tensor) -> Tensor:
         """``[K, M, M]`` mask probabilities of each detection's class inside its box."""
@@ -233,15 +263,31 @@ class RCNNExportModule(nn.Module):
         """Detections of a batch (see the module docstring for the outputs).
 
         Args:
-            images: ``[B, 3, H, W]`` float RGB in [0, 1], ``(H, W) == image_size``.
+            images: ``[B, 3, H, W]`` float RGB in [0, 1], ``(H, W) == input_size``.
         """
         batch_size = images.shape[0]
         features = self._features(self._batch(images))
         proposals, image = self._proposals(features, batch_size)
-        boxes, scores, labels, image = self._detections(features, proposals, image, batch_size)
-        outputs = [resize_boxes(boxes, self.resized_size, self.image_size), scores, labels, image]
+        boxes, scores, labels, image, rank = self._detections(features, proposals, image, batch_size)
+        cap = self.detector.roi_heads.detections_per_img
+        place = (image, rank)
+        padded_boxes = boxes.new_zeros((batch_size, cap, 4))
+        outputs = [
+            padded_boxes.index_put(place, resize_boxes(boxes, self.resized_size, self.input_size)),
+            scores.new_zeros((batch_size, cap)).index_put(place, scores),
+            labels.new_full((batch_size, cap), PAD_LABEL).index_put(place, labels),
+            (image[:, None] == torch.arange(batch_size, device=image.device)[None, :]).sum(0),
+        ]
         if self.has_mask:
             masks = self._masks(features, boxes, labels, image)
-            outputs.append(paste_masks_in_image(masks, outputs[0], self.image_size))
+            pasted = paste_masks_in_image(masks, resize_boxes(boxes, self.resized_size, self.input_size),
+                                          self.input_size)  # fmt: skip
+            outputs.append(pasted.new_zeros((batch_size, cap, *self.input_size)).index_put(place, pasted))
         return tuple(outputs)
 
+
+def _build_rcnn(detector: nn.Module, input_size: tuple[int, int] | None = None) -> ExportModule:
+    return RCNNExport(detector, input_size)  # type: ignore[arg-type]
+
+
+register_export_module(FasterRCNN, _build_rcnn)  # MaskRCNN is a FasterRCNN
