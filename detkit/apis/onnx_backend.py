@@ -8,8 +8,9 @@ in [0, 1] of any size, predictions per image in that image's pixels. So
 pipeline (which runs a :class:`~detkit.apis.predictor.Predictor`) run it unchanged.
 
 Its two ends are the detector's own :class:`~detkit.models.preprocess.Preprocess` class, rebuilt
-from the metadata with mean 0 and std 1 (the graph normalises): the resize or letterbox before the
-graph, and the mapping of the boxes back to each image (with the clipping) after it.
+from the metadata (:func:`~detkit.export.module.runtime_preprocess`; mean 0 and std 1 where the
+graph normalises): the resize or letterbox before the graph, and the mapping of the boxes back to
+each image (with the clipping) after it.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ class ONNXDetector(nn.Module):
             raise ValueError(f"{self.path}: not a detkit export (its metadata lacks {missing}); export with detkit.export")
         self.class_names: list[str] = list(self.metadata["class_names"])
         self.input_size = self._input_size(input_size)
-        # mean 0 and std 1: the graph normalises, the Preprocess only resizes (and maps back).
+        # the resize (SSD: normalisation then resize) and the way back; the graph does the rest.
         self.preprocess = runtime_preprocess(self.metadata["preprocess"], self.input_size, str(self.path))
         self.input_name = self.metadata.get("input_name", "images")
         self.output_names = list(self.metadata.get("output_names", ["boxes", "scores", "labels", "num_detections"]))

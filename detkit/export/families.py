@@ -9,7 +9,8 @@ mapping to the caller's image (a resize that stays outside the graph, see
 * **YOLOv3**: any input size that is a multiple of 32 (the grids and the decoding follow the input
   tensor's shape), so the exported graph can have dynamic height and width.
 * **SSD / SSDLite**: the default boxes are made for one input size (``image_size``), so the graph
-  is fixed in height and width (its batch may be dynamic); they are a constant of the graph.
+  is fixed in height and width (its batch may be dynamic); they are a constant of the graph. SSD
+  normalises before it resizes (torchvision's order), so its graph takes the normalised batch.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class YOLOv3Export(ExportModule):
 
 
 class SSDExport(ExportModule):
-    """SSD / SSDLite for export: normalise, backbone, head, softmax, decode, clip, select.
+    """SSD / SSDLite for export: backbone, head, softmax, decode, clip, select (the input is
+    normalised and resized by the runtime, in the eager order).
 
     Args:
         detector: an :class:`~detkit.models.detectors.ssd.SSD`.
@@ -86,6 +88,7 @@ class SSDExport(ExportModule):
     """
 
     family = "ssd"
+    input_normalized = True  # normalised before the resize (torchvision's order), by the runtime
     dynamic_size = False
 
     def __init__(self, detector: SSD, input_size: tuple[int, int] | None = None) -> None:
@@ -103,12 +106,12 @@ class SSDExport(ExportModule):
         self.register_buffer("priors", priors.clone(), persistent=False)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        """``images [B, 3, H, W]`` float RGB [0, 1] at the model's ``image_size`` -> the padded
-        detections (see :mod:`detkit.export.module`), boxes in pixels of ``images``."""
+        """``images [B, 3, H, W]`` at the model's ``image_size``, normalised then resized (as
+        ``SSDPreprocess`` does) -> the padded detections (see :mod:`detkit.export.module`), boxes
+        in pixels of ``images``."""
         model = self.detector
         head = model.head
-        batch = model.preprocess.normalize(images)
-        cls_logits, deltas = head(list(model.backbone(batch).values()))
+        cls_logits, deltas = head(list(model.backbone(images).values()))
         num_images, num_anchors = cls_logits.shape[:2]
         scores = F.softmax(cls_logits, dim=-1)[..., 1:]  # as SSDHead.predict: background dropped
         priors = self.priors.expand(num_images, -1, -1).reshape(-1, 4)
@@ -124,7 +127,9 @@ class SSDExport(ExportModule):
         preprocess = self.detector.preprocess
         return {
             "target": _qualname(type(preprocess)),
-            "kwargs": {"image_size": list(self.input_size), "channels_last": "off"},
+            "kwargs": {"image_size": list(self.input_size), "channels_last": "off",
+                       "pixel_mean": [float(v) for v in preprocess.pixel_mean.tolist()],
+                       "pixel_std": [float(v) for v in preprocess.pixel_std.tolist()]},
         }
 
     def metadata(self) -> dict[str, Any]:

@@ -24,11 +24,12 @@ __all__ = ["DEFAULT_OPSET", "METADATA_KEYS", "export_onnx", "read_metadata", "wr
 
 DEFAULT_OPSET = 18  # RoiAlign's half_pixel mode needs 16+; 18 is onnxscript's default opset
 METADATA_KEYS = (
-    "detkit_version", "family", "class_names", "input_size", "dynamic_size", "size_multiple", "dynamic_batch",
+    "detkit_version", "family", "input_normalized", "class_names", "input_size", "dynamic_size", "size_multiple", "dynamic_batch",
     "pixel_mean", "pixel_std", "resize_mode", "preprocess", "input_name", "output_names", "output_layout",
 )  # fmt: skip
 OUTPUT_LAYOUT = (
-    "input images [B,3,H,W] float32 RGB in [0,1] (resized as preprocess says; normalised inside); "
+    "input images [B,3,H,W] float32 RGB in [0,1] resized as preprocess says, normalised inside "
+    "(input_normalized=true: normalised then resized by the runtime, as preprocess says); "
     "boxes [B,K,4] float32 xyxy pixels of the input, scores [B,K] float32, labels [B,K] int64, "
     "num_detections [B] int64; K = detections_per_img; rows past num_detections are padding "
     "(boxes 0, scores 0, labels -1)"
