@@ -42,14 +42,15 @@ def _onnx(detector: ONNXDetector, images: list[torch.Tensor]) -> list[dict[str, 
     return [detector([image])[0][0] for image in images]
 
 
-def _randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Variance-preserving convs and random batch-norm statistics: detections with spread scores."""
+def _randomised(model: torch.nn.Module, seed: int = 0, conv_bias: bool = True) -> torch.nn.Module:
+    """Variance-preserving convs and random batch-norm statistics: detections with spread scores
+    (as tests/models/ssd's ``healthy_weights``; YOLO's convs also get random biases)."""
     torch.manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, torch.nn.Conv2d):
                 torch.nn.init.kaiming_normal_(module.weight, mode="fan_in")
-                if module.bias is not None:
+                if module.bias is not None and conv_bias:
                     torch.nn.init.normal_(module.bias, std=0.1)
             elif isinstance(module, torch.nn.BatchNorm2d):
                 module.weight.uniform_(0.5, 1.5)
@@ -143,7 +144,22 @@ def _ssd(name: str) -> torch.nn.Module:
     else:
         config = ssdlite320_mobilenet_v3(20)
     config.head.detections_per_img = 50
-    return _randomised(instantiate(config))
+    torch.manual_seed(0)
+    model = instantiate(config).eval()
+    # VGG's own initialisation keeps the logits moderate (distinct scores); SSDLite's would make
+    # its eval-mode features vanish (tests/models/ssd/ssd_testing.py), so it gets healthy weights.
+    return _calm_ssdlite_head(_randomised(model, conv_bias=False)) if name == "ssdlite" else model
+
+
+def _calm_ssdlite_head(model: torch.nn.Module) -> torch.nn.Module:
+    """Prediction convs scaled down: random-weight SSDLite logits saturate the softmax (scores tied
+    at 1.0 in float32, whose order no exporter can promise) and its deltas push boxes far out."""
+    with torch.no_grad():
+        for predictors in (model.head.cls_logits, model.head.bbox_pred):
+            for module in predictors.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.weight.mul_(0.1)
+    return model
 
 
 @pytest.mark.parametrize("name", ["ssd300", "ssd512", "ssdlite"])
@@ -165,3 +181,28 @@ def test_ssd_onnxruntime_equals_eager(name, tmp_path):
 def test_ssd_refuses_another_export_size():
     with pytest.raises(ValueError, match="fixed size"):
         export(_ssd("ssdlite"), "unused.onnx", image_size=256)
+
+
+def test_yolov3_detector_forward_is_torch_export_clean():
+    """The detector's own call (list of images in, per-image dicts out) goes through torch.export:
+    no data-dependent Python branch from the input stage to the NMS (detkit.ops' zero-box shortcut
+    is guard_or_false)."""
+
+    class Call(torch.nn.Module):
+        def __init__(self, detector: torch.nn.Module) -> None:
+            super().__init__()
+            self.detector = detector
+
+        def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            prediction = self.detector([image])[0][0]
+            return prediction["boxes"], prediction["scores"], prediction["labels"]
+
+    model = _randomised(build_yolov3("tiny", 3, input_size=(128, 128)))
+    image = load_rgb(SAMPLE_PHOTOS[0])
+    program = torch.export.export(Call(model), (image,), strict=False)
+    with torch.no_grad():
+        expected = model([image])[0][0]
+    boxes, scores, labels = program.module()(image)
+    assert labels.tolist() == expected["labels"].tolist() and len(labels) > 0
+    torch.testing.assert_close(boxes, expected["boxes"])
+    torch.testing.assert_close(scores, expected["scores"])
