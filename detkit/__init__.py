@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from detkit import model_zoo
+    from detkit import export
     from detkit.apis import Predictor
     from detkit.model_zoo import build_model, load
 
@@ -33,9 +34,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "load": ("detkit.model_zoo", "load"),
     "model_zoo": ("detkit.model_zoo", None),
     "Predictor": ("detkit.apis", "Predictor"),
+    "export": ("detkit.export", None),  # the package, callable as detkit.export(model, path, ...)
 }
 
-__all__ = ["Predictor", "__version__", "build_model", "evaluate", "load", "model_zoo", "train"]
+__all__ = ["Predictor", "__version__", "build_model", "evaluate", "export", "load", "model_zoo", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -152,7 +152,11 @@ class Predictor:
             norms folded into the convolutions and channels-last weights on the CPU
             (:func:`detkit.models.fuse.inference_copy`); the model given is left untouched (a
             trainer's model stays trainable). False: the model itself, put in eval mode and
-            moved to ``device``, as it is.
+            moved to ``device``, as it is. (The onnxruntime backend runs the exported graph as it is.)
+        backend: ``"torch"`` (default: the model itself) or ``"onnxruntime"``: ``model`` is then
+            an ``.onnx`` file written by :func:`detkit.export` (class names and preprocessing
+            read from its metadata), or a torch detector exported to a temporary file first
+            (:func:`detkit.apis.onnx_backend.as_backend_model`); it runs on the CPU.
 
     Attributes:
         weights: What trained weights the model holds, as :meth:`from_config` knows it
@@ -165,7 +169,7 @@ class Predictor:
             ``slice_*`` value (the message names it); a bad ``tta`` option.
     """
 
-    def __init__(self, model: nn.Module, *, device: str | torch.device | None = None,
+    def __init__(self, model: nn.Module | str | Path, *, device: str | torch.device | None = None,
                  class_names: Sequence[str] | None = None, score_thresh: float | None = None,
                  classes: Iterable[str | int] | str | None = None,
                  detections_per_img: int | None = None,
@@ -173,12 +177,18 @@ class Predictor:
                  score_threshold: float | None = None, max_detections: int | None = None,
                  slice_size: int | tuple[int, int] | None = None, slice_overlap: float = 0.2,
                  slice_full_image: bool = True, slice_merge: str = "nms",
-                 tta: bool | Mapping[str, Any] = False, fuse: bool = True) -> None:
+                 tta: bool | Mapping[str, Any] = False, fuse: bool = True, backend: str = "torch") -> None:
+        if backend != "torch":  # an exported model (detkit.apis.onnx_backend); it runs on the CPU
+            from detkit.apis.onnx_backend import as_backend_model
+
+            model = as_backend_model(model, backend)
+            device = "cpu" if device is None else device
+        self.backend = backend
         self.device = torch.device(device) if device is not None else default_device()
         model = build_tta(model, tta, "Predictor(tta=...)")  # test-time augmentation (the tta option)
-        self.fuse = fuse
+        self.fuse = fuse and backend == "torch"
         owned = getattr(model, _OWNED, False)  # built by from_config: nobody else holds it
-        self.model = (inference_copy(model, device=self.device, inplace=owned) if fuse
+        self.model = (inference_copy(model, device=self.device, inplace=owned) if self.fuse
                       else model.eval().to(self.device))
         names = class_names if class_names is not None else getattr(model, "class_names", None)
         self.class_names: list[str] | None = list(names) if names is not None else None

@@ -38,7 +38,7 @@ COMMANDS: dict[str, str] = {
     "env": "env",
     "fetch": "fetch",
     "plot": "plot",
-    # "export": "export",  # the export issue adds detkit/cli/export.py and this line
+    "export": "export",
     # Dataset tools are two words, `detkit data SUBCOMMAND` (a module detkit/cli/data_<sub>.py each).
     "data convert": "data_convert",
     "data browse": "data_browse",

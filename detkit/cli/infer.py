@@ -2,7 +2,8 @@
 
     detkit infer CONFIG CHECKPOINT INPUT... --out DIR [--score-thresh 0.3]
         [--classes dog,person] [--device cpu] [--batch-size 8] [--detections-per-img 100]
-        [--max-frames N] [--slice SIZE [--overlap 0.2] [--no-slice-full] [--slice-merge nms|merge]]
+        [--max-frames N] [--backend torch|onnxruntime]
+        [--slice SIZE [--overlap 0.2] [--no-slice-full] [--slice-merge nms|merge]]
         [--track [--track-high-thresh 0.5] [--track-low-thresh 0.1]
         [--track-new-thresh 0.6] [--track-buffer 30] [--track-per-class] [--trail-length 30]]
         [--tta [--tta-flips F] [--tta-scales S] [--tta-merge nms|wbf]]
@@ -10,7 +11,9 @@
 
 * ``CONFIG``: a config file or model-zoo name defining ``model``; ``CHECKPOINT``: a checkpoint
   whose ``"model"`` entry is the state dict, or ``none`` for a config whose model loads its own
-  weights.
+  weights. With ``--backend onnxruntime`` the model runs in ONNX Runtime: ``CONFIG`` may be a
+  ``.onnx`` file written by ``detkit export`` (``CHECKPOINT`` ``none``; class names and
+  preprocessing come from its metadata), or a config that is exported to a temporary file first.
 * ``INPUT``: image files, folders (their top-level images and videos, not sub-folders), glob
   patterns (quote them; ``**`` recurses), video files (.mp4 .avi .mov .mkv), or a webcam index
   (``0``; runs until Ctrl+C or ``--max-frames``).
@@ -95,6 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", default=None,
                         help="keep only these classes, comma-separated names or ids")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                        help="run the model in PyTorch (default) or ONNX Runtime: CONFIG may then be a "
+                             ".onnx file from `detkit export` (CHECKPOINT 'none'); a config is exported first")
     parser.add_argument("--batch-size", type=int, default=8, help="images or frames per model call")
     parser.add_argument("--detections-per-img", "--max-detections", dest="detections_per_img", type=int,
                         default=None, help="most detections per image")
@@ -213,8 +219,18 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
 def _build_predictor(args: argparse.Namespace, score_thresh: float) -> Predictor:
     """:meth:`Predictor.from_config`, its :class:`UntrainedModelWarning` as one stderr line."""
     from detkit.apis.predictor import Predictor, UntrainedModelWarning
-    from detkit.cli.common import resolve_config
+    from detkit.cli.common import CommandError, resolve_config
 
+    backend = getattr(args, "backend", "torch")
+    tta = False if getattr(args, "tta_options", None) is None else args.tta_options
+    if backend == "onnxruntime" and tta is not False:
+        raise CommandError("--tta runs with --backend torch only (an exported graph holds one forward pass)")
+    options = dict(score_thresh=score_thresh, classes=args.classes, detections_per_img=args.detections_per_img,
+                   **slice_options(args), tta=tta)
+    if backend == "onnxruntime" and str(args.config).endswith(".onnx"):  # an exported file
+        if args.checkpoint.lower() != "none":
+            raise CommandError(f"{args.config} is an ONNX file: give the checkpoint 'none'")
+        return Predictor(args.config, backend=backend, device=args.device, **options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UntrainedModelWarning)
         predictor = Predictor.from_config(
@@ -228,6 +244,8 @@ def _build_predictor(args: argparse.Namespace, score_thresh: float) -> Predictor
             print(f"warning: {warning.message}", file=sys.stderr)
         else:  # the others as they would have come
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if backend == "onnxruntime":  # the config's model, exported to a temporary .onnx file
+        return Predictor(predictor.model, backend=backend, device=args.device, **options)
     return predictor
 
 

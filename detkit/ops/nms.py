@@ -4,6 +4,9 @@ Each runs the compiled kernel of ``detkit._C`` for the tensors' device when ther
 ``detkit.ops.has_ext``), else a pure-PyTorch fallback that gives the same result. Semantics are
 torchvision's: boxes are xyxy, IoU uses continuous coordinates (no +1), a kept box suppresses later
 boxes whose IoU with it is strictly greater than ``iou_threshold``, and equal scores keep input order.
+
+The shortcut for zero boxes is ``guard_or_false``: under ``torch.export`` a data-dependent count
+(boxes after a threshold) skips it and the kernel, which takes zero boxes, is called.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 from detkit.ops._ext import use_ext
 from detkit.ops.boxes import check_boxes
@@ -70,7 +75,7 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float, overlap: str = "iou
     """
     _check_nms_inputs(boxes, scores, iou_threshold, "nms")
     _check_overlap(overlap, "nms")
-    if boxes.shape[0] == 0:
+    if guard_or_false(boxes.shape[0] == 0):
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     boxes, scores = _kernel_precision(boxes, scores)
     if use_ext("nms", boxes.device):
@@ -98,7 +103,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
         raise ValueError(f"batched_nms: idxs must be an integer tensor of shape [N] = [{boxes.shape[0]}], got {shape}")
     if idxs.device != boxes.device:
         raise ValueError(f"batched_nms: idxs ({idxs.device}) and boxes ({boxes.device}) must be on the same device")
-    if boxes.shape[0] == 0:
+    if guard_or_false(boxes.shape[0] == 0):
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     # Exact per-category NMS, without torchvision's trick of shifting each category's coordinates
     # apart (which changes the IoU's float rounding): the kernels never compare boxes of different
@@ -141,7 +146,7 @@ def soft_nms(
         raise ValueError(f"soft_nms: method must be one of {sorted(_SOFT_NMS_METHODS)}, got {method!r}")
     if method == "gaussian" and not sigma > 0:
         raise ValueError(f"soft_nms: sigma must be > 0 for the gaussian method, got {sigma!r}")
-    if boxes.shape[0] == 0:
+    if guard_or_false(boxes.shape[0] == 0):
         return torch.empty((0,), dtype=torch.int64, device=boxes.device), scores.new_empty((0,))
     dtype = scores.dtype
     boxes, scores = _kernel_precision(boxes, scores)

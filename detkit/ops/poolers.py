@@ -122,9 +122,7 @@ class MultiScaleRoIAlign(nn.Module):
         first = maps[0]
         result = first.new_zeros((rois.shape[0], first.shape[1], *self.output_size))
         for level, (feature, scale) in enumerate(zip(maps, scales)):
-            index = torch.where(levels == level)[0]
-            if index.numel() == 0:
-                continue
+            index = torch.where(levels == level)[0]  # may be empty: no branch on it (export-clean)
             pooled = roi_align(feature, rois[index], self.output_size, scale, self.sampling_ratio, self.aligned)
             result.index_copy_(0, index, pooled.to(result.dtype))
         return result

@@ -177,8 +177,7 @@ def paste_masks_in_image(masks: Tensor, boxes: Tensor, image_size: tuple[int, in
         ``[N, height, width]`` masks, zero outside the boxes, dtype of ``masks``.
     """
     height, width = image_size
-    if masks.shape[0] == 0:
-        return masks.new_zeros((0, height, width))
+    # No branch on the number of masks (export-clean): with none, every product is [0, ...].
     source_size = masks.shape[-1] + 2 * padding
     padded = F.pad(masks, (padding,) * 4)
     grown = _expand_boxes(boxes, float(source_size) / masks.shape[-1]).to(torch.int64)

@@ -1,0 +1,231 @@
+"""The ONNX Runtime backend: an exported ``.onnx`` file behind the detector interface.
+
+:class:`ONNXDetector` reads what :func:`detkit.export` wrote into the file's metadata (class
+names, the preprocessing: input size, resize mode; the output layout) and behaves like a detkit
+detector in eval mode: ``detector(images) -> (predictions, {})``, images ``[3, H, W]`` float RGB
+in [0, 1] of any size, predictions per image in that image's pixels. So
+``Predictor(path, backend="onnxruntime")``, ``detkit infer --backend onnxruntime`` and the video
+pipeline (which runs a :class:`~detkit.apis.predictor.Predictor`) run it unchanged.
+
+Its two ends are the detector's own :class:`~detkit.models.preprocess.Preprocess` class, rebuilt
+from the metadata (:func:`~detkit.export.module.runtime_preprocess`; mean 0 and std 1 where the
+graph normalises): the resize or letterbox before the graph, and the mapping of the boxes back to
+each image (with the clipping) after it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from detkit.export.module import runtime_preprocess
+from detkit.export.onnx_export import read_metadata
+
+__all__ = ["BACKENDS", "ONNXDetector", "ONNXNetwork", "as_backend_model", "mtcnn_onnx"]
+
+BACKENDS = ("torch", "onnxruntime")
+class ONNXDetector(nn.Module):
+    """An exported detector run by ONNX Runtime (see the module docstring).
+
+    Args:
+        path: a ``.onnx`` file written by :func:`detkit.export`.
+        input_size: ``(H, W)`` to run a graph with a dynamic size at (multiples of its
+            ``size_multiple``); default the size it was exported at.
+        threads: ONNX Runtime's intra-op threads (0: its default).
+        providers: ONNX Runtime execution providers (default ``["CPUExecutionProvider"]``).
+
+    Attributes:
+        class_names: from the metadata.
+        metadata: every metadata entry, decoded.
+        session: the ``onnxruntime.InferenceSession``.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a file without detkit's metadata, or a bad ``input_size``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        input_size: Sequence[int] | None = None,
+        threads: int = 0,
+        providers: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.path}")
+        self.session = _session(self.path, threads, providers)
+        self.metadata: dict[str, Any] = read_metadata(self.session.get_modelmeta().custom_metadata_map)
+        missing = [key for key in ("class_names", "preprocess", "input_size") if key not in self.metadata]
+        if missing:
+            raise ValueError(f"{self.path}: not a detkit export (its metadata lacks {missing}); export with detkit.export")
+        self.class_names: list[str] = list(self.metadata["class_names"])
+        self.input_size = self._input_size(input_size)
+        # the resize (SSD: normalisation then resize) and the way back; the graph does the rest.
+        self.preprocess = runtime_preprocess(self.metadata["preprocess"], self.input_size, str(self.path))
+        self.input_name = self.metadata.get("input_name", "images")
+        self.output_names = list(self.metadata.get("output_names", ["boxes", "scores", "labels", "num_detections"]))
+        self.dynamic_batch = bool(self.metadata.get("dynamic_batch", False))
+
+    def _input_size(self, input_size: Sequence[int] | None) -> tuple[int, int]:
+        exported = tuple(int(v) for v in self.metadata["input_size"])
+        if input_size is None:
+            return exported  # type: ignore[return-value]
+        size = tuple(int(v) for v in input_size)
+        multiple = int(self.metadata.get("size_multiple", 1))
+        if size != exported and not self.metadata.get("dynamic_size", False):
+            raise ValueError(f"{self.path}: exported at the fixed size {exported}; input_size {size} needs a "
+                             "dynamic export (detkit export --dynamic)")
+        if len(size) != 2 or min(size) <= 0 or any(s % multiple for s in size):
+            raise ValueError(f"{self.path}: input_size must be (H, W), multiples of {multiple}, got {input_size!r}")
+        return size  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        """Object classes (the length of the metadata's class names)."""
+        return len(self.class_names)
+
+    def run_batch(self, batch: Tensor) -> dict[str, np.ndarray]:
+        """The graph on a network-input batch ``[B, 3, H, W]`` float32 in [0, 1]: its outputs by
+        name (``boxes [B, K, 4]``, ``scores [B, K]``, ``labels [B, K]``, ``num_detections [B]``);
+        one image per call when the graph's batch is fixed at 1."""
+        array = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
+        if self.dynamic_batch or array.shape[0] == 1:
+            outputs = self.session.run(self.output_names, {self.input_name: array})
+        else:
+            runs = [self.session.run(self.output_names, {self.input_name: array[i : i + 1]}) for i in range(len(array))]
+            outputs = [np.concatenate(parts) for parts in zip(*runs)]
+        return dict(zip(self.output_names, outputs))
+
+    def forward(
+        self, images: Sequence[Tensor], targets: Any = None
+    ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+        """Detect in ``images`` (``[3, H_i, W_i]`` float RGB in [0, 1]; sizes may differ).
+
+        Returns:
+            ``(predictions, {})``: per image ``boxes [K, 4]`` in its pixels, ``scores [K]`` by
+            decreasing score, ``labels [K]`` int64.
+        """
+        if targets is not None:
+            raise ValueError(f"{self.path}: an ONNX model detects only (no targets, no training)")
+        sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+        if not images:
+            return [], {}
+        batch, _ = self.preprocess([image.detach().cpu().float() for image in images])
+        outputs = self.run_batch(batch.tensor)
+        predictions = []
+        for index in range(len(images)):
+            count = int(outputs["num_detections"][index])
+            predictions.append({
+                "boxes": torch.from_numpy(outputs["boxes"][index, :count].copy()),
+                "scores": torch.from_numpy(outputs["scores"][index, :count].copy()),
+                "labels": torch.from_numpy(outputs["labels"][index, :count].astype(np.int64)),
+            })
+        return self.preprocess.postprocess(predictions, batch.image_sizes, sizes), {}
+
+
+def _session(path: Path, threads: int, providers: Sequence[str] | None) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
+
+
+class ONNXNetwork(nn.Module):
+    """One exported MTCNN network (:mod:`detkit.export.mtcnn`) with the eager network's call:
+    ``network(x, input_scale, input_shift) -> (logits, box_deltas[, landmarks])`` as tensors.
+
+    Args:
+        path: ``pnet.onnx``, ``rnet.onnx`` or ``onet.onnx``.
+        threads, providers: as for :class:`ONNXDetector`.
+
+    Raises:
+        ValueError: (at a call) an input affine map other than the one inside the graph.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, threads: int = 0, providers: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.session = _session(self.path, threads, providers)
+        self.metadata = read_metadata(self.session.get_modelmeta().custom_metadata_map)
+        self.output_names = list(self.metadata["output_names"])
+
+    def forward(self, x: Tensor, input_scale: float = 1.0, input_shift: float = 0.0) -> tuple[Tensor, ...]:
+        """Run the graph on ``x [N, 3, H, W]`` (0-255 values)."""
+        inside = (self.metadata["input_scale"], self.metadata["input_shift"])
+        if (input_scale, input_shift) != tuple(inside):
+            raise ValueError(f"{self.path}: the graph holds the input map {inside}, called with "
+                             f"{(input_scale, input_shift)}")
+        array = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+        if array.shape[0] == 0:  # no crops (the cascade's RNet / ONet): nothing to run
+            widths = {"logits": 2, "box_deltas": 4, "landmarks": 10}
+            return tuple(x.new_zeros((0, widths[name])) for name in self.output_names)
+        return tuple(torch.from_numpy(o) for o in self.session.run(self.output_names, {"images": array}))
+
+
+def mtcnn_onnx(folder: str | os.PathLike[str], *, threads: int = 0, providers: Sequence[str] | None = None) -> nn.Module:
+    """The MTCNN cascade (Python: pyramid, crops, NMS) on its three networks run by ONNX Runtime.
+
+    Args:
+        folder: written by ``detkit.export(mtcnn, folder)`` (``pnet.onnx``, ``rnet.onnx``,
+            ``onet.onnx``; the cascade's settings are in their metadata).
+        threads, providers: as for :class:`ONNXDetector`.
+
+    Returns:
+        An :class:`~detkit.models.detectors.mtcnn.cascade.MTCNN` in eval mode.
+    """
+    from detkit.models.detectors.mtcnn.cascade import MTCNN
+
+    folder = Path(folder)
+    missing = [name for name in ("pnet", "rnet", "onet") if not (folder / f"{name}.onnx").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: no {', '.join(n + '.onnx' for n in missing)} (an MTCNN export folder)")
+    networks = {name: ONNXNetwork(folder / f"{name}.onnx", threads=threads, providers=providers)
+                for name in ("pnet", "rnet", "onet")}
+    settings = networks["pnet"].metadata["cascade"]
+    return MTCNN(**networks, **settings).eval()  # type: ignore[arg-type]
+
+
+def as_backend_model(model: nn.Module | str | os.PathLike[str], backend: str, **options: Any) -> nn.Module:
+    """The model a :class:`~detkit.apis.predictor.Predictor` runs for ``backend``.
+
+    Args:
+        model: a detector, or (``"onnxruntime"``) a ``.onnx`` file, an MTCNN export folder
+            (:func:`mtcnn_onnx`) or an :class:`ONNXDetector`.
+        backend: ``"torch"`` (the model as it is) or ``"onnxruntime"``: a file is opened; a torch
+            detector is exported to a temporary ``.onnx`` first (:func:`detkit.export`).
+        **options: passed to :class:`ONNXDetector`.
+
+    Raises:
+        ValueError: an unknown backend, or a file path with the torch backend.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"Predictor: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        if isinstance(model, (str, os.PathLike)):
+            raise ValueError(f"Predictor: {model} is a file; pass backend='onnxruntime' for an .onnx model")
+        return model  # type: ignore[return-value]
+    if isinstance(model, ONNXDetector):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        if Path(model).is_dir():
+            return mtcnn_onnx(model, **options)
+        return ONNXDetector(model, **options)
+    import tempfile
+
+    from detkit.export import export
+
+    folder = tempfile.mkdtemp(prefix="detkit-onnx-")
+    path = export(model, Path(folder) / "model.onnx", "onnx", dynamic=True)
+    return mtcnn_onnx(path, **options) if path.is_dir() else ONNXDetector(path, **options)
