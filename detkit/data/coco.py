@@ -301,7 +301,8 @@ class CocoDetection(DetectionDataset):
         collecting = gc.isenabled()
         gc.disable()  # millions of parsed containers would trigger full collections, for nothing
         try:
-            records, chosen = self._read(annotation_file, image_dir, source, with_masks, class_names, report)
+            records, chosen = self._read(annotation_file, image_dir, source, with_masks, with_keypoints, class_names,
+                                         report)
         finally:
             if collecting:
                 gc.enable()
@@ -318,7 +319,7 @@ class CocoDetection(DetectionDataset):
         )
         release_freed_memory()  # the parsed json and the buffers before the checks are gone: give the heap back
 
-    def _read(self, annotation_file: Path, image_dir: Path, source: str, with_masks: bool,
+    def _read(self, annotation_file: Path, image_dir: Path, source: str, with_masks: bool, with_keypoints: bool,
               class_names: Sequence[str] | None, report: DatasetReport
               ) -> tuple[RecordStore | list[ImageRecord], list[dict]]:
         """``(records, chosen categories)``; sets ``category_id_to_label``. The json's Python
@@ -351,16 +352,21 @@ class CocoDetection(DetectionDataset):
             raise DatasetError(f"{source}: with_keypoints=True but no category names keypoints "
                                "('categories[].keypoints')")
 
-        store = coco_record_store(images, annotations, image_dir, source, with_masks, self.category_id_to_label,
-                                  known_ids, report)
+        # The bulk columns take boxes, labels, crowd flags, areas and segmentations; keypoints go
+        # through the record reader (DetectionDataset packs its records into a RecordStore too).
+        store = None if with_keypoints else coco_record_store(
+            images, annotations, image_dir, source, with_masks, self.category_id_to_label, known_ids, report)
         if store is not None:
             return store, chosen
         # Something the columns do not take as it is (string ids, 'ignore' flags, absent areas, a
-        # malformed record): the record-by-record reader, which also words every error.
-        return self._read_records(images, annotations, image_dir, source, with_masks, known_ids, report), chosen
+        # malformed record, keypoints): the record-by-record reader, which also words every error.
+        records = self._read_records(images, annotations, image_dir, source, with_masks, with_keypoints,
+                                     num_keypoints, known_ids, report)
+        return records, chosen
 
     def _read_records(self, images: list[dict], annotations: list[dict], image_dir: Path, source: str,
-                      with_masks: bool, known_ids: set, report: DatasetReport) -> list[ImageRecord]:
+                      with_masks: bool, with_keypoints: bool, num_keypoints: int, known_ids: set,
+                      report: DatasetReport) -> list[ImageRecord]:
         annotations_by_image = group_annotations_by_image(images, annotations, source)
         records: list[ImageRecord] = []
         for index, image in enumerate(images):
