@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 __all__ = ["IntegralImages", "area_crop_resize", "area_resize", "summed_area_table"]
 
@@ -29,8 +30,10 @@ def summed_area_table(images: Tensor, integer_tolerance: float = 1e-3) -> Tensor
     """
     values = images.movedim(-3, -1)
     rounded = values.round()
-    error = torch.aminmax(values - rounded) if values.numel() else None
-    if error is not None and max(-float(error.min), float(error.max)) <= integer_tolerance:
+    # Both sums are exact, so the choice is speed only: under torch.export the values are
+    # unknown and guard_or_false takes float64 (the same table values, no data-dependent branch).
+    integral = values.numel() > 0 and guard_or_false(((values - rounded).abs().max() <= integer_tolerance).item())
+    if integral:
         low, high = torch.aminmax(rounded)
         bound = max(-float(low), float(high)) * images.shape[-1] * images.shape[-2]
         dtype, values = (torch.int32 if bound < 2**31 else torch.int64), rounded
