@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
+from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
 
 from detkit.config import instantiate, load_config
 
@@ -107,3 +108,17 @@ def test_mtcnn_cascade_exports_and_gives_the_eager_faces(mtcnn):
             assert (expected[0].shape[0] > 0) == has_faces
             for reference, value in zip(expected, actual):
                 torch.testing.assert_close(value, reference, rtol=0, atol=0)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=GuardOnDataDependentSymNode,
+    reason="heatmaps_to_keypoints resizes each detection's maps to its own ceil(h) x ceil(w) (torchvision's "
+    "bicubic decoding, kept bit-exact): a per-detection, data-dependent output size, looped on the host",
+)
+def test_keypoint_rcnn_is_export_clean_but_for_the_keypoint_decoding():
+    torch.manual_seed(0)
+    overrides = [*_RCNN_SIZE, "model.roi_heads.score_thresh=0.0"]
+    model = _FirstImage(instantiate(load_config(ROOT / "configs/keypoint_rcnn/keypoint_rcnn_r18_fpn_1x_shapes.py",
+                                                overrides).model).eval())
+    torch.export.export(model, (_photo(96, 128),), strict=False)
