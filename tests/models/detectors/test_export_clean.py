@@ -13,7 +13,6 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
-from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
 
 from detkit.config import instantiate, load_config
 
@@ -63,6 +62,8 @@ FAMILIES = {
     "yolo11n": ("configs/yolov8/yolo11n_100e_voc.py", ["model.input_size=(128, 128)", "model.head.score_thresh=0.0"]),
     "retinanet": ("configs/retinanet/retinanet_r18_fpn_shapes.py", [*_RCNN_SIZE, "model.head.score_thresh=0.0"]),
     "fcos": ("configs/fcos/fcos_r18_fpn_shapes.py", [*_RCNN_SIZE, "model.head.score_thresh=0.0"]),
+    # Fewer detections than detections_per_img: the keypoint decoding's unused slots are dropped.
+    "keypoint_rcnn": ("configs/keypoint_rcnn/keypoint_rcnn_r18_fpn_1x_shapes.py", [*_RCNN_SIZE, "model.roi_heads.score_thresh=0.3"]),
 }  # fmt: skip
 
 
@@ -74,12 +75,14 @@ def test_exported_program_gives_the_eager_detections(family):
     image = _photo(96, 128)
     program = torch.export.export(model, (image,), strict=False)
     with torch.no_grad():
-        expected = model(image)
-        actual = program.module()(image)
-    assert expected[0].shape[0] > 0
-    assert len(actual) == len(expected)
-    for reference, value in zip(expected, actual):
-        torch.testing.assert_close(value, reference, rtol=0, atol=0)
+        # Another photo: other detection counts through the same program.
+        for photo in (image, _photo(96, 128, "person.jpg")):
+            expected = model(photo)
+            actual = program.module()(photo)
+            assert expected[0].shape[0] > 0
+            assert len(actual) == len(expected)
+            for reference, value in zip(expected, actual):
+                torch.testing.assert_close(value, reference, rtol=0, atol=0)
 
 
 @pytest.fixture(scope="module")
@@ -110,15 +113,35 @@ def test_mtcnn_cascade_exports_and_gives_the_eager_faces(mtcnn):
                 torch.testing.assert_close(value, reference, rtol=0, atol=0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=GuardOnDataDependentSymNode,
-    reason="heatmaps_to_keypoints resizes each detection's maps to its own ceil(h) x ceil(w) (torchvision's "
-    "bicubic decoding, kept bit-exact): a per-detection, data-dependent output size, looped on the host",
-)
-def test_keypoint_rcnn_is_export_clean_but_for_the_keypoint_decoding():
-    torch.manual_seed(0)
-    overrides = [*_RCNN_SIZE, "model.roi_heads.score_thresh=0.0"]
-    model = _FirstImage(instantiate(load_config(ROOT / "configs/keypoint_rcnn/keypoint_rcnn_r18_fpn_1x_shapes.py",
-                                                overrides).model).eval())
-    torch.export.export(model, (_photo(96, 128),), strict=False)
+class _DecodeWithoutBound(torch.nn.Module):
+    def forward(self, maps: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from detkit.models.roi_heads import heatmaps_to_keypoints
+
+        kept = rois[:, 0] >= 0
+        return heatmaps_to_keypoints(maps[kept], rois[kept])
+
+
+def test_keypoint_decoding_of_a_data_dependent_number_of_detections_equals_torchvision():
+    from torchvision.models.detection import roi_heads as tv_roi_heads
+
+    from detkit.models.roi_heads import heatmaps_to_keypoints
+
+    class Decode(torch.nn.Module):
+        def forward(self, maps: torch.Tensor, rois: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            kept = rois[:, 0] >= 0  # a data-dependent count, as after NMS
+            return heatmaps_to_keypoints(maps[kept], rois[kept], max_rois=maps.shape[0])
+
+    generator = torch.Generator().manual_seed(0)
+    maps = torch.randn((6, 5, 56, 56), generator=generator)
+    corners = torch.rand((6, 2), generator=generator) * 60
+    rois = torch.cat([corners, corners + 0.5 + torch.rand((6, 2), generator=generator) * 40], dim=1)
+    program = torch.export.export(Decode(), (maps, rois), strict=False)
+    rois[[1, 4], 0] = -1.0  # two detections fewer than at export
+    kept = rois[:, 0] >= 0
+    keypoints, scores = program.module()(maps, rois)
+    their_keypoints, their_scores = tv_roi_heads.heatmaps_to_keypoints(maps[kept], rois[kept])
+    assert keypoints.shape == (4, 5, 3)
+    torch.testing.assert_close(keypoints, their_keypoints, rtol=0, atol=0)
+    torch.testing.assert_close(scores, their_scores, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="needs max_rois"):
+        torch.export.export(_DecodeWithoutBound(), (maps, rois), strict=False)
