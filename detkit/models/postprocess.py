@@ -156,16 +156,21 @@ def _check_arguments(
 def _dense_per_class_topk(
     scores: Tensor, k: int, thresh: float, inclusive: bool
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Step 2-3 for ``[N, C]`` scores per class: ``(box_index, scores, labels)``, class-major."""
+    """Step 2-3 for ``[N, C]`` scores per class: ``(box_index, scores, labels)``, class-major.
+
+    The ``k`` best of each class hold every candidate of a class with at most ``k`` of them, so
+    one top-k then the threshold gives the candidates either way; only their order within a class
+    depends on the data (box order when no class has more than ``k``, else decreasing score), and
+    it is chosen with tensor ops, not a Python branch (torch.export-clean).
+    """
     class_scores = scores.t()  # [C, N]
-    above = _above(class_scores, thresh, inclusive)
     k = min(k, scores.shape[0])
-    if int(above.sum(dim=1).max()) <= k:
-        # No class has more than k candidates: every box above the threshold goes on.
-        labels, box_index = above.nonzero(as_tuple=True)
-        return box_index, class_scores[labels, box_index], labels
-    # The k best of each class, then the threshold (the same set as threshold then top-k).
     top_scores, top_index = class_scores.topk(k, dim=1)  # [C, k]
+    # No class has more than k candidates: every box above the threshold goes on, in box order.
+    in_box_order = _above(class_scores, thresh, inclusive).sum(dim=1).max() <= k
+    rank = torch.arange(k, device=scores.device).expand_as(top_index)
+    order = torch.where(in_box_order, top_index, rank).argsort(dim=1)
+    top_scores, top_index = top_scores.gather(1, order), top_index.gather(1, order)
     keep = _above(top_scores, thresh, inclusive)
     return top_index[keep], top_scores[keep], keep.nonzero(as_tuple=True)[0]
 

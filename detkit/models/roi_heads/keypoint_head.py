@@ -16,8 +16,9 @@ to the last cell); points outside the RoI are not trained. The loss is the cross
 Decoding (torchvision's ``heatmaps_to_keypoints``): each RoI's maps are resized bicubically to
 ``ceil(h) x ceil(w)`` (box sides clamped at 1 px), the arg-max cell ``(i, j)`` gives the point
 ``x1 + (j + 0.5) * w / ceil(w)`` (likewise y), and the map's value there is the keypoint's score.
-The resize size depends on each box, so decoding loops over the detections on the host (the one
-data-dependent step of the family, as in torchvision).
+The resize size depends on each box, so decoding loops over the detections on the host, as
+torchvision does; under ``torch.export`` (a data-dependent number of detections) over a fixed
+number of slots, ``max_rois``, so the family stays export-clean with torchvision's exact results.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.fx.experimental.symbolic_shapes import is_concrete_int
 
 from detkit.models.layers import ConvNormAct
 
@@ -121,26 +123,46 @@ def keypoint_rcnn_loss(keypoint_logits: Tensor, cells: Tensor, trained: Tensor) 
     return F.cross_entropy(flat_logits[index], cells.flatten()[index])
 
 
-def heatmaps_to_keypoints(maps: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
+def heatmaps_to_keypoints(maps: Tensor, rois: Tensor, max_rois: int | None = None) -> tuple[Tensor, Tensor]:
     """Keypoints from heat maps: bicubic resize to each box's size, arg-max, cell centre.
+
+    The detections are decoded one by one (each has its own resize size, as in torchvision). When
+    their number is data-dependent (under ``torch.export``: the detections left after NMS), the
+    loop runs over ``max_rois`` slots, the missing ones 1-pixel boxes of zero maps, and their
+    results are dropped: the same decoding of every real detection, with no branch on the count.
 
     Args:
         maps: ``[R, K, M, M]`` heat-map logits of the detections.
         rois: ``[R, 4]`` xyxy boxes of the detections, in pixels of the image.
+        max_rois: the most detections ``R`` can be (e.g. ``detections_per_img`` times the
+            images); needed only when ``R`` is not a known number.
 
     Returns:
         ``(keypoints [R, K, 3], scores [R, K])`` float32: ``(x, y, 1)`` in pixels of the image
         (the third column is torchvision's constant visibility 1), and the resized map's value at
         the arg-max (a logit, not a probability).
+
+    Raises:
+        ValueError: ``R`` is data-dependent and ``max_rois`` is not given.
     """
     num_rois, num_keypoints = maps.shape[:2]
-    keypoints = torch.zeros((num_rois, num_keypoints, 3), dtype=torch.float32, device=maps.device)
-    scores = torch.zeros((num_rois, num_keypoints), dtype=torch.float32, device=maps.device)
+    slots = num_rois
+    if not is_concrete_int(num_rois):
+        if max_rois is None:
+            raise ValueError("heatmaps_to_keypoints: a data-dependent number of RoIs needs max_rois (its bound)")
+        torch._check(num_rois <= max_rois)
+        slots = max_rois
+        maps = torch.cat([maps, maps.new_zeros((max_rois, *maps.shape[1:]))])[:max_rois]
+        rois = torch.cat([rois, rois.new_zeros((max_rois, 4))])[:max_rois]
+    keypoints = torch.zeros((slots, num_keypoints, 3), dtype=torch.float32, device=maps.device)
+    scores = torch.zeros((slots, num_keypoints), dtype=torch.float32, device=maps.device)
     widths = (rois[:, 2] - rois[:, 0]).clamp(min=1)
     heights = (rois[:, 3] - rois[:, 1]).clamp(min=1)
     map_sizes = torch.stack([heights.ceil(), widths.ceil()], dim=1).to(torch.int64).tolist()  # one host read
     rows = torch.arange(num_keypoints, device=maps.device)
     for i, (map_height, map_width) in enumerate(map_sizes):
+        torch._check(map_height >= 1)
+        torch._check(map_width >= 1)
         resized = F.interpolate(maps[i][:, None], size=(map_height, map_width), mode="bicubic",
                                 align_corners=False)[:, 0]
         best = resized.reshape(num_keypoints, -1).argmax(dim=1)
@@ -150,4 +172,4 @@ def heatmaps_to_keypoints(maps: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
         keypoints[i, :, 1] = (cell_y.float() + 0.5) * (heights[i] / map_height) + rois[i, 1]
         scores[i] = resized[rows, cell_y, cell_x]
     keypoints[..., 2] = 1
-    return keypoints, scores
+    return keypoints[:num_rois], scores[:num_rois]

@@ -290,7 +290,8 @@ class RoIHeads(NMSOptions, nn.Module):
         assert self.keypoint_pooler is not None and self.keypoint_head is not None
         boxes = [d["boxes"] for d in detections]
         keypoint_logits = self.keypoint_head(self.keypoint_pooler(features, boxes, image_sizes))
-        keypoints, scores = heatmaps_to_keypoints(keypoint_logits, torch.cat(boxes))
+        max_rois = None if self.detections_per_img is None else self.detections_per_img * len(boxes)
+        keypoints, scores = heatmaps_to_keypoints(keypoint_logits, torch.cat(boxes), max_rois)
         counts = [b.shape[0] for b in boxes]
         for detection, image_keypoints, image_scores in zip(detections, keypoints.split(counts), scores.split(counts)):
             detection["keypoints"] = image_keypoints

@@ -53,6 +53,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
+from torch.fx.experimental.symbolic_shapes import guard_or_false, guard_or_true
 
 from detkit.models.detectors.base import Detector, check_image_values
 from detkit.models.detectors.mtcnn.networks import ONet, PNet, RNet, input_affine
@@ -216,10 +217,11 @@ class MTCNN(Detector):
         boxes = square_boxes(_calibrate(boxes[keep, :4], boxes[keep, 4:], plus_one=False))
         scores, image_idx = scores[keep], image_idx[keep]
         landmarks = boxes.new_zeros((0, 5, 2))
-        if boxes.shape[0]:
+        # Shortcuts for no window left; under torch.export (unknown counts) the stages run on any.
+        if guard_or_true(boxes.shape[0] != 0):
             integral = IntegralImages(tables)
             boxes, scores, image_idx = self._stage_rnet(integral, boxes, image_idx)
-            if boxes.shape[0]:
+            if guard_or_true(boxes.shape[0] != 0):
                 boxes, scores, image_idx, landmarks = self._stage_onet(integral, boxes, image_idx)
         return self._split(images, boxes, scores, image_idx, landmarks)
 
@@ -240,7 +242,7 @@ class MTCNN(Detector):
             logits, deltas = self.pnet(level, *input_affine(1.0))
             prob = torch.sigmoid(logits[:, 1] - logits[:, 0])  # = softmax(logits)[:, 1], one pass fewer
             b, y, x = torch.nonzero(prob >= self.thresholds[0], as_tuple=True)
-            if b.numel() == 0:
+            if guard_or_false(b.numel() == 0):  # under torch.export: zero windows run through
                 continue
             # Window of cell (x, y): 1-based pixel indices as in the original (module docstring).
             cell = torch.stack([x, y], dim=1).to(torch.float32)
@@ -311,7 +313,7 @@ class MTCNN(Detector):
             predictions.append({
                 "boxes": image_boxes,
                 "scores": scores[mine],
-                "labels": torch.zeros(int(mine.sum()), dtype=torch.int64, device=boxes.device),
+                "labels": torch.zeros_like(scores[mine], dtype=torch.int64),
                 "landmarks": landmarks[mine],
             })
         return predictions

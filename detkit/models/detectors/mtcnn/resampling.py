@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
+from torch.fx.experimental.symbolic_shapes import guard_or_false
 
 __all__ = ["IntegralImages", "area_crop_resize", "area_resize", "summed_area_table"]
 
@@ -23,14 +24,17 @@ def summed_area_table(images: Tensor, integer_tolerance: float = 1e-3) -> Tensor
     Images whose values are all within ``integer_tolerance`` of integers (8-bit pixels times 255)
     are summed exactly in int32 (int64 when the sums could overflow it): half the memory traffic
     of float64. Other images are summed in float64, which keeps box sums of 1080p images exact to
-    ~1e-10 (float32 would lose whole pixel values).
+    ~1e-10 (float32 would lose whole pixel values). Under ``torch.export`` the values are unknown
+    and the table is float64: the same sums, so the exported program gives the eager averages.
 
     Args: images ``[..., C, H, W]``. Returns ``[..., H + 1, W + 1, C]``.
     """
     values = images.movedim(-3, -1)
     rounded = values.round()
-    error = torch.aminmax(values - rounded) if values.numel() else None
-    if error is not None and max(-float(error.min), float(error.max)) <= integer_tolerance:
+    # Both sums are exact, so the choice is speed only: guard_or_false takes float64 where the
+    # values are unknown (torch.export), rather than a branch on data.
+    integral = values.numel() > 0 and guard_or_false(((values - rounded).abs().max() <= integer_tolerance).item())
+    if integral:
         low, high = torch.aminmax(rounded)
         bound = max(-float(low), float(high)) * images.shape[-1] * images.shape[-2]
         dtype, values = (torch.int32 if bound < 2**31 else torch.int64), rounded
