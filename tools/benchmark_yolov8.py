@@ -189,7 +189,7 @@ def bench_arch(arch: str, size: int, bgr: np.ndarray, args: argparse.Namespace) 
     items, losses = ultralytics_train(), detkit_train()
     for name, key in (("loss_box", "box_loss"), ("loss_cls", "cls_loss"), ("loss_dfl", "dfl_loss")):
         if not _close(losses[name].detach(), items[key], 1e-5):
-            raise SystemExit(f"{arch} at {size}: {name} differs: detkit {float(losses[name])} "
+            raise SystemExit(f"{arch} at {size}: {name} differs: detkit {float(losses[name].detach())} "
                              f"ultralytics {float(items[key])}")
     print(f"{arch} at {size}: {det.shape[0]} detections, network outputs and loss terms equal to ultralytics'",
           flush=True)
