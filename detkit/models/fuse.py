@@ -12,7 +12,7 @@ one op instead of two and one feature map less to write and read; the outputs ag
 rounding (a few ulp per layer). :func:`fold_batch_norms` finds the pairs of every detkit family
 (a convolution followed by a batch norm in an ``nn.Sequential``: darknet's, MobileNet's and SSDLite's
 ``ConvNormAct``, ResNet's downsample; the ``conv{k}`` / ``bn{k}`` attributes of the ResNet stem and
-blocks) and replaces the pair by the folded convolution and an ``nn.Identity``, in place.
+blocks, the ``conv`` / ``bn`` of the YOLOv8 / YOLO11 ``Conv``) and replaces the pair by the folded convolution and an ``nn.Identity``, in place.
 
 :func:`inference_copy` is what :class:`~detkit.apis.Predictor`, ``detkit infer`` and
 :func:`~detkit.evaluation.evaluate` run: a deep copy of the model in eval mode, folded, with
@@ -40,6 +40,7 @@ import torch
 from torch import nn
 
 from detkit.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
+from detkit.models.backbones.yolov8_blocks import Conv as YOLOv8Conv
 from detkit.models.layers import FrozenBatchNorm2d
 
 __all__ = ["CHANNELS_LAST_MODES", "fold_batch_norms", "fold_conv_bn", "inference_copy", "use_channels_last"]
@@ -52,6 +53,7 @@ ATTRIBUTE_PAIRS: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
     ResNet: (("conv1", "bn1"),),
     BasicBlock: (("conv1", "bn1"), ("conv2", "bn2")),
     Bottleneck: (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3")),
+    YOLOv8Conv: (("conv", "bn"),),
 }
 
 

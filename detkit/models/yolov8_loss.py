@@ -137,14 +137,18 @@ class YOLOv8Loss(nn.Module):
         image_size: tuple[int, int],
     ) -> dict[str, Tensor]:
         box_channels = 4 * self.reg_max
-        # Point-major copies: the softmax, sigmoid and BCE below run over contiguous rows.
-        pred_dist = flat[:, :box_channels].permute(0, 2, 1).contiguous()  # [B, A, 4R]
-        logits = flat[:, box_channels:].permute(0, 2, 1).contiguous()  # [B, A, C]
+        # Point-major copies: the softmax, sigmoid and BCE below run over contiguous rows. A split
+        # (not two slices): its backward concatenates the two gradients instead of writing each
+        # into a zero-filled copy of ``flat``.
+        box_part, cls_part = flat.split((box_channels, self.num_classes), 1)
+        pred_dist = box_part.permute(0, 2, 1).contiguous()  # [B, A, 4R]
+        logits = cls_part.permute(0, 2, 1).contiguous()  # [B, A, C]
         points, strides = anchor_points(sizes, self.strides, flat.dtype, flat.device)
         points, strides = points.T, strides.T  # [A, 2] cells, [A, 1] pixels per cell
 
         distances = self._distances(pred_dist)  # [B, A, 4] cells
-        pred_boxes = torch.cat([points - distances[..., :2], points + distances[..., 2:]], -1)
+        left_top, right_bottom = distances.split(2, -1)  # a split: no zero-filled gradient per slice
+        pred_boxes = torch.cat([points - left_top, points + right_bottom], -1)
         gt_labels, gt_boxes, gt_mask = self._padded_targets(targets, flat.device)
         assignment = self.assigner(
             logits.detach().sigmoid(), pred_boxes.detach() * strides, points * strides, gt_labels, gt_boxes, gt_mask

@@ -5,7 +5,7 @@ ultralytics computes it):
 
 - ratio ``r = min(H / h, W / w)`` (``scaleup=False``: at most 1); the image is resized to
   ``(max(round(h * r), 1), max(round(w * r), 1))`` (Python's round, half to even) with OpenCV's
-  8-bit ``INTER_LINEAR`` (:func:`~detkit.ops.image_resize.resize_bilinear_opencv`, bit for bit;
+  8-bit ``INTER_LINEAR`` (``cv2.resize`` itself on the CPU, :func:`~detkit.ops.image_resize.resize_bilinear_opencv` elsewhere, bit for bit;
   an exact 2x reduction on both axes is OpenCV's ``INTER_AREA`` average, which ``cv2.resize``
   switches to), unless it already has that size;
 - padding ``dw = W - new_w``, ``dh = H - new_h``, with ``rect`` (ultralytics' ``auto``) only their
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from detkit.models.preprocess.base import Preprocess
-from detkit.ops.image_resize import resize_bilinear_opencv, to_uint8_levels
+from detkit.ops.image_resize import resize_bilinear_opencv, resize_unit_image_opencv, to_uint8_levels
 from detkit.structures import ImageList
 
 __all__ = ["LETTERBOX_PAD_VALUE", "LetterboxParams", "LetterboxPreprocess", "letterbox_params", "resize_opencv"]
@@ -147,9 +147,19 @@ class LetterboxPreprocess(Preprocess):
         return f"input_size={self.input_size}, rect={self.rect}, stride={self.stride}, scaleup={self.scaleup}"
 
     def letterbox(self, image: Tensor, params: LetterboxParams) -> Tensor:
-        """One image ``[3, h, w]`` (RGB in [0, 1]) letterboxed: ``[3, *params.size]``, not normalised."""
-        if (params.new_h, params.new_w) != tuple(image.shape[-2:]):
-            image = resize_opencv(to_uint8_levels(image), (params.new_h, params.new_w)).to(image.dtype) / 255
+        """One image ``[3, h, w]`` (RGB in [0, 1]) letterboxed: ``[3, *params.size]``, not normalised.
+
+        The resize is ``cv2.resize`` itself on the CPU (:func:`resize_unit_image_opencv`), the PyTorch
+        kernels of :func:`resize_opencv` elsewhere and for an exact 2x reduction: the same bits.
+        """
+        size = (params.new_h, params.new_w)
+        in_size = tuple(image.shape[-2:])
+        if in_size == (2 * size[0], 2 * size[1]):
+            image = resize_opencv(to_uint8_levels(image), size).to(image.dtype) / 255
+        elif size != in_size:
+            image = resize_unit_image_opencv(image, size)
+        if params.left == params.right == params.top == params.bottom == 0:
+            return image
         return F.pad(image, (params.left, params.right, params.top, params.bottom), value=LETTERBOX_PAD_VALUE)
 
     def forward(
@@ -173,7 +183,8 @@ class LetterboxPreprocess(Preprocess):
         height = max(image.shape[-2] for image in boxed)
         width = max(image.shape[-1] for image in boxed)
         batch = torch.stack([
-            F.pad(image, (0, width - image.shape[-1], 0, height - image.shape[-2]), value=LETTERBOX_PAD_VALUE)
+            image if image.shape[-2:] == (height, width)
+            else F.pad(image, (0, width - image.shape[-1], 0, height - image.shape[-2]), value=LETTERBOX_PAD_VALUE)
             for image in boxed
         ])  # fmt: skip
         if self.normalizes:

@@ -88,3 +88,22 @@ def test_a_batch_of_different_shapes_is_letterboxed_to_the_full_input():
 def test_bad_input_size_is_one_line():
     with pytest.raises(ValueError, match="LetterboxPreprocess: input_size .* multiples of stride 32"):
         LetterboxPreprocess((640, 600))
+
+
+@pytest.mark.parametrize("shape", [(427, 640), (640, 640), (33, 47), (1280, 960)])
+def test_the_cpu_resize_is_cv2_itself_and_the_pytorch_kernels_give_the_same_bits(shape, monkeypatch):
+    import detkit.ops.image_resize as image_resize
+
+    bgr = np.random.default_rng(sum(shape)).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    preprocess = LetterboxPreprocess((320, 320), rect=True).eval()
+    calls = []
+    resize = cv2.resize
+    monkeypatch.setattr(image_resize.cv2, "resize", lambda *a, **k: calls.append(1) or resize(*a, **k))
+    on_cpu, _ = preprocess([_rgb01(bgr)])
+    # one plane at a time through OpenCV (the fast path on the CPU); an exact 2x reduction is the
+    # PyTorch area average everywhere
+    assert len(calls) == (0 if shape == (640, 640) else 3)
+    monkeypatch.setattr(image_resize, "cv2", None)  # elsewhere (GPU, tracing): the PyTorch kernels
+    portable, _ = preprocess([_rgb01(bgr)])
+    assert torch.equal(on_cpu.tensor, portable.tensor)
+    assert torch.equal(on_cpu.tensor[0], _ultralytics_input(bgr, (320, 320), auto=True))
