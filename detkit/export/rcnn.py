@@ -293,6 +293,13 @@ class RCNNExport(ExportModule):
 
 
 def _build_rcnn(detector: nn.Module, input_size: tuple[int, int] | None = None) -> ExportModule:
+    if getattr(detector.roi_heads, "has_keypoint", False):  # a graph without them would drop them silently
+        from detkit.export.module import UnsupportedModelError
+
+        raise UnsupportedModelError(
+            f"detkit.export: {type(detector).__name__}'s keypoints (a bicubic resize per box) have no ONNX "
+            "graph yet; export Faster / Mask R-CNN"
+        )
     return RCNNExport(detector, input_size)  # type: ignore[arg-type]
 
 
