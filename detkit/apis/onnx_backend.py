@@ -75,7 +75,11 @@ class ONNXDetector(nn.Module):
         if self.metadata["preprocess"].get("resize_inside", False):  # R-CNN-style: the graph resizes
             self.preprocess: nn.Module = FixedSizeInput(self.input_size)
         else:
-            self.preprocess = runtime_preprocess(self.metadata["preprocess"], self.input_size, str(self.path))
+            spec = dict(self.metadata["preprocess"])
+            if not self.metadata.get("dynamic_size", False) and spec.get("kwargs", {}).get("rect"):
+                # a fixed-size graph takes the full letterbox, never ultralytics' smaller rectangle
+                spec["kwargs"] = {**spec["kwargs"], "rect": False}
+            self.preprocess = runtime_preprocess(spec, self.input_size, str(self.path))
         self.input_name = self.metadata.get("input_name", "images")
         self.output_names = list(self.metadata.get("output_names", ["boxes", "scores", "labels", "num_detections"]))
         self.dynamic_batch = bool(self.metadata.get("dynamic_batch", False))

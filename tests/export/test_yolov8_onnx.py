@@ -103,3 +103,19 @@ def test_second_size_and_batch(model_and_file):
     assert_same_detections(expected, detector(images)[0])
     with pytest.raises(ValueError, match="multiples of 32"):
         ONNXDetector(path, input_size=(300, 300))
+
+
+def test_a_fixed_size_file_takes_the_full_letterbox(model_and_file, tmp_path):
+    """Exported without ``dynamic``, the graph is fixed at the input size: the runtime letterboxes
+    every image to it (ultralytics' ``auto=False``), as the eager model with ``rect=False``."""
+    model, _ = model_and_file
+    path = export(model, tmp_path / "fixed.onnx")
+    images = photos()[:2]
+    model.preprocess.rect = False
+    try:
+        expected = _eager(model, images)
+    finally:
+        model.preprocess.rect = True
+    detector = ONNXDetector(path)
+    assert detector.preprocess.rect is False
+    assert_same_detections(expected, [detector([image])[0][0] for image in images])
