@@ -28,7 +28,13 @@ from torch import Tensor, nn
 
 from detkit.export.module import ExportModule, register_export_module
 from detkit.export.onnx_ops import UnsupportedExportError
-from detkit.export.rcnn import _bounded, _per_image_best, _round_up, rcnn_input_batch, rcnn_resized_size
+from detkit.export.rcnn import (
+    _bounded,
+    _per_image_best,
+    _round_up,
+    rcnn_input_batch,
+    rcnn_resized_size,
+)
 from detkit.export.selection import PAD_LABEL
 from detkit.models.detectors.one_stage_fpn import OneStageFPNDetector
 from detkit.models.postprocess import topk_per_level

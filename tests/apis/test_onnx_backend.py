@@ -15,10 +15,10 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from detkit.apis import Predictor  # noqa: E402
-from detkit.apis.onnx_backend import ONNXDetector, as_backend_model  # noqa: E402
-from detkit.apis.video import VideoReader, annotate_video  # noqa: E402
-from detkit.export import export  # noqa: E402
+from detkit.apis import Predictor
+from detkit.apis.onnx_backend import ONNXDetector, as_backend_model
+from detkit.apis.video import VideoReader, annotate_video
+from detkit.export import export
 
 SAMPLES = Path(__file__).resolve().parents[2] / "detkit" / "model_data" / "samples"
 

@@ -16,14 +16,19 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
-from export_testing import assert_standard_onnx, blank_image, load_rgb, SAMPLE_PHOTOS  # noqa: E402
-from rcnn_export_testing import ROOT, assert_matching_detections, photo_at, unpad_outputs  # noqa: E402
+from export_testing import SAMPLE_PHOTOS, assert_standard_onnx, blank_image, load_rgb
+from rcnn_export_testing import (
+    ROOT,
+    assert_matching_detections,
+    photo_at,
+    unpad_outputs,
+)
 
-from detkit.apis.onnx_backend import ONNXDetector  # noqa: E402
-from detkit.config import instantiate, load_config  # noqa: E402
-from detkit.export import export  # noqa: E402
-from detkit.export.one_stage_fpn import OneStageFPNExport  # noqa: E402
-from detkit.export.onnx_export import export_onnx  # noqa: E402
+from detkit.apis.onnx_backend import ONNXDetector
+from detkit.config import instantiate, load_config
+from detkit.export import export
+from detkit.export.one_stage_fpn import OneStageFPNExport
+from detkit.export.onnx_export import export_onnx
 
 pytestmark = pytest.mark.skipif(not hasattr(torch.ops.detkit, "batched_nms"), reason="needs detkit._C")
 
@@ -75,7 +80,7 @@ def _run(session, names, images):
 def test_graph_is_standard_onnx_with_nms_inside(exported):
     import onnx
 
-    family, _, _, _, path = exported
+    _, _, _, _, path = exported
     assert_standard_onnx(path)
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}
     assert {"NonMaxSuppression", "Resize", "TopK"} <= ops, sorted(ops)

@@ -17,17 +17,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from export_testing import assert_same_detections, assert_standard_onnx, blank_image, photos
+from export_testing import (
+    assert_same_detections,
+    assert_standard_onnx,
+    blank_image,
+    photos,
+)
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "yolov8"))
-from yolov8_testing import detkit_twin, ultralytics_model  # noqa: E402
+from yolov8_testing import detkit_twin, ultralytics_model
 
-from detkit.apis.onnx_backend import ONNXDetector  # noqa: E402
-from detkit.export import export  # noqa: E402
-from detkit.export.onnx_export import read_metadata  # noqa: E402
+from detkit.apis.onnx_backend import ONNXDetector
+from detkit.export import export
+from detkit.export.onnx_export import read_metadata
 
 SIZE = (320, 320)
 SECOND_SIZE = (256, 384)
@@ -67,7 +72,7 @@ def model_and_file(request, tmp_path_factory):
 def test_file_is_standard_onnx_with_letterbox_metadata(model_and_file):
     import onnx
 
-    model, path = model_and_file
+    _, path = model_and_file
     assert_standard_onnx(path)
     metadata = read_metadata({p.key: p.value for p in onnx.load(str(path)).metadata_props})
     assert metadata["family"] == "yolov8" and metadata["resize_mode"] == "letterbox"
