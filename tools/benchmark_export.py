@@ -3,7 +3,8 @@
     python tools/benchmark_export.py                          # every family, 2 threads, 15 runs
     python tools/benchmark_export.py --families yolov3_tiny ssdlite --runs 5 --threads 1
 
-For each family the model is exported (:func:`detkit.export`, batch 1, its own input size) and both
+For each family the model is exported (:func:`detkit.export`, batch 1, its own input size; the
+families whose graph resizes inside, Faster / Mask R-CNN, RetinaNet and FCOS, at the photo's size) and both
 sides start from the same photo as a ``[3, H, W]`` float tensor: eager is ``model([image])``, ONNX
 Runtime is :class:`~detkit.apis.onnx_backend.ONNXDetector` (the resize in Python, the graph with
 normalisation, network, decoding and NMS, the mapping back). Before timing, the detections are
@@ -13,7 +14,9 @@ the script. Runs are interleaved and the median is reported (robust on a shared 
 YOLOv3-tiny uses the real COCO weights with OpenCV's demo settings (score > 0.25, one
 class-agnostic NMS at 0.45) and is also run through OpenCV's DNN module on the darknet files
 (``blobFromImage`` + ``forward`` + the sample's NMSBoxes, :mod:`benchmark_yolo`), checked equal too.
-The other families have seeded random weights (their latency does not depend on the values).
+The other families have seeded random weights (their latency does not depend on the values):
+YOLOv8n / YOLO11n, Faster / Mask R-CNN R50-FPN, RetinaNet and FCOS R50-FPN (``--min-size`` short
+side, 800 by default). Keypoint R-CNN has no ONNX export yet.
 """
 
 from __future__ import annotations
@@ -42,7 +45,15 @@ from benchmark_yolo import NMS_THRESH, SCORE_THRESH, opencv_detections  # noqa: 
 from detkit.apis.onnx_backend import ONNXDetector  # noqa: E402
 from detkit.export import export  # noqa: E402
 
-FAMILIES = ("yolov3_tiny", "yolov3", "ssd300", "ssd512", "ssdlite")
+FAMILIES = ("yolov3_tiny", "yolov3", "ssd300", "ssd512", "ssdlite", "yolov8n", "yolo11n", "faster_rcnn", "mask_rcnn",
+            "retinanet", "fcos")
+# Families whose graph resizes inside (fixed input size): exported at the photo's size, fed as it is.
+RESIZE_INSIDE = {
+    "faster_rcnn": ("configs/faster_rcnn/faster_rcnn_r50_fpn_1x_coco.py", "model.roi_heads.score_thresh=0.1"),
+    "mask_rcnn": ("configs/mask_rcnn/mask_rcnn_r50_fpn_1x_coco.py", "model.roi_heads.score_thresh=0.1"),
+    "retinanet": ("configs/retinanet/retinanet_r50_fpn_1x_coco.py", "model.head.score_thresh=0.3"),
+    "fcos": ("configs/fcos/fcos_r50_fpn_1x_coco.py", "model.head.score_thresh=0.3"),
+}
 
 
 def _randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -56,8 +67,28 @@ def _randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def build(family: str) -> torch.nn.Module:
-    """The model of a family (YOLOv3-tiny: real COCO weights; the others seeded random)."""
+def build(family: str, min_size: int = 800) -> torch.nn.Module:
+    """The model of a family (YOLOv3-tiny: real COCO weights; the others seeded random; the R-CNN
+    style families resize the short side to ``min_size``)."""
+    if family in ("yolov8n", "yolo11n"):
+        from detkit.models.detectors.yolov8 import YOLOv8, yolov8_parts
+
+        torch.manual_seed(0)
+        model = YOLOv8(**yolov8_parts(family[:-1], "n", 80, score_thresh=0.25, multi_label=False))
+        return _randomised(model)
+    if family in RESIZE_INSIDE:
+        from detkit.config import instantiate, load_config
+
+        config_path, threshold = RESIZE_INSIDE[family]
+        torch.manual_seed(0)
+        overrides = [threshold, f"model.preprocess.min_size={min_size}", f"model.preprocess.max_size={min_size * 5 // 3}"]
+        model = instantiate(load_config(REPO / config_path, overrides).model).eval()
+        if family in ("retinanet", "fcos"):  # spread head scores (the prior bias makes them all ~0.01)
+            with torch.no_grad():
+                for module in model.head.modules():
+                    if isinstance(module, torch.nn.Conv2d):
+                        torch.nn.init.normal_(module.weight, std=(2.0 / module.weight[0].numel()) ** 0.5)
+        return model
     if family == "yolov3_tiny":
         from detkit.models.zoo import yolov3_tiny_coco
 
@@ -99,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=15, help="interleaved timed runs per variant")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch, ONNX Runtime and OpenCV threads")
+    parser.add_argument("--min-size", type=int, default=800, help="short side of the R-CNN style families")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -112,8 +144,9 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     for family in args.families:
-        model = build(family)
-        path = export(model, folder / f"{family}.onnx")
+        model = build(family, args.min_size)
+        export_size = (height, width) if family in RESIZE_INSIDE else None  # the graph resizes the photo itself
+        path = export(model, folder / f"{family}.onnx", image_size=export_size)
         detector = ONNXDetector(path, threads=args.threads)
 
         def eager(model: torch.nn.Module = model) -> dict[str, torch.Tensor]:

@@ -22,12 +22,14 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from detkit.export.module import runtime_preprocess
 from detkit.export.onnx_export import read_metadata
+from detkit.structures import ImageList
 
-__all__ = ["BACKENDS", "ONNXDetector", "ONNXNetwork", "as_backend_model", "mtcnn_onnx"]
+__all__ = ["BACKENDS", "FixedSizeInput", "ONNXDetector", "ONNXNetwork", "as_backend_model", "mtcnn_onnx"]
 
 BACKENDS = ("torch", "onnxruntime")
 class ONNXDetector(nn.Module):
@@ -70,7 +72,14 @@ class ONNXDetector(nn.Module):
         self.class_names: list[str] = list(self.metadata["class_names"])
         self.input_size = self._input_size(input_size)
         # the resize (SSD: normalisation then resize) and the way back; the graph does the rest.
-        self.preprocess = runtime_preprocess(self.metadata["preprocess"], self.input_size, str(self.path))
+        if self.metadata["preprocess"].get("resize_inside", False):  # R-CNN-style: the graph resizes
+            self.preprocess: nn.Module = FixedSizeInput(self.input_size)
+        else:
+            spec = dict(self.metadata["preprocess"])
+            if not self.metadata.get("dynamic_size", False) and spec.get("kwargs", {}).get("rect"):
+                # a fixed-size graph takes the full letterbox, never ultralytics' smaller rectangle
+                spec["kwargs"] = {**spec["kwargs"], "rect": False}
+            self.preprocess = runtime_preprocess(spec, self.input_size, str(self.path))
         self.input_name = self.metadata.get("input_name", "images")
         self.output_names = list(self.metadata.get("output_names", ["boxes", "scores", "labels", "num_detections"]))
         self.dynamic_batch = bool(self.metadata.get("dynamic_batch", False))
@@ -124,12 +133,67 @@ class ONNXDetector(nn.Module):
         predictions = []
         for index in range(len(images)):
             count = int(outputs["num_detections"][index])
-            predictions.append({
+            prediction = {
                 "boxes": torch.from_numpy(outputs["boxes"][index, :count].copy()),
                 "scores": torch.from_numpy(outputs["scores"][index, :count].copy()),
                 "labels": torch.from_numpy(outputs["labels"][index, :count].astype(np.int64)),
-            })
+            }
+            for name in ("masks", "keypoints", "keypoint_scores"):  # [B, K, ...] extras, as the eager model's
+                if name in outputs:
+                    extra = torch.from_numpy(outputs[name][index, :count].copy())
+                    prediction[name] = extra[:, None] if name == "masks" else extra
+            predictions.append(prediction)
         return self.preprocess.postprocess(predictions, batch.image_sizes, sizes), {}
+
+
+class FixedSizeInput(nn.Module):
+    """The runtime's two ends for a graph that resizes inside (metadata ``preprocess.resize_inside``:
+    Faster / Mask / Keypoint R-CNN, RetinaNet, FCOS): each image is fed at the export size
+    ``input_size`` (bilinear, only when its size differs: an image of that size goes in as it is,
+    so the graph gives the eager model's detections), and the graph's boxes, masks and keypoints
+    are mapped back to the image's pixels.
+
+    Args:
+        input_size: ``(H, W)`` of the graph's input.
+    """
+
+    def __init__(self, input_size: Sequence[int]) -> None:
+        super().__init__()
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+
+    def resize(self, image: Tensor) -> Tensor:
+        """``[3, h, w]`` float RGB in [0, 1] -> ``[3, *input_size]`` (the image itself at that size)."""
+        if tuple(image.shape[-2:]) == self.input_size:
+            return image
+        return F.interpolate(image[None], size=self.input_size, mode="bilinear", align_corners=False)[0]
+
+    def forward(self, images: Sequence[Tensor], targets: Any = None) -> tuple[ImageList, None]:
+        """``(ImageList [B, 3, *input_size], None)``."""
+        batch = torch.stack([self.resize(image) for image in images])
+        return ImageList(batch, [self.input_size] * len(images)), None
+
+    def postprocess(
+        self,
+        predictions: list[dict[str, Tensor]],
+        image_sizes: Sequence[tuple[int, int]],
+        original_sizes: Sequence[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
+        """Boxes ``[K, 4]`` and keypoints ``[K, N, 3]`` scaled, masks ``[K, 1, H, W]`` resized to each image."""
+        for prediction, (in_h, in_w), (height, width) in zip(predictions, image_sizes, original_sizes):
+            if (in_h, in_w) == (height, width):
+                continue
+            scale = prediction["boxes"].new_tensor([width / in_w, height / in_h])
+            prediction["boxes"] = prediction["boxes"] * scale.repeat(2)
+            if "keypoints" in prediction:
+                keypoints = prediction["keypoints"].clone()
+                keypoints[..., :2] = keypoints[..., :2] * scale
+                prediction["keypoints"] = keypoints
+            if "masks" in prediction and prediction["masks"].shape[0]:
+                prediction["masks"] = F.interpolate(prediction["masks"], size=(height, width), mode="bilinear",
+                                                    align_corners=False)  # fmt: skip
+            elif "masks" in prediction:
+                prediction["masks"] = prediction["masks"].new_zeros((0, 1, height, width))
+        return predictions
 
 
 def _session(path: Path, threads: int, providers: Sequence[str] | None) -> Any:

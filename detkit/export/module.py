@@ -146,7 +146,7 @@ def export_module_for(detector: nn.Module, input_size: tuple[int, int] | None = 
     Raises:
         UnsupportedModelError: no family registered for the detector's type.
     """
-    from detkit.export import families, rcnn  # noqa: F401  (registers the built-in families)
+    from detkit.export import families, one_stage_fpn, rcnn, yolov8  # noqa: F401  (registers the built-in families)
 
     for detector_type, build in _REGISTRY:
         if isinstance(detector, detector_type):

@@ -64,7 +64,7 @@ from detkit.models.roi_heads.roi_heads import MIN_DETECTION_SIZE
 from detkit.ops import clip_boxes_to_image, roi_align
 from detkit.ops.poolers import MultiScaleRoIAlign, infer_scale, map_levels
 
-__all__ = ["RCNNExport", "rcnn_resized_size"]
+__all__ = ["RCNNExport", "rcnn_input_batch", "rcnn_resized_size"]
 
 
 def rcnn_resized_size(preprocess: nn.Module, image_size: tuple[int, int]) -> tuple[int, int]:
@@ -74,6 +74,17 @@ def rcnn_resized_size(preprocess: nn.Module, image_size: tuple[int, int]) -> tup
     height, width = image_size
     scale = min(preprocess.min_size[-1] / min(height, width), preprocess.max_size / max(height, width))
     return int(math.floor(float(height) * scale)), int(math.floor(float(width) * scale))
+
+
+def rcnn_input_batch(
+    preprocess: nn.Module, images: Tensor, resized_size: tuple[int, int], padded_size: tuple[int, int]
+) -> Tensor:
+    """What :class:`~detkit.models.preprocess.RCNNPreprocess` makes of a batch of one size, as graph
+    operations: ``images [B, 3, H, W]`` in [0, 1] normalised, resized (bilinear) to ``resized_size``
+    and zero-padded at the bottom and right to ``padded_size``: ``[B, 3, *padded_size]``."""
+    batch = F.interpolate(preprocess.normalize(images), size=resized_size, mode="bilinear", align_corners=False)
+    pad_height, pad_width = padded_size[0] - resized_size[0], padded_size[1] - resized_size[1]
+    return F.pad(batch, (0, pad_width, 0, pad_height)) if pad_height or pad_width else batch
 
 
 def _round_up(value: int, divisor: int) -> int:
@@ -174,12 +185,7 @@ class RCNNExport(ExportModule):
 
     def _batch(self, images: Tensor) -> Tensor:
         """``[B, 3, H, W]`` in [0, 1] -> the normalised, resized, padded ``[B, 3, H', W']`` batch."""
-        preprocess = self.detector.preprocess
-        batch = F.interpolate(preprocess.normalize(images), size=self.resized_size, mode="bilinear",
-                              align_corners=False)  # fmt: skip
-        pad_height = self.padded_size[0] - self.resized_size[0]
-        pad_width = self.padded_size[1] - self.resized_size[1]
-        return F.pad(batch, (0, pad_width, 0, pad_height)) if pad_height or pad_width else batch
+        return rcnn_input_batch(self.detector.preprocess, images, self.resized_size, self.padded_size)
 
     def _features(self, batch: Tensor) -> dict[str, Tensor]:
         features = self.detector.backbone(batch)
@@ -287,6 +293,13 @@ class RCNNExport(ExportModule):
 
 
 def _build_rcnn(detector: nn.Module, input_size: tuple[int, int] | None = None) -> ExportModule:
+    if getattr(detector.roi_heads, "has_keypoint", False):  # a graph without them would drop them silently
+        from detkit.export.module import UnsupportedModelError
+
+        raise UnsupportedModelError(
+            f"detkit.export: {type(detector).__name__}'s keypoints (a bicubic resize per box) have no ONNX "
+            "graph yet; export Faster / Mask R-CNN"
+        )
     return RCNNExport(detector, input_size)  # type: ignore[arg-type]
 
 

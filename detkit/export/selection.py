@@ -64,6 +64,7 @@ def select_batched(
     pre_nms_topk: int | None = None,
     topk_per: str = "image",
     class_agnostic_nms: bool = False,
+    nms_class_offset: float | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Threshold, top-k, NMS, cap and padding for a batch (see the module docstring).
 
@@ -77,6 +78,9 @@ def select_batched(
         pre_nms_topk: candidates kept per image (or per class) before NMS; None: all.
         topk_per: ``"image"`` or ``"class"`` (needs ``multi_label``).
         class_agnostic_nms: one NMS per image over all classes.
+        nms_class_offset: per-class NMS as ultralytics does it (``select_detections``' argument):
+            the boxes shifted by ``label * nms_class_offset`` pixels, one NMS per image, so that
+            the IoUs round as the eager model's; None: exact per-class NMS.
 
     Returns:
         ``boxes [B, K, 4]``, ``scores [B, K]``, ``labels [B, K]`` int64 (``PAD_LABEL`` on padding
@@ -108,8 +112,15 @@ def select_batched(
     chosen_labels = labels.reshape(-1)[chosen]
     chosen_boxes = boxes.gather(1, box[..., None].expand(-1, -1, 4)).reshape(-1, 4)[chosen]
     chosen_scores = flat_scores[chosen]
-    groups = image if class_agnostic_nms else image * num_classes + chosen_labels
-    keep = _batched_nms(chosen_boxes, chosen_scores, groups, float(nms_thresh))
+    if class_agnostic_nms or nms_class_offset is not None:
+        groups = image
+        if not class_agnostic_nms:
+            nms_boxes = chosen_boxes + chosen_labels[:, None].to(chosen_boxes.dtype) * float(nms_class_offset)
+        else:
+            nms_boxes = chosen_boxes
+    else:
+        groups, nms_boxes = image * num_classes + chosen_labels, chosen_boxes
+    keep = _batched_nms(nms_boxes, chosen_scores, groups, float(nms_thresh))
 
     # Step 5: kept scores back on the [B, M] grid (-inf elsewhere), the K best per image.
     kept = torch.full_like(flat_scores, float("-inf")).index_put((chosen[keep],), chosen_scores[keep])

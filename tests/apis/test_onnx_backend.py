@@ -14,10 +14,10 @@ import torch
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from detkit.apis import Predictor  # noqa: E402
-from detkit.apis.onnx_backend import ONNXDetector, as_backend_model  # noqa: E402
-from detkit.apis.video import VideoReader, annotate_video  # noqa: E402
-from detkit.export import export  # noqa: E402
+from detkit.apis import Predictor
+from detkit.apis.onnx_backend import ONNXDetector, as_backend_model
+from detkit.apis.video import VideoReader, annotate_video
+from detkit.export import export
 
 SAMPLES = Path(__file__).resolve().parents[2] / "detkit" / "model_data" / "samples"
 
@@ -92,3 +92,43 @@ def test_backend_arguments_are_checked_in_one_line(tiny, tiny_file, tmp_path):
     with pytest.raises(ValueError, match="fixed size"):
         fixed = export(tiny, tmp_path / "fixed.onnx")  # not dynamic: one size only
         ONNXDetector(fixed, input_size=(320, 320))
+
+
+def _photo_size(path: Path) -> tuple[int, int]:
+    height, width = cv2.imread(str(path)).shape[:2]
+    return int(height), int(width)
+
+
+def test_predictor_onnxruntime_equals_torch_for_faster_rcnn(tmp_path):
+    """An R-CNN graph resizes inside (metadata ``resize_inside``): exported at the photo's size,
+    the backend feeds the photo as it is and takes the boxes as they come."""
+    pytest.importorskip("onnx")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "export"))
+    from rcnn_export_testing import build_model
+
+    model = build_model("faster_rcnn_r50_fpn")
+    photo = SAMPLES / "dog.jpg"
+    path = export(model, tmp_path / "faster_rcnn.onnx", image_size=_photo_size(photo), dynamic=True)
+    expected = Predictor(model, device="cpu", fuse=False)([str(photo)])
+    assert len(expected[0].labels) > 0
+    predictor = Predictor(path, backend="onnxruntime")
+    assert isinstance(predictor.model, ONNXDetector) and predictor.model.metadata["preprocess"]["resize_inside"]
+    _assert_same_results(expected, predictor([str(photo)]))
+
+
+def test_predictor_onnxruntime_equals_torch_for_yolov8n(tmp_path):
+    """YOLOv8n (weights converted from a seeded ultralytics model): the backend letterboxes as
+    ultralytics (rect) outside the graph and maps the boxes back."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "yolov8"))
+    from yolov8_testing import detkit_twin, ultralytics_model
+
+    model = detkit_twin(ultralytics_model("yolov8n", seed=0, cls_bias=-4.0), "yolov8n")
+    model.preprocess.input_size = (320, 320)
+    model.head.configure(score_thresh=0.22, multi_label=False, detections_per_img=100)
+    photos = [str(SAMPLES / name) for name in ("dog.jpg", "person.jpg")]
+    expected = Predictor(model, device="cpu", fuse=False)(photos)
+    assert all(len(result.labels) > 0 for result in expected)
+    path = export(model, tmp_path / "yolov8n.onnx", dynamic=True)
+    predictor = Predictor(path, backend="onnxruntime")
+    assert predictor.model.metadata["family"] == "yolov8"
+    _assert_same_results(expected, predictor(photos))
