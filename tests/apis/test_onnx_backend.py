@@ -4,6 +4,7 @@ from the file's metadata."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import cv2
