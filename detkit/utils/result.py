@@ -23,6 +23,14 @@ def label_name(label: int, class_names: Sequence[str] | None) -> str:
     return str(label)
 
 
+def _points_per_detection(points: np.ndarray, count: int, width: int) -> np.ndarray:
+    """``[count, K, width]`` points: as given when already so (``K`` kept for zero detections,
+    where a reshape with ``-1`` has nothing to infer from), else reshaped from a flat layout."""
+    if points.ndim == 3 and points.shape[0] == count and points.shape[2] == width:
+        return points
+    return points.reshape(count, -1, width) if count else points.reshape(0, 0, width)
+
+
 def _to_numpy(value: Any, dtype: np.dtype | type | None) -> np.ndarray:
     """A tensor or array-like as a numpy array of ``dtype`` (its own dtype when None)."""
     if isinstance(value, torch.Tensor):
@@ -95,14 +103,15 @@ class Result:
         landmarks = prediction.get("landmarks")
         if landmarks is not None:
             landmarks = _to_numpy(landmarks, np.float32)
-            if landmarks.ndim != 3:  # flat [N, 2K] points
-                landmarks = landmarks.reshape(count, -1, 2)
+            landmarks = _points_per_detection(landmarks, count, 2)  # also flat [N, 2K] points
         keypoints = prediction.get("keypoints")
         if keypoints is not None:
-            keypoints = _to_numpy(keypoints, np.float32).reshape(count, -1, 3)
+            keypoints = _points_per_detection(_to_numpy(keypoints, np.float32), count, 3)
         keypoint_scores = prediction.get("keypoint_scores")
         if keypoint_scores is not None:
-            keypoint_scores = _to_numpy(keypoint_scores, np.float32).reshape(count, -1)
+            keypoint_scores = _to_numpy(keypoint_scores, np.float32)
+            if keypoint_scores.ndim != 2 or len(keypoint_scores) != count:
+                keypoint_scores = keypoint_scores.reshape(count, -1 if count else 0)
         names = [label_name(int(label), class_names) for label in labels]
         return cls(boxes=boxes, scores=scores, labels=labels, class_names=names,
                    image_size=(int(image_size[0]), int(image_size[1])), source=source,
