@@ -34,6 +34,11 @@ CONFIGS = sorted(
     p
     for p in (REPO_ROOT / "configs").glob("*/*.py")
     if p.parent.name != "common" and (p.stem.endswith("_coco") or p.stem.endswith("_voc"))
+    # The fixture below writes instances_*.json of the shapes classes; the Keypoint R-CNN COCO
+    # config reads person_keypoints_*.json (one class, 17 keypoints), which it does not make yet.
+    # Its keypoint loading is tested in tests/data (CocoDetection(with_keypoints=True)), its model
+    # in tests/test_configs.py.
+    and p.parent.name != "keypoint_rcnn"
 )
 IDS = [f"{p.parent.name}/{p.stem}" for p in CONFIGS]
 NAMES = list(SHAPE_CLASSES)
