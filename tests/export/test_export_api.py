@@ -25,7 +25,7 @@ import sys, torch
 import detkit.ops
 module = torch.jit.load(sys.argv[1])
 with torch.no_grad():
-    torch.save(tuple(module(torch.load(sys.argv[2]))), sys.argv[3])
+    torch.save(tuple(module(torch.load(sys.argv[2], weights_only=True))), sys.argv[3])
 """
 
 
@@ -41,7 +41,7 @@ def _run_fresh(path: Path, batch: torch.Tensor, tmp_path: Path) -> tuple[torch.T
     torch.save(batch, tmp_path / "batch.pt")
     subprocess.run([sys.executable, "-c", RUNNER, str(path), str(tmp_path / "batch.pt"), str(tmp_path / "out.pt")],
                    check=True, cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
-    return torch.load(tmp_path / "out.pt")
+    return torch.load(tmp_path / "out.pt", weights_only=True)
 
 
 def _roundtrip(model: torch.nn.Module, tmp_path: Path) -> None:
