@@ -34,14 +34,32 @@ CONFIGS = sorted(
     p
     for p in (REPO_ROOT / "configs").glob("*/*.py")
     if p.parent.name != "common" and (p.stem.endswith("_coco") or p.stem.endswith("_voc"))
-    # The fixture below writes instances_*.json of the shapes classes; the Keypoint R-CNN COCO
-    # config reads person_keypoints_*.json (one class, 17 keypoints), which it does not make yet.
-    # Its keypoint loading is tested in tests/data (CocoDetection(with_keypoints=True)), its model
-    # in tests/test_configs.py.
-    and p.parent.name != "keypoint_rcnn"
 )
 IDS = [f"{p.parent.name}/{p.stem}" for p in CONFIGS]
 NAMES = list(SHAPE_CLASSES)
+PERSON_KEYPOINTS = 17  # COCO's person: what the Keypoint R-CNN COCO config's head predicts
+
+
+def _class_names(path: Path) -> list[str]:
+    """The class list a config's data has in the fixture: COCO persons for Keypoint R-CNN."""
+    return ["person"] if path.parent.name == "keypoint_rcnn" else NAMES
+
+
+def _person_keypoints_json(data: dict) -> dict:
+    """A shapes json made a COCO person_keypoints json: one ``person`` class with 17 keypoints,
+    each object's labelled shape corners first, then its box centre for the remaining ones
+    (visible), so every annotation has a full keypoint set."""
+    names = [f"kp{i}" for i in range(PERSON_KEYPOINTS)]
+    annotations = []
+    for annotation in data["annotations"]:
+        x, y, w, h = annotation["bbox"]
+        corners = [annotation["keypoints"][i:i + 3] for i in range(0, len(annotation["keypoints"]), 3)]
+        points = [c for c in corners if c[2] > 0]
+        points += [[x + w / 2, y + h / 2, 2]] * (PERSON_KEYPOINTS - len(points))
+        annotations.append(dict(annotation, category_id=1, num_keypoints=PERSON_KEYPOINTS,
+                                keypoints=[float(v) for point in points for v in point]))
+    category = {"id": 1, "name": "person", "supercategory": "person", "keypoints": names, "skeleton": [[1, 2]]}
+    return dict(data, categories=[category], annotations=annotations)
 
 
 def _write_palette_png(path: Path, indices: np.ndarray) -> None:
@@ -56,13 +74,16 @@ def _write_palette_png(path: Path, indices: np.ndarray) -> None:
 def roots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``{"coco": <coco root>, "voc": <VOCdevkit>}`` holding 4 train and 2 val shapes images."""
     base = tmp_path_factory.mktemp("datasets")
-    shapes = generate_shapes_dataset(base / "shapes", num_train=4, num_val=2, image_size=(96, 128), seed=3)
+    shapes = generate_shapes_dataset(base / "shapes", num_train=4, num_val=2, image_size=(96, 128), seed=3,
+                                     with_keypoints=True)
 
     coco = base / "coco"
     (coco / "annotations").mkdir(parents=True)
     for split, coco_split in (("train", "train2017"), ("val", "val2017")):
         data = json.loads(shapes.coco_json(split).read_text())
         shutil.copy(shapes.coco_json(split), coco / "annotations" / f"instances_{coco_split}.json")
+        (coco / "annotations" / f"person_keypoints_{coco_split}.json").write_text(
+            json.dumps(_person_keypoints_json(data)))
         (coco / coco_split).mkdir()
         for image in data["images"]:
             shutil.copy(shapes.image_dir / image["file_name"], coco / coco_split / image["file_name"])
@@ -113,7 +134,8 @@ def _load_on(path: Path, roots: dict[str, Path]):
     return load_config(path, overrides)
 
 
-def _check_batch(images, targets, num_classes: int, with_masks: bool, where: str) -> None:
+def _check_batch(images, targets, num_classes: int, with_masks: bool, where: str,
+                 names: list[str] = NAMES, num_keypoints: int = 0) -> None:
     assert len(images) == len(targets) > 0, where
     for image, target in zip(images, targets):
         assert image.dtype == torch.float32 and image.dim() == 3 and image.shape[0] == 3, where
@@ -126,7 +148,12 @@ def _check_batch(images, targets, num_classes: int, with_masks: bool, where: str
             assert float(boxes[:, 0::2].min()) >= 0 and float(boxes[:, 0::2].max()) <= width, where
             assert float(boxes[:, 1::2].min()) >= 0 and float(boxes[:, 1::2].max()) <= height, where
             assert bool((boxes[:, 2:] > boxes[:, :2]).all()), where
-            assert 0 <= int(labels.min()) and int(labels.max()) < min(num_classes, len(NAMES)), where
+            assert 0 <= int(labels.min()) and int(labels.max()) < min(num_classes, len(names)), where
+        if num_keypoints:
+            keypoints = target["keypoints"]
+            assert keypoints.dtype == torch.float32 and keypoints.shape == (len(boxes), num_keypoints, 3), where
+            visible = keypoints[..., 2] > 0
+            assert bool(visible.all()), where  # the fixture labels every keypoint
         if with_masks:
             masks = target["masks"]
             assert masks.dtype == torch.uint8 and masks.shape == (len(boxes), height, width), where
@@ -159,10 +186,13 @@ def test_config_reads_and_evaluates_its_dataset(path: Path, roots: dict[str, Pat
     cfg = _load_on(path, roots)
     num_classes = int(cfg.model["num_classes"] if "num_classes" in cfg.model else cfg.model.head.num_classes)
     with_masks = path.parent.name == "mask_rcnn"
+    names = _class_names(path)
+    num_keypoints = PERSON_KEYPOINTS if path.parent.name == "keypoint_rcnn" else 0
+    kinds = dict(names=names, num_keypoints=num_keypoints)
     train_loader = instantiate(cfg.dataloader.train)
-    assert list(train_loader.dataset.dataset.class_names) == NAMES  # the loader wraps it in SeededSamples
+    assert list(train_loader.dataset.dataset.class_names) == names  # the loader wraps it in SeededSamples
     images, targets = next(iter(train_loader))
-    _check_batch(images, targets, num_classes, with_masks, f"{path.stem} train")
+    _check_batch(images, targets, num_classes, with_masks, f"{path.stem} train", **kinds)
     if path.parent.name in ("ssd", "yolo"):  # fixed-size training inputs
         size = 512 if "512" in path.stem else 320 if "ssdlite" in path.stem else 300 if "ssd" in path.stem else 416
         assert all(tuple(image.shape[-2:]) == (size, size) for image in images), path.stem
@@ -176,15 +206,18 @@ def test_config_reads_and_evaluates_its_dataset(path: Path, roots: dict[str, Pat
     else:
         assert isinstance(evaluator, CocoEvaluator)
         if "coco" in path.stem:  # the test split's own json: official ground truth
-            assert Path(evaluator.annotation_file) == roots["coco"] / "annotations" / "instances_val2017.json"
+            json_name = "person_keypoints_val2017.json" if num_keypoints else "instances_val2017.json"
+            assert Path(evaluator.annotation_file) == roots["coco"] / "annotations" / json_name
     evaluator.reset()
     for images, targets in test_loader:
-        _check_batch(images, targets, num_classes, with_masks, f"{path.stem} test")
+        _check_batch(images, targets, num_classes, with_masks, f"{path.stem} test", **kinds)
         for image, target in zip(images, targets):
             assert tuple(image.shape[-2:]) == tuple(target["orig_size"]) == (96, 128)
         predictions = [
             dict(boxes=t["boxes"], labels=t["labels"], scores=torch.ones(len(t["labels"])),
-                 **({"masks": t["masks"].float()} if with_masks else {}))
+                 **({"masks": t["masks"].float()} if with_masks else {}),
+                 **({"keypoints": t["keypoints"], "keypoint_scores": torch.ones(t["keypoints"].shape[:2])}
+                    if num_keypoints else {}))
             for t in targets
         ]  # fmt: skip
         evaluator.process(targets, predictions)
@@ -195,6 +228,8 @@ def test_config_reads_and_evaluates_its_dataset(path: Path, roots: dict[str, Pat
         assert metrics["bbox/AP"] == pytest.approx(1.0)
         if with_masks:
             assert metrics["segm/AP"] == pytest.approx(1.0)
+        if num_keypoints:  # the evaluator added OKS AP because the predictions carry keypoints
+            assert metrics["keypoints/AP"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("kind", ["coco", "voc"])
