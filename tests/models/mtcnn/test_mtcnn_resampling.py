@@ -39,3 +39,24 @@ def test_summed_area_table_is_exact_in_integers_for_8_bit_images():
     assert table.dtype == torch.int32 and table.shape == (2, 10, 8, 3)
     assert int(table[1, 9, 7, 2]) == int(images[1, 2].sum())
     assert summed_area_table(images / 255).dtype == torch.float64  # not integral: float64 sums
+
+
+def test_opencv_table_equals_cumulative_sums_and_declines_non_8_bit_values():
+    from detkit.models.detectors.mtcnn.resampling import _opencv_uint8_table
+
+    generator = torch.Generator().manual_seed(3)
+    pixels = torch.randint(0, 256, (2, 3, 31, 17), generator=generator)
+    pixels[0, 0, 0, :2] = torch.tensor([0, 255])  # both ends of the range, for the checks below
+    unit = pixels.float() / 255  # what image readers give: uint8 / 255
+    table = _opencv_uint8_table(unit * 255)
+    assert table is not None and table.dtype == torch.int32 and table.shape == (2, 32, 18, 3)
+    exact = pixels.movedim(1, -1).cumsum(1).cumsum(2)
+    assert torch.equal(table[:, 1:, 1:], exact.to(torch.int32)) and not table[:, 0].any() and not table[:, :, 0].any()
+    assert torch.equal(summed_area_table(unit * 255), table)  # the public function takes that path
+    one = _opencv_uint8_table(unit[0, :1] * 255)  # one channel, no batch dimension
+    assert one is not None and torch.equal(one, table[0, :, :, :1])
+    # Fractional, negative and out-of-range values are left to the cumulative sums.
+    for values in (unit, unit * 255 - 1, unit * 255 + 1, (unit * 255).double()):
+        assert _opencv_uint8_table(values) is None
+    torch.testing.assert_close(summed_area_table(unit * 255 + 1)[:, 1:, 1:], (exact + exact.new_ones(1).expand_as(exact)
+                                                                             .cumsum(1).cumsum(2)).to(torch.int32))

@@ -27,8 +27,14 @@ def summed_area_table(images: Tensor, integer_tolerance: float = 1e-3) -> Tensor
     ~1e-10 (float32 would lose whole pixel values). Under ``torch.export`` the values are unknown
     and the table is float64: the same sums, so the exported program gives the eager averages.
 
+    8-bit images on the CPU (every value an integer in 0-255, as ``uint8 / 255 * 255`` gives
+    exactly in float32) take OpenCV's ``cv2.integral``: one pass, the same int32 sums.
+
     Args: images ``[..., C, H, W]``. Returns ``[..., H + 1, W + 1, C]``.
     """
+    table = _opencv_uint8_table(images)
+    if table is not None:
+        return table
     values = images.movedim(-3, -1)
     rounded = values.round()
     # Both sums are exact, so the choice is speed only: guard_or_false takes float64 where the
@@ -46,6 +52,28 @@ def summed_area_table(images: Tensor, integer_tolerance: float = 1e-3) -> Tensor
     table[..., :, 0, :] = 0
     table[..., 1:, 1:, :] = values
     return table.cumsum_(-3).cumsum_(-2)
+
+
+def _opencv_uint8_table(images: Tensor) -> Tensor | None:
+    """:func:`summed_area_table` by OpenCV when ``images`` (CPU float32) hold uint8 values exactly,
+    else ``None``: interleaving, the uint8 conversion, its exactness check and ``cv2.integral``
+    are each one vectorised pass. Only eager tensors (under ``torch.export`` it returns ``None``)."""
+    if (images.device.type != "cpu" or images.dtype != torch.float32 or images.numel() == 0
+            or not 1 <= images.shape[-3] <= 4 or torch.compiler.is_compiling()):  # fmt: skip
+        return None
+    import cv2  # a detkit dependency; imported here, off the torch.export path
+    import numpy as np
+
+    *batch, channels, height, width = images.shape
+    tables = []
+    for values in images.detach().reshape(-1, channels, height, width).contiguous().numpy():
+        pixels = values.astype(np.uint8)  # [C, H, W]; out-of-range or fractional values fail the check
+        if cv2.norm(values.reshape(channels, -1), pixels.reshape(channels, -1).astype(np.float32), cv2.NORM_INF) != 0:
+            return None
+        interleaved = cv2.merge(list(pixels)).reshape(height, width, channels)
+        tables.append(torch.from_numpy(cv2.integral(interleaved).reshape(height + 1, width + 1, channels)))
+    table = tables[0][None] if len(tables) == 1 else torch.stack(tables)
+    return table.reshape(*batch, height + 1, width + 1, channels)
 
 
 def _area_bins(start: Tensor, stop: Tensor, size: int) -> tuple[Tensor, Tensor]:
@@ -119,13 +147,17 @@ class IntegralImages:
         Returns:
             ``[N, A, B, 3]`` sums (channels last), in the tables' dtype.
         """
-        row_stride = (self.widths[image_idx] + 1)[:, None, None, None] * 3
-        base = self.offsets[image_idx][:, None, None, None] + torch.arange(3, device=y0.device)
+        # Whole pixels (3 channels each) are gathered: the indices are a third of the elements'.
+        pixels = self.flat.view(-1, 3)
+        row_stride = (self.widths[image_idx] + 1)[:, None]
+        base = torch.div(self.offsets[image_idx], 3, rounding_mode="floor")[:, None]
+        rows0, rows1 = base + y0 * row_stride, base + y1 * row_stride
 
-        def at(y: Tensor, x: Tensor) -> Tensor:
-            return self.flat[base + y[:, :, None, None] * row_stride + x[:, None, :, None] * 3]
+        def at(rows: Tensor, x: Tensor) -> Tensor:
+            return pixels.index_select(0, (rows[:, :, None] + x[:, None, :]).reshape(-1))
 
-        return at(y1, x1) - at(y0, x1) - at(y1, x0) + at(y0, x0)
+        sums = at(rows1, x1) - at(rows0, x1) - at(rows1, x0) + at(rows0, x0)
+        return sums.view(y0.shape[0], y0.shape[1], x0.shape[1], 3)
 
 
 def area_crop_resize(
