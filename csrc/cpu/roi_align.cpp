@@ -300,6 +300,9 @@ void run_blocks(const BlockArgs<T>& args,
   });
 }
 
+// Sampling-point x channel products below which the forward pass runs on the calling thread only.
+constexpr int64_t kMinParallelWork = int64_t{1} << 21;
+
 template <typename T>
 struct ForwardArgs {
   const T* input;  // [N, C, H, W], channels-last (NHWC) or contiguous (NCHW) memory
@@ -395,7 +398,15 @@ void forward_impl(const at::Tensor& input, bool channels_last, const at::Tensor&
   if (cpu::cpu_isa() == cpu::Isa::kAvx512) kernel = forward_rois_avx512<T>;
   if (cpu::cpu_isa() == cpu::Isa::kAvx2) kernel = forward_rois_avx2<T>;
 #endif
-  // Chunks of a few RoIs, several per thread: RoIs differ in cost (adaptive sampling grids).
+  // Chunks of a few RoIs, several per thread: RoIs differ in cost (adaptive sampling grids). A small
+  // job (a few RoIs, the mask head at inference) runs on the calling thread alone: it takes a few
+  // milliseconds, and on a loaded machine waiting for a descheduled helper thread could cost more.
+  const int64_t points_per_bin = sampling_ratio > 0 ? sampling_ratio * sampling_ratio : 4;
+  const int64_t work = num_rois * pooled_height * pooled_width * points_per_bin * args.channels;
+  if (work < kMinParallelWork) {
+    kernel(args, 0, num_rois);
+    return;
+  }
   const int64_t workers = cpu::max_workers();
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(16, num_rois / (8 * workers)));
   cpu::parallel_chunks(num_rois, chunk, [&](int64_t, int64_t begin, int64_t end) { kernel(args, begin, end); });
