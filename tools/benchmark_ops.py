@@ -4,6 +4,7 @@ inputs in one run, and print the ratios (torchvision time / detkit time: > 1 mea
     python tools/benchmark_ops.py                 # CPU, 2 threads (this project's reference machine)
     python tools/benchmark_ops.py --device cuda   # on a GPU
     python tools/benchmark_ops.py --quick         # smaller repeat counts
+    python tools/benchmark_ops.py --ops roi_align # only these ops (nms, batched_nms, roi_align)
 
 Every timed result is also checked for equality against torchvision before it is reported.
 """
@@ -161,6 +162,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--ops", nargs="+", choices=("nms", "batched_nms", "roi_align"),
+                        default=["nms", "batched_nms", "roi_align"], help="the ops to time (default: all)")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
@@ -171,9 +174,9 @@ def main() -> None:
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f", {args.threads} threads"))
     print(f"detkit._C loaded: {_ext.ext_loaded()}, CUDA kernels: {_ext.cuda_version() > 0}\n")
     rows: list[Row] = []
-    bench_nms(device, repeats, rows)
-    bench_batched_nms(device, repeats, rows)
-    bench_roi_align(device, repeats, rows)
+    benches = {"nms": bench_nms, "batched_nms": bench_batched_nms, "roi_align": bench_roi_align}
+    for op in args.ops:
+        benches[op](device, repeats, rows)
     os.environ.pop("DETKIT_DISABLE_EXT", None)
     width = max(len(r.case) for r in rows)
     print(f"{'case':{width}s}  {'detkit':>9s}  {'time':>9s}  {'torchvision':>11s}  {'ratio':>6s}")
