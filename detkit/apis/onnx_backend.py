@@ -83,6 +83,8 @@ class ONNXDetector(nn.Module):
         self.input_name = self.metadata.get("input_name", "images")
         self.output_names = list(self.metadata.get("output_names", ["boxes", "scores", "labels", "num_detections"]))
         self.dynamic_batch = bool(self.metadata.get("dynamic_batch", False))
+        skeleton = self.metadata.get("skeleton")  # Keypoint R-CNN: the pairs drawn, as the eager model's attribute
+        self.skeleton = None if skeleton is None else [tuple(int(i) for i in pair) for pair in skeleton]
 
     def _input_size(self, input_size: Sequence[int] | None) -> tuple[int, int]:
         exported = tuple(int(v) for v in self.metadata["input_size"])

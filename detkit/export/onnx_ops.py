@@ -19,6 +19,8 @@ program holds; here each becomes standard ONNX so that a graph never holds a ``d
   index, as the kernel returns them.
 * ``roi_align`` -> ``RoiAlign`` (opset 16+): ``rois [K, 5]`` split into the batch indices and the
   boxes; ``sampling_ratio <= 0`` (adaptive) is ONNX's 0.
+* ``detkit_export::heatmaps_to_keypoints`` (Keypoint R-CNN's decoding, :mod:`detkit.export.keypoints`)
+  -> a ``Loop`` over the detections.
 * ``soft_nms`` has no ONNX operator; its sequential decay has no fixed-size subgraph either, so an
   export that meets it stops with :class:`UnsupportedExportError` (one line: use hard NMS).
 * ``overlap="min"`` (MTCNN's last NMS) has no ONNX form (``NonMaxSuppression`` is IoU only): the
@@ -159,7 +161,7 @@ def roi_align_onnx(
 
 
 def translation_table() -> dict[Callable, Callable]:
-    """``{torch.ops.detkit.<op>.default: translation}`` for ``custom_translation_table``.
+    """``{torch.ops.detkit.<op>.default: translation}`` (and the keypoint decoding's) for ``custom_translation_table``.
 
     Loads the compiled ops first (``detkit.ops`` imports ``detkit._C``). Without the extension
     the ops are not registered and the table is empty: the model then runs detkit's fallbacks,
@@ -177,4 +179,8 @@ def translation_table() -> dict[Callable, Callable]:
         packet = getattr(torch.ops.detkit, name, None) if hasattr(torch.ops, "detkit") else None
         if packet is not None:
             table[packet.default] = translation
+    # Keypoint R-CNN's decoding (importing the module registers torch.ops.detkit_export.*).
+    from detkit.export.keypoints import heatmaps_to_keypoints_onnx
+
+    table[torch.ops.detkit_export.heatmaps_to_keypoints.default] = heatmaps_to_keypoints_onnx
     return table

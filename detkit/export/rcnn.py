@@ -3,7 +3,7 @@
 Files of the two-stage export (this helper's): ``detkit/export/rcnn.py`` (this module: the
 graph), tests in ``tests/export/test_rcnn_onnx.py`` and ``tests/export/test_rcnn_torchscript.py``.
 
-:class:`RCNNExport` wraps a :class:`~detkit.models.detectors.FasterRCNN` (or ``MaskRCNN``)
+:class:`RCNNExport` wraps a :class:`~detkit.models.detectors.FasterRCNN` (``MaskRCNN``, ``KeypointRCNN``)
 and computes its eval-mode detections from a ``[B, 3, H, W]`` batch with tensor operations only,
 so that ``torch.export`` / ``torch.onnx.export(dynamo=True)`` and ``torch.jit.trace`` capture
 everything, NMS and RoIAlign included (``torch.ops.detkit.batched_nms`` and
@@ -23,7 +23,10 @@ everything, NMS and RoIAlign included (``torch.ops.detkit.batched_nms`` and
    (image, class), the ``detections_per_img`` best of each image;
 6. Mask R-CNN: RoIAlign 14 x 14 of the detections, mask head, the mask of each detection's class,
    pasted into the input image (:func:`~detkit.models.roi_heads.mask_head.paste_masks_in_image`);
-7. boxes scaled back to the pixels of the input image.
+7. Keypoint R-CNN: RoIAlign 14 x 14 of the detections, keypoint head, each box's heat maps
+   decoded by :func:`~detkit.export.keypoints.decode_keypoints` (an ONNX ``Loop`` over the
+   detections, each box's maps resized bicubically to its own size);
+8. boxes (and keypoints) scaled back to the pixels of the input image.
 
 The numbers are the detector's own (same parts, same order of operations); the only difference
 is that the batch is one tensor, so every image has the input size ``H x W``.
@@ -35,7 +38,9 @@ per-level top-k counts, pooler scales) is Python at trace time; export one graph
 Outputs: :mod:`detkit.export.module`'s padded layout, ``K = detections_per_img``: ``boxes
 [B, K, 4]`` float32 xyxy pixels of the input image, ``scores [B, K]``, ``labels [B, K]`` int64
 0-based (``-1`` on padding rows), ``num_detections [B]`` int64, and for Mask R-CNN ``masks
-[B, K, H, W]`` float32 probabilities over the input image (zeros on padding rows). Image ``b``'s
+[B, K, H, W]`` float32 probabilities over the input image (zeros on padding rows), for Keypoint
+R-CNN ``keypoints [B, K, N, 3]`` float32 ``(x, y, 1)`` in pixels of the input image and
+``keypoint_scores [B, K, N]`` float32 heat-map logits (zeros on padding rows). Image ``b``'s
 detections are its first ``num_detections[b]`` rows by decreasing score; zero detections is
 ``num_detections == 0``.
 
@@ -53,12 +58,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from detkit.export.keypoints import decode_keypoints
 from detkit.export.module import OUTPUT_NAMES, ExportModule, register_export_module
 from detkit.export.selection import PAD_LABEL
 from detkit.models.dense_heads.rpn import MIN_PROPOSAL_SIZE, _flatten_levels
 from detkit.models.detectors.two_stage import FasterRCNN
 from detkit.models.postprocess import topk_per_level
-from detkit.models.preprocess.base import resize_boxes
+from detkit.models.preprocess.base import resize_boxes, resize_keypoints
 from detkit.models.roi_heads.mask_head import paste_masks_in_image
 from detkit.models.roi_heads.roi_heads import MIN_DETECTION_SIZE
 from detkit.ops import clip_boxes_to_image, roi_align
@@ -130,15 +136,16 @@ def _per_image_best(
 
 
 class RCNNExport(ExportModule):
-    """A Faster / Mask R-CNN's eval detections as one traceable graph (see the module docstring).
+    """A Faster / Mask / Keypoint R-CNN's eval detections as one traceable graph (see the module docstring).
 
     Args:
-        detector: a :class:`~detkit.models.detectors.FasterRCNN` or ``MaskRCNN`` (its parts are
-            shared, not copied; put in eval mode).
+        detector: a :class:`~detkit.models.detectors.FasterRCNN`, ``MaskRCNN`` or ``KeypointRCNN``
+            (its parts are shared, not copied; put in eval mode).
         input_size: ``(H, W)`` of the input images the graph is made for; None: the size the
             model resizes to (``min_size`` square, e.g. 800 x 800).
 
-    Call ``module(images) -> (boxes, scores, labels, num_detections[, masks])`` with ``images
+    Call ``module(images) -> (boxes, scores, labels, num_detections[, masks][, keypoints,
+    keypoint_scores])`` with ``images
     [B, 3, H, W]`` float RGB in [0, 1].
 
     Raises:
@@ -157,7 +164,9 @@ class RCNNExport(ExportModule):
         self.resized_size = rcnn_resized_size(preprocess, self.input_size)
         self.padded_size = tuple(_round_up(side, preprocess.size_divisibility) for side in self.resized_size)
         self.has_mask = bool(getattr(detector.roi_heads, "has_mask", False))
-        self.output_names = OUTPUT_NAMES + (("masks",) if self.has_mask else ())
+        self.has_keypoint = bool(getattr(detector.roi_heads, "has_keypoint", False))
+        self.output_names = (OUTPUT_NAMES + (("masks",) if self.has_mask else ())
+                             + (("keypoints", "keypoint_scores") if self.has_keypoint else ()))  # fmt: skip
         # Anchors depend on the padded size only: computed once, a constant of the graph.
         parameter = next(detector.parameters())
         with torch.no_grad():
@@ -179,7 +188,13 @@ class RCNNExport(ExportModule):
         }  # fmt: skip
 
     def metadata(self) -> dict[str, Any]:
-        return {**super().metadata(), "resize_mode": "inside", "has_masks": self.has_mask}
+        entries = {**super().metadata(), "resize_mode": "inside", "has_masks": self.has_mask,
+                   "has_keypoints": self.has_keypoint}  # fmt: skip
+        if self.has_keypoint:  # what drawing (the skeleton) and flip TTA need, as the eager model's attributes
+            for name in ("keypoint_names", "skeleton", "keypoint_flip_pairs"):
+                value = getattr(self.detector, name, None)
+                entries[name] = None if value is None else [list(v) if isinstance(v, (list, tuple)) else v for v in value]
+        return entries
 
     # ------------------------------------------------------------------ stages
 
@@ -263,6 +278,13 @@ class RCNNExport(ExportModule):
         logits = heads.mask_head(self._pool(heads.mask_pooler, features, boxes, image))
         return logits[torch.arange(labels.shape[0], device=labels.device), labels].sigmoid()
 
+    def _keypoints(self, features: dict[str, Tensor], boxes: Tensor, image: Tensor) -> tuple[Tensor, Tensor]:
+        """``(keypoints [D, N, 3], scores [D, N])`` of the detections, in pixels of the input image."""
+        heads = self.detector.roi_heads
+        maps = heads.keypoint_head(self._pool(heads.keypoint_pooler, features, boxes, image))
+        keypoints, scores = decode_keypoints(maps, boxes)
+        return resize_keypoints(keypoints, self.resized_size, self.input_size), scores
+
     # ------------------------------------------------------------------ the graph
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
@@ -289,18 +311,16 @@ class RCNNExport(ExportModule):
             pasted = paste_masks_in_image(masks, resize_boxes(boxes, self.resized_size, self.input_size),
                                           self.input_size)  # fmt: skip
             outputs.append(pasted.new_zeros((batch_size, cap, *self.input_size)).index_put(place, pasted))
+        if self.has_keypoint:
+            keypoints, keypoint_scores = self._keypoints(features, boxes, image)
+            shape = (batch_size, cap, *keypoint_scores.shape[1:])
+            outputs.append(keypoints.new_zeros((*shape, 3)).index_put(place, keypoints))
+            outputs.append(keypoint_scores.new_zeros(shape).index_put(place, keypoint_scores))
         return tuple(outputs)
 
 
 def _build_rcnn(detector: nn.Module, input_size: tuple[int, int] | None = None) -> ExportModule:
-    if getattr(detector.roi_heads, "has_keypoint", False):  # a graph without them would drop them silently
-        from detkit.export.module import UnsupportedModelError
-
-        raise UnsupportedModelError(
-            f"detkit.export: {type(detector).__name__}'s keypoints (a bicubic resize per box) have no ONNX "
-            "graph yet; export Faster / Mask R-CNN"
-        )
     return RCNNExport(detector, input_size)  # type: ignore[arg-type]
 
 
-register_export_module(FasterRCNN, _build_rcnn)  # MaskRCNN is a FasterRCNN
+register_export_module(FasterRCNN, _build_rcnn)  # MaskRCNN and KeypointRCNN are FasterRCNNs

@@ -11,7 +11,10 @@ import torch.nn.functional as F
 from export_testing import BOX_ATOL, SAMPLE_PHOTOS, SCORE_ATOL, load_rgb
 from torch import Tensor, nn
 
+# The export modules import detkit.ops, so the tests' skip conditions (torch.ops.detkit.*) see its ops.
 from detkit.config import instantiate, load_config
+from detkit.export.onnx_export import export_onnx
+from detkit.export.rcnn import RCNNExport
 from detkit.models.layers import FrozenBatchNorm2d
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +31,16 @@ FAMILIES = {
     "faster_rcnn_mobilenetv3_fpn": ("configs/faster_rcnn/faster_rcnn_mobilenetv3_fpn_1x_coco.py", 0.016, True, 0.02),
     "mask_rcnn_r50_fpn": ("configs/mask_rcnn/mask_rcnn_r50_fpn_1x_coco.py", 0.1, False, BOX_ATOL),
 }
+# Keypoint R-CNN (tests/export/test_keypoint_rcnn_onnx.py, not in FAMILIES: its outputs add keypoints).
+# One class: softmax scores of the seeded model sit near 0.5-0.7, so 0.6 gives the photos a few
+# detections and the blank image none.
+KEYPOINT_FAMILIES = {
+    "keypoint_rcnn_r50_fpn": ("configs/keypoint_rcnn/keypoint_rcnn_r50_fpn_1x_coco.py", 0.6, False, BOX_ATOL),
+}
+# The seeded keypoint head's last layer (He-normal init after eight random convs) gives heat-map
+# logits of magnitude ~20, whose float rounding between PyTorch and onnxruntime (2.5e-5 of the
+# value, from the FPN maps on) would be 5e-4 absolute: its weights are scaled down to O(1) logits.
+KEYPOINT_LOGIT_SCALE = 0.1
 # MobileNetV3 with calibrated random norms: onnxruntime's and PyTorch's convolutions round
 # differently by ~7e-6 of the FPN maps, up to 0.014 px on a 270 px box of person.jpg (scores still
 # agree to 5e-6); the ResNets with their own initialisation stay within 0.01 px.
@@ -62,11 +75,15 @@ def calibrate_norms(model: nn.Module, image: Tensor) -> nn.Module:
 
 
 def build_model(family: str) -> nn.Module:
-    """A seeded (calibrated) eval-mode model of ``family`` (a key of :data:`FAMILIES`)."""
-    config_path, score_thresh, calibrate, _ = FAMILIES[family]
+    """A seeded (calibrated) eval-mode model of ``family`` (a key of :data:`FAMILIES` or
+    :data:`KEYPOINT_FAMILIES`)."""
+    config_path, score_thresh, calibrate, _ = {**FAMILIES, **KEYPOINT_FAMILIES}[family]
     torch.manual_seed(0)
     config = load_config(ROOT / config_path, MODEL_OVERRIDES + [f"model.roi_heads.score_thresh={score_thresh}"])
     model = instantiate(config.model).eval()
+    if getattr(model.roi_heads, "has_keypoint", False):
+        with torch.no_grad():
+            model.roi_heads.keypoint_head.keypoint_logits.weight.mul_(KEYPOINT_LOGIT_SCALE)
     return calibrate_norms(model, photo_at(0)) if calibrate else model
 
 
@@ -80,7 +97,8 @@ def assert_matching_detections(
     expected: dict[str, Tensor], actual: dict[str, Tensor | np.ndarray], box_atol: float = BOX_ATOL
 ) -> None:
     """As many detections; each expected one has an actual one of the same label, score within
-    1e-4, box within ``box_atol`` (0.01 px; and mask IoU >= 0.99); detections of equal scores may
+    1e-4, box within ``box_atol`` (0.01 px; and mask IoU >= 0.99; keypoints within ``box_atol``
+    and keypoint scores within 1e-4); detections of equal scores may
     come in any order (seeded random weights give exact ties), otherwise the order is the same."""
     actual = {key: torch.as_tensor(np.asarray(value)) for key, value in actual.items()}
     count = expected["labels"].shape[0]
@@ -96,6 +114,11 @@ def assert_matching_detections(
                 if "masks" in expected:
                     iou = _mask_iou(expected["masks"][index], actual["masks"][other])
                     assert iou >= MASK_IOU, f"detection {index}: mask IoU {iou:.4f}"
+                if "keypoints" in expected:
+                    point_error = float((actual["keypoints"][other] - expected["keypoints"][index]).abs().max())
+                    assert point_error <= box_atol, f"detection {index}: keypoints {point_error:.4f} px apart"
+                    score_error = float((actual["keypoint_scores"][other] - expected["keypoint_scores"][index]).abs().max())
+                    assert score_error <= SCORE_ATOL, f"detection {index}: keypoint scores {score_error:.2e} apart"
                 del unmatched[position]
                 break
         else:
@@ -118,3 +141,20 @@ def unpad_outputs(outputs: tuple, names: tuple[str, ...]) -> list[dict[str, Tens
     values = {name: torch.as_tensor(np.asarray(output)) for name, output in zip(names, outputs)}
     counts = values.pop("num_detections").tolist()
     return [{name: value[b, :n] for name, value in values.items()} for b, n in enumerate(counts)]
+
+
+def export_rcnn(model: nn.Module, path: Path, size: tuple[int, int], batch_size: int = 2) -> tuple[nn.Module, object]:
+    """``(RCNNExport module, onnxruntime session)`` of ``model`` exported (dynamic batch) at
+    ``size`` with the first ``batch_size`` photos as the example input."""
+    import onnxruntime as ort
+
+    module = RCNNExport(model, size)
+    example = torch.stack([photo_at(i, size) for i in range(batch_size)])
+    export_onnx(module, path, example=example, dynamic=True)
+    return module, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def run_unpadded(session: object, names: tuple[str, ...], images: list[Tensor]) -> list[dict[str, Tensor]]:
+    """The session on the stacked ``images``: per image dicts of its detections (:func:`unpad_outputs`)."""
+    return unpad_outputs(tuple(session.run(None, {"images": torch.stack(images).numpy()})), names)
+

@@ -114,14 +114,3 @@ def test_backend_feeds_the_image_at_the_export_size(exported, tmp_path):
         reference["boxes"] = reference["boxes"] * scale
         assert_matching_detections(reference, detections, box_atol=0.01 * max(scale.tolist()))
 
-
-def test_keypoint_rcnn_is_refused_in_one_line(tmp_path):
-    """Keypoint R-CNN is a Faster R-CNN subclass: without a keypoint graph the exporter says so
-    instead of writing a file that silently drops the keypoints."""
-    from detkit.export.module import UnsupportedModelError
-
-    torch.manual_seed(0)
-    model = instantiate(load_config(ROOT / "configs/keypoint_rcnn/keypoint_rcnn_r18_fpn_1x_shapes.py").model).eval()
-    with pytest.raises(UnsupportedModelError, match="keypoints") as error:
-        export(model, tmp_path / "keypoint_rcnn.onnx")
-    assert "\n" not in str(error.value)

@@ -17,33 +17,20 @@ from rcnn_export_testing import (  # noqa: E402
     INPUT_SIZE,
     assert_matching_detections,
     build_model,
+    export_rcnn,
     photo_at,
+    run_unpadded,
     unpad_outputs,
 )
 
-from detkit.export.onnx_export import export_onnx  # noqa: E402
-from detkit.export.rcnn import RCNNExport  # noqa: E402
-
 pytestmark = pytest.mark.skipif(not hasattr(torch.ops.detkit, "batched_nms"), reason="needs detkit._C")
-
-
-def _export(model, path, size, batch_size=2):
-    module = RCNNExport(model, size)
-    example = torch.stack([photo_at(i, size) for i in range(batch_size)])
-    export_onnx(module, path, example=example, dynamic=True)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return module, session
-
-
-def _run(session, names, images):
-    return unpad_outputs(tuple(session.run(None, {"images": torch.stack(images).numpy()})), names)
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))
 def exported(request, tmp_path_factory):
     model = build_model(request.param)
     path = tmp_path_factory.mktemp("rcnn_onnx") / f"{request.param}.onnx"
-    module, session = _export(model, path, INPUT_SIZE)
+    module, session = export_rcnn(model, path, INPUT_SIZE)
     return request.param, model, module, session, path
 
 
@@ -66,7 +53,7 @@ def test_photos_and_blank_image_equal_eager(exported):
     images = [photo_at(0), photo_at(1), blank_image(*INPUT_SIZE)]
     with torch.no_grad():
         expected, _ = model(images)
-    actual = _run(session, module.output_names, images)
+    actual = run_unpadded(session, module.output_names, images)
     assert [len(d["labels"]) > 0 for d in expected] == [True, True, False]  # the blank image: none
     for reference, detections in zip(expected, actual):
         assert_matching_detections(reference, detections, _tolerance(family))
@@ -90,10 +77,10 @@ def test_second_input_size(tmp_path):
     """The size is fixed at export (the model's resize is inside): a portrait size exports too."""
     model = build_model("faster_rcnn_mobilenetv3_fpn")
     size = (400, 304)
-    module, session = _export(model, tmp_path / "portrait.onnx", size, batch_size=1)
+    module, session = export_rcnn(model, tmp_path / "portrait.onnx", size, batch_size=1)
     images = [photo_at(1, size), photo_at(0, size)]
     with torch.no_grad():
         expected, _ = model(images)
     assert all(len(d["labels"]) for d in expected)
-    for reference, detections in zip(expected, _run(session, module.output_names, images)):
+    for reference, detections in zip(expected, run_unpadded(session, module.output_names, images)):
         assert_matching_detections(reference, detections, _tolerance("faster_rcnn_mobilenetv3_fpn"))
