@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from array import array
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import itemgetter
 from pathlib import Path
@@ -32,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - orjson is a dependency; json still works
     orjson = None
 
-__all__ = ["coco_record_store", "list_of_dicts", "read_coco_json"]
+__all__ = ["AnnotationColumns", "annotation_columns", "coco_record_store", "list_of_dicts", "read_coco_json"]
 
 
 def read_coco_json(path: Path) -> Any:
@@ -194,14 +195,89 @@ def _element_spans(text: bytes, elements: int, polygons: int) -> tuple[np.ndarra
     return start, stop
 
 
-def coco_record_store(images: list[dict], annotations: list[dict], image_dir: Path, source: str,
+@dataclass
+class AnnotationColumns:
+    """A COCO json's annotations as columns (``N`` annotations, file order), checked in bulk:
+    ``image_ids``, ``category_ids`` and ``iscrowd`` ``[N]`` int64 (crowd flags 0 / 1), ``xywh
+    [N, 4]`` float64 finite, ``area [N]`` float64 finite >= 0 and, when read with masks, the
+    ``segmentations``. Parts of one list (read in parallel) join with :meth:`concatenate`."""
+
+    image_ids: np.ndarray
+    category_ids: np.ndarray
+    xywh: np.ndarray
+    iscrowd: np.ndarray
+    area: np.ndarray
+    segmentations: SegmentationColumn | None
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    @staticmethod
+    def concatenate(parts: Sequence[AnnotationColumns]) -> AnnotationColumns:
+        """The annotations of ``parts`` in order (segmentations only if every part has them)."""
+        segmentations = None
+        if all(part.segmentations is not None for part in parts):
+            columns = [part.segmentations for part in parts]
+            shifts = np.cumsum([0] + [len(c.buffer) for c in columns[:-1]])
+            segmentations = SegmentationColumn(
+                np.concatenate([c.kinds for c in columns]),
+                np.concatenate([c.starts + shift for c, shift in zip(columns, shifts)]),
+                np.concatenate([c.stops + shift for c, shift in zip(columns, shifts)]),
+                np.concatenate([c.buffer for c in columns]))
+        return AnnotationColumns(*(np.concatenate([getattr(part, name) for part in parts])
+                                   for name in ("image_ids", "category_ids", "xywh", "iscrowd", "area")),
+                                 segmentations)
+
+
+def annotation_columns(annotations: list[dict], with_masks: bool) -> AnnotationColumns | None:
+    """The ``annotations`` records as :class:`AnnotationColumns` (segmentations only
+    ``with_masks``), or ``None`` when one is not of the plain form the bulk checks accept."""
+    ann_image_ids, category_ids = _column(annotations, "image_id"), _column(annotations, "category_id")
+    bboxes = _column(annotations, "bbox")
+    if ann_image_ids is None or category_ids is None or bboxes is None:
+        return None
+    if not (_only(ann_image_ids, int) and _only(category_ids, int)):
+        return None
+    if any(map(dict.__contains__, annotations, repeat("ignore"))):
+        return None  # 'ignore' flags: the loop skips and counts them
+    crowd, areas = _column(annotations, "iscrowd", 0), _column(annotations, "area", None)
+    assert crowd is not None and areas is not None
+    if not (_only(crowd, int) and _only(areas, int, float)):
+        return None
+    if not (_only(bboxes, list) and set(map(len, bboxes)) <= {4}):
+        return None
+    parsed = _numbers(bboxes, np.full(len(bboxes), 4, dtype=np.int64))
+    if parsed is None:
+        return None
+    xywh = parsed[0].reshape(-1, 4)
+    del bboxes
+    try:
+        ann_images = np.asarray(ann_image_ids, dtype=np.int64).reshape(-1)
+        categories = np.asarray(category_ids, dtype=np.int64).reshape(-1)
+        iscrowd = np.asarray(crowd, dtype=np.int64).reshape(-1)
+    except OverflowError:
+        return None
+    area = np.asarray(areas, dtype=np.float64).reshape(-1)
+    if not (np.isfinite(xywh).all() and np.isfinite(area).all() and (area >= 0).all()):
+        return None
+    if not np.isin(iscrowd, (0, 1)).all():
+        return None
+    segmentation_column = None
+    if with_masks:
+        segmentation_column = _segmentations(_column(annotations, "segmentation", None))
+        if segmentation_column is None:
+            return None
+    return AnnotationColumns(ann_images, categories, xywh, iscrowd, area, segmentation_column)
+
+
+def coco_record_store(images: list[dict], annotations: list[dict] | AnnotationColumns, image_dir: Path, source: str,
                       with_masks: bool, category_id_to_label: dict[Any, int], known_ids: set,
                       report: DatasetReport) -> RecordStore | None:
     """The records of a COCO json's ``images`` and ``annotations`` as columns.
 
     Args:
         images: the json's ``images`` records.
-        annotations: its ``annotations`` records.
+        annotations: its ``annotations`` records, or their :func:`annotation_columns`.
         image_dir: the folder the ``file_name`` s are relative to.
         source: the json, named in messages (``where`` of each record).
         with_masks: keep the segmentations.
@@ -235,36 +311,11 @@ def coco_record_store(images: list[dict], annotations: list[dict], image_dir: Pa
     if (np.diff(sorted_ids) == 0).any():
         return None
 
-    ann_image_ids, category_ids = _column(annotations, "image_id"), _column(annotations, "category_id")
-    bboxes = _column(annotations, "bbox")
-    if ann_image_ids is None or category_ids is None or bboxes is None:
+    columns = annotations if isinstance(annotations, AnnotationColumns) else annotation_columns(annotations, with_masks)
+    if columns is None or (with_masks and columns.segmentations is None):
         return None
-    if not (_only(ann_image_ids, int) and _only(category_ids, int)):
-        return None
-    if any(map(dict.__contains__, annotations, repeat("ignore"))):
-        return None  # 'ignore' flags: the loop skips and counts them
-    crowd, areas = _column(annotations, "iscrowd", 0), _column(annotations, "area", None)
-    assert crowd is not None and areas is not None
-    if not (_only(crowd, int) and _only(areas, int, float)):
-        return None
-    if not (_only(bboxes, list) and set(map(len, bboxes)) <= {4}):
-        return None
-    parsed = _numbers(bboxes, np.full(len(bboxes), 4, dtype=np.int64))
-    if parsed is None:
-        return None
-    xywh = parsed[0].reshape(-1, 4)
-    del bboxes
-    try:
-        ann_images = np.asarray(ann_image_ids, dtype=np.int64).reshape(-1)
-        categories = np.asarray(category_ids, dtype=np.int64).reshape(-1)
-        iscrowd = np.asarray(crowd, dtype=np.int64).reshape(-1)
-    except OverflowError:
-        return None
-    area = np.asarray(areas, dtype=np.float64).reshape(-1)
-    if not (np.isfinite(xywh).all() and np.isfinite(area).all() and (area >= 0).all()):
-        return None
-    if not np.isin(iscrowd, (0, 1)).all():
-        return None
+    ann_images, categories, xywh = columns.image_ids, columns.category_ids, columns.xywh
+    iscrowd, area, segmentation_column = columns.iscrowd, columns.area, columns.segmentations
     position = np.minimum(np.searchsorted(sorted_ids, ann_images), max(len(sorted_ids) - 1, 0))
     if len(ann_images) and (not len(sorted_ids) or (sorted_ids[position] != ann_images).any()):
         return None  # annotations of absent images
@@ -272,11 +323,8 @@ def coco_record_store(images: list[dict], annotations: list[dict], image_dir: Pa
     if len(categories) and not np.isin(categories, known).all():
         return None  # unknown category ids
     image_of = by_id[position] if len(ann_images) else np.zeros(0, dtype=np.int64)
-    segmentation_column = None
-    if with_masks:
-        segmentation_column = _segmentations(_column(annotations, "segmentation", None))
-        if segmentation_column is None:
-            return None
+    if not with_masks:
+        segmentation_column = None
 
     # group by image in file order, skip the categories not chosen (counted as the loop does)
     order = np.argsort(image_of, kind="stable")
