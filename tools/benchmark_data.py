@@ -244,7 +244,7 @@ def _touch(store: Any) -> int:
         arrays.append(store.image_id_column)
     if store.segmentations is not None:
         segmentations = store.segmentations
-        arrays += [segmentations.kinds, segmentations.starts, segmentations.stops, segmentations.buffer]
+        arrays += [segmentations.kinds, segmentations.starts, segmentations.stops, *segmentations.buffers]
     total = 0
     for array in arrays:
         flat = np.ascontiguousarray(array).reshape(-1).view(np.uint8)

@@ -43,7 +43,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .base import DetectionDataset, ImageRecord, Transforms
-from .coco_columns import coco_record_store, list_of_dicts, read_coco_json
+from .coco_columns import ImageColumns, coco_record_store, list_of_dicts, read_coco_json
 from .coco_parallel import REFUSED, parse_coco_in_parts
 from .parsing import parse_box, parse_number, require_keys, require_list_of_dicts
 from .forked import run_forked
@@ -344,7 +344,7 @@ class CocoDetection(DetectionDataset):
         """The columns of a large file, parsed in forked children (in two halves at once where
         :func:`~detkit.data.coco_parallel.parse_coco_in_parts` can split it, else in one child);
         ``None``: read it in this process (a record the columns refuse, no fork)."""
-        document = parse_coco_in_parts(annotation_file, with_masks)
+        document = parse_coco_in_parts(annotation_file, with_masks, image_dir, source)
         if document == REFUSED:
             return None
         if document is not None:
@@ -381,7 +381,8 @@ class CocoDetection(DetectionDataset):
         (:func:`~detkit.data.coco_parallel.parse_coco_in_parts`); records ``None`` when the
         columns refuse it."""
         data = read_coco_json(annotation_file) if document is None else document
-        images = list_of_dicts(data, "images") or require_list_of_dicts(data, "images", source)
+        images = data["images"] if document is not None and isinstance(data.get("images"), ImageColumns) else (
+            list_of_dicts(data, "images") or require_list_of_dicts(data, "images", source))
         if isinstance(data, dict) and "annotations" not in data and "images" in data:
             # An image-info file (COCO's test-dev, a folder to run on): images, no ground truth.
             logger.warning("%s has no 'annotations' list: an image-info file (like COCO test-dev), "

@@ -33,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - orjson is a dependency; json still works
     orjson = None
 
-__all__ = ["AnnotationColumns", "annotation_columns", "coco_record_store", "list_of_dicts", "read_coco_json"]
+__all__ = ["AnnotationColumns", "ImageColumns", "annotation_columns", "image_columns", "coco_record_store", "list_of_dicts", "read_coco_json"]
 
 
 def read_coco_json(path: Path) -> Any:
@@ -217,13 +217,7 @@ class AnnotationColumns:
         """The annotations of ``parts`` in order (segmentations only if every part has them)."""
         segmentations = None
         if all(part.segmentations is not None for part in parts):
-            columns = [part.segmentations for part in parts]
-            shifts = np.cumsum([0] + [len(c.buffer) for c in columns[:-1]])
-            segmentations = SegmentationColumn(
-                np.concatenate([c.kinds for c in columns]),
-                np.concatenate([c.starts + shift for c, shift in zip(columns, shifts)]),
-                np.concatenate([c.stops + shift for c, shift in zip(columns, shifts)]),
-                np.concatenate([c.buffer for c in columns]))
+            segmentations = SegmentationColumn.concatenate([part.segmentations for part in parts])
         return AnnotationColumns(*(np.concatenate([getattr(part, name) for part in parts])
                                    for name in ("image_ids", "category_ids", "xywh", "iscrowd", "area")),
                                  segmentations)
@@ -270,13 +264,47 @@ def annotation_columns(annotations: list[dict], with_masks: bool) -> AnnotationC
     return AnnotationColumns(ann_images, categories, xywh, iscrowd, area, segmentation_column)
 
 
-def coco_record_store(images: list[dict], annotations: list[dict] | AnnotationColumns, image_dir: Path, source: str,
+@dataclass
+class ImageColumns:
+    """A COCO json's ``M`` image records as columns: ``image_ids [M]`` int64, ``sizes [M, 2]``
+    int64 ``(height, width)`` > 0, the image ``paths`` and the ``wheres`` naming each record."""
+
+    image_ids: np.ndarray
+    sizes: np.ndarray
+    paths: StringColumn
+    wheres: StringColumn
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+
+def image_columns(images: list[dict], image_dir: Path, source: str) -> ImageColumns | None:
+    """The ``images`` records (int ids, non-empty str ``file_name``, positive int ``height`` and
+    ``width``) as :class:`ImageColumns`, or ``None`` when one is of another form."""
+    ids, names = _column(images, "id"), _column(images, "file_name")
+    heights, widths = _column(images, "height"), _column(images, "width")
+    if ids is None or names is None or heights is None or widths is None:
+        return None
+    if not (_only(ids, int) and _only(names, str) and _only(heights, int) and _only(widths, int)) or not all(names):
+        return None
+    try:
+        image_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        sizes = np.asarray([heights, widths], dtype=np.int64).T.reshape(-1, 2)
+    except OverflowError:
+        return None
+    if (sizes <= 0).any():
+        return None
+    wheres = StringColumn([f"{source}: image {image_id} ({name})" for image_id, name in zip(ids, names)])
+    return ImageColumns(image_ids, sizes, StringColumn(_join_paths(image_dir, names)), wheres)
+
+
+def coco_record_store(images: list[dict] | ImageColumns, annotations: list[dict] | AnnotationColumns, image_dir: Path, source: str,
                       with_masks: bool, category_id_to_label: dict[Any, int], known_ids: set,
                       report: DatasetReport) -> RecordStore | None:
     """The records of a COCO json's ``images`` and ``annotations`` as columns.
 
     Args:
-        images: the json's ``images`` records.
+        images: the json's ``images`` records, or their :func:`image_columns`.
         annotations: its ``annotations`` records, or their :func:`annotation_columns`.
         image_dir: the folder the ``file_name`` s are relative to.
         source: the json, named in messages (``where`` of each record).
@@ -291,21 +319,12 @@ def coco_record_store(images: list[dict], annotations: list[dict] | AnnotationCo
         or ``None`` when a record is not of the plain form the bulk checks accept; the caller then
         reads record by record (same result, or the worded error).
     """
-    ids, names = _column(images, "id"), _column(images, "file_name")
-    heights, widths = _column(images, "height"), _column(images, "width")
-    if ids is None or names is None or heights is None or widths is None:
-        return None
-    if not (_only(ids, int) and _only(names, str) and _only(heights, int) and _only(widths, int)) or not all(names):
-        return None
     if not _only(known_ids, int) or not _only(category_id_to_label, int):
         return None
-    try:
-        image_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        sizes = np.asarray([heights, widths], dtype=np.int64).T.reshape(-1, 2)
-    except OverflowError:
+    image_table = images if isinstance(images, ImageColumns) else image_columns(images, image_dir, source)
+    if image_table is None:
         return None
-    if (sizes <= 0).any():
-        return None
+    image_ids, sizes, wheres = image_table.image_ids, image_table.sizes, image_table.wheres
     by_id = np.argsort(image_ids, kind="stable")
     sorted_ids = image_ids[by_id]
     if (np.diff(sorted_ids) == 0).any():
@@ -330,7 +349,6 @@ def coco_record_store(images: list[dict], annotations: list[dict] | AnnotationCo
     order = np.argsort(image_of, kind="stable")
     chosen_ids = np.asarray(sorted(category_id_to_label), dtype=np.int64)
     chosen = np.isin(categories[order], chosen_ids)
-    wheres = [f"{source}: image {image_id} ({name})" for image_id, name in zip(ids, names)]
     skipped = np.flatnonzero(~chosen)
     kind = "annotations of classes not in class_names skipped"
     for index in skipped[:5].tolist():
@@ -347,7 +365,7 @@ def coco_record_store(images: list[dict], annotations: list[dict] | AnnotationCo
     boxes = np.stack([x, y, x + w, y + h], axis=1).astype(np.float32).reshape(-1, 4)
     counts = np.bincount(image_of[keep], minlength=len(images)).astype(np.int64)
     return RecordStore(
-        image_ids, StringColumn(_join_paths(image_dir, names)), sizes, StringColumn(wheres),
+        image_ids, image_table.paths, sizes, wheres,
         _offsets(counts), boxes, labels.astype(np.int64),
         {"iscrowd": iscrowd[keep], "area": area[keep].astype(np.float32)},
         segmentation_column.take(keep) if segmentation_column is not None else None)

@@ -17,7 +17,7 @@ import pytest
 import detkit.data.coco as coco_module
 import detkit.data.coco_parallel as parallel_module
 from detkit.data import CocoDetection
-from detkit.data.coco_columns import annotation_columns, read_coco_json
+from detkit.data.coco_columns import annotation_columns, image_columns, read_coco_json
 from detkit.data.forked import fork_available
 from detkit.data.records import RecordStore
 
@@ -50,6 +50,8 @@ def test_two_halves_give_the_records_of_one_parse(monkeypatch: pytest.MonkeyPatc
     fast = CocoDetection("images", FIXTURE, with_masks=with_masks, class_names=class_names, check_files=False)
     assert len(answers) == 1 and isinstance(answers[0], dict)  # split and parsed in two children
     assert isinstance(fast.records, RecordStore)
+    if with_masks:  # the halves' polygon buffers are joined without a copy
+        assert len(fast.records.segmentations.buffers) == 2 and fast.records.segmentations.chunks is not None
     slow = _in_process(monkeypatch, "images", FIXTURE, with_masks=with_masks, class_names=class_names,
                        check_files=False)
     _assert_same_records(fast, slow)
@@ -61,7 +63,7 @@ def test_two_halves_give_the_records_of_one_parse(monkeypatch: pytest.MonkeyPatc
 
 def test_the_joined_columns_equal_the_whole_lists_columns(tmp_path: Path) -> None:
     path = _many_polygons_json(tmp_path / "many.json", 300)
-    document = parallel_module.parse_coco_in_parts(path, True)
+    document = parallel_module.parse_coco_in_parts(path, True, tmp_path, "many.json")
     assert isinstance(document, dict)
     whole = read_coco_json(path)
     expected = annotation_columns(whole["annotations"], True)
@@ -70,7 +72,13 @@ def test_the_joined_columns_equal_the_whole_lists_columns(tmp_path: Path) -> Non
     for name in ("image_ids", "category_ids", "xywh", "iscrowd", "area"):
         assert np.array_equal(getattr(joined, name), getattr(expected, name))
     assert [joined.segmentations.get(i) for i in range(2400)] == [expected.segmentations.get(i) for i in range(2400)]
-    assert document["images"] == whole["images"] and document["categories"] == whole["categories"]
+    images, expected_images = document["images"], image_columns(whole["images"], tmp_path, "many.json")
+    assert np.array_equal(images.image_ids, expected_images.image_ids)
+    assert np.array_equal(images.sizes, expected_images.sizes)
+    assert images.paths.tolist() == expected_images.paths.tolist() == [str(tmp_path / i["file_name"])
+                                                                        for i in whole["images"]]
+    assert images.wheres.tolist() == expected_images.wheres.tolist()
+    assert document["categories"] == whole["categories"]
 
 
 def _write(path: Path, document: dict, **dump: Any) -> Path:
@@ -78,7 +86,8 @@ def _write(path: Path, document: dict, **dump: Any) -> Path:
     return path
 
 
-@pytest.mark.parametrize("case", ["pretty", "empty_key", "second_annotations", "annotations_first", "refused"])
+@pytest.mark.parametrize("case", ["pretty", "empty_key", "second_annotations", "annotations_first", "refused",
+                                  "images_refused", "images_last"])
 def test_texts_the_cut_cannot_take_are_read_in_one_piece(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                          case: str) -> None:
     document = json.loads(_many_polygons_json(tmp_path / "many.json", 60).read_text())
@@ -100,6 +109,15 @@ def test_texts_the_cut_cannot_take_are_read_in_one_piece(tmp_path: Path, monkeyp
     elif case == "refused":
         document["annotations"][-1]["ignore"] = 1  # only the record loop knows 'ignore'
         expected_answer = parallel_module.REFUSED
+    elif case == "images_refused":  # a str image id: only the record loop takes it
+        document["images"][0]["id"] = "1"
+        for annotation in document["annotations"][:8]:
+            annotation["image_id"] = "1"
+        expected_answer = parallel_module.REFUSED
+    elif case == "images_last":  # the images after the annotations: the second half's
+        document = {"annotations": document["annotations"], "categories": document["categories"],
+                    "images": document["images"]}
+        expected_answer = dict
     path = tmp_path / "odd.json"
     if document is not None:
         _write(path, document, **dump)

@@ -290,3 +290,18 @@ def test_carved_validation_parts_stay_stores() -> None:
     index = dataset.image_ids.index(val.image_ids[3])
     assert torch.equal(val.get_target(3)["boxes"], dataset.get_target(index)["boxes"])
     assert json.dumps(val.records[3].segmentations) == json.dumps(dataset.records[index].segmentations)
+
+
+def test_segmentation_columns_join_on_their_buffers() -> None:
+    first = SegmentationColumn.from_list([[[1, 2, 3.5, 4, 5, 6]], None])
+    second = SegmentationColumn.from_list([{"size": [2, 2], "counts": [4]}, [[0.25, 1, 2, 3, 4, 5]]])
+    joined = SegmentationColumn.concatenate([first, second])
+    expected = [[[1, 2, 3.5, 4, 5, 6]], None, {"size": [2, 2], "counts": [4]}, [[0.25, 1, 2, 3, 4, 5]]]
+    assert [joined.get(i) for i in range(4)] == expected
+    assert joined.buffers[0] is first.buffer and joined.buffers[1] is second.buffer  # not copied
+    part = joined.take(np.array([3, 0, 2]))
+    assert [part.get(i) for i in range(3)] == [expected[3], expected[0], expected[2]]
+    assert part.buffers == joined.buffers and part.nbytes > first.buffer.nbytes + second.buffer.nbytes
+    assert np.array_equal(joined.buffer, np.concatenate([first.buffer, second.buffer]))
+    copy = pickle.loads(pickle.dumps(SegmentationColumn.concatenate([part, first])))
+    assert [copy.get(i) for i in range(5)] == [expected[3], expected[0], expected[2], expected[0], None]
