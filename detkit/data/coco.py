@@ -45,8 +45,8 @@ from pycocotools import mask as mask_utils
 from .base import DetectionDataset, ImageRecord, Transforms
 from .coco_columns import ImageColumns, coco_record_store, list_of_dicts, read_coco_json
 from .coco_parallel import REFUSED, parse_coco_in_parts
-from .parsing import parse_box, parse_number, require_keys, require_list_of_dicts
 from .forked import run_forked
+from .parsing import parse_box, parse_number, require_keys, require_list_of_dicts
 from .records import RecordStore, release_freed_memory
 from .validation import DatasetError, DatasetReport
 

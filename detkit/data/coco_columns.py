@@ -8,7 +8,10 @@ and the parsed Python objects are dropped. What the bulk checks do not accept as
 ids, ``ignore`` flags, absent areas, integral floats where ints belong, any malformed record)
 makes :func:`coco_record_store` answer ``None``, and the reader falls back to its record-by-record
 loop, which gives the same records and words every error; so the columns never change what a
-file means, only how fast it loads and how little memory it keeps.
+file means, only how fast it loads and how little memory it keeps. Files of
+``detkit.data.coco.PARSE_IN_CHILD_MIN_BYTES`` (32 MiB) or more are parsed and turned into these
+columns in forked children, several at once (:mod:`detkit.data.coco_parallel`), so that the
+parsed objects never enter the loading process.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover - orjson is a dependency; json still works
     orjson = None
 
-__all__ = ["AnnotationColumns", "ImageColumns", "annotation_columns", "image_columns", "coco_record_store", "list_of_dicts", "read_coco_json"]
+__all__ = ["AnnotationColumns", "ImageColumns", "annotation_columns", "coco_record_store", "image_columns", "list_of_dicts", "read_coco_json"]
 
 
 def read_coco_json(path: Path) -> Any:

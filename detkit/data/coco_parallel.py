@@ -30,12 +30,16 @@ the columns refuse answer :data:`REFUSED` (the record loop reads the file and wo
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-from .coco_columns import AnnotationColumns, annotation_columns, image_columns, list_of_dicts
+from .coco_columns import (
+    AnnotationColumns,
+    annotation_columns,
+    image_columns,
+    list_of_dicts,
+)
 from .forked import start_forked
 
 try:

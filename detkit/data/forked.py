@@ -6,11 +6,13 @@ its peak resident memory by those 2 GB and, freed, leave a fragmented heap; free
 objects also costs a second. :func:`run_forked` does the parse and the column building in a
 ``fork()`` ed child instead: the child pickles its result with protocol 5, writing every numpy
 buffer out of band into an anonymous shared-memory file (``memfd``), and exits without freeing
-anything; the parent maps that file copy-on-write (``MAP_PRIVATE``) and unpickles the arrays as
-views of the mapping (no copy). The parent's memory grows by the columns only, and DataLoader
-workers forked from it share those pages (clean file pages are never copied into a worker).
+anything; the parent maps that file copy-on-write (``MAP_PRIVATE``, every page mapped at once)
+and unpickles the arrays as views of the mapping (no copy). The parent's memory grows by the
+columns only, and DataLoader workers forked from it share those pages (clean pages are never
+copied into a worker).
 
-Only where it is safe and worth it: Linux (``fork``, ``memfd_create``), no other Python thread
+The parent waits for its children (a child that never ends would hold it). Only where it is
+safe and worth it: Linux (``fork``, ``memfd_create``), no other Python thread
 running in the parent (a fork copies locks held by other threads), and the caller's choice of
 size. Whatever goes wrong in the child (an exception, a crash, a result that does not pickle)
 makes :func:`run_forked` answer ``None``, and the caller does the work in its own process, which
@@ -82,14 +84,19 @@ class ForkedCall:
     def __init__(self, function: Callable[[], Any]) -> None:
         self._memfd = os.memfd_create("detkit-forked-result", os.MFD_CLOEXEC)
         read_fd, write_fd = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no memory or process slots for a child
+            for fd in (self._memfd, read_fd, write_fd):
+                os.close(fd)
+            raise
         if pid == 0:  # the child: never returns, never runs the parent's cleanup
             status = 1
             try:
                 os.close(read_fd)
                 _child(function, self._memfd, write_fd)
                 status = 0
-            except BaseException:  # noqa: BLE001 - the parent redoes the work and reports any error
+            except BaseException:  # noqa: BLE001, S110 - the parent redoes the work and reports any error
                 pass
             finally:
                 os._exit(status)
@@ -109,7 +116,10 @@ class ForkedCall:
                 return None
             header_size, layout = pickle.loads(message)
             size = os.fstat(self._memfd).st_size
-            mapping = mmap.mmap(self._memfd, size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+            # MAP_POPULATE: every page mapped here now, so that DataLoader workers forked later
+            # share them (a page only a worker maps would count as its own unique memory)
+            flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
+            mapping = mmap.mmap(self._memfd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
         finally:
             os.close(self._memfd)  # the mapping keeps the memory alive as long as an array views it
         view = memoryview(mapping)
@@ -120,7 +130,12 @@ class ForkedCall:
 def start_forked(function: Callable[[], Any]) -> ForkedCall | None:
     """Start ``function()`` in a forked child (``None`` where :func:`fork_available` is false);
     several can run at once, each on its own core."""
-    return ForkedCall(function) if fork_available() else None
+    if not fork_available():
+        return None
+    try:
+        return ForkedCall(function)
+    except OSError:
+        return None
 
 
 def run_forked(function: Callable[[], T | None]) -> T | None:

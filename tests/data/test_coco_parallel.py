@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_records import FIXTURE, _assert_same_records, _many_polygons_json, _odd_json
 
 import detkit.data.coco as coco_module
 import detkit.data.coco_parallel as parallel_module
@@ -20,9 +21,6 @@ from detkit.data import CocoDetection
 from detkit.data.coco_columns import annotation_columns, image_columns, read_coco_json
 from detkit.data.forked import fork_available
 from detkit.data.records import RecordStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_records import FIXTURE, _assert_same_records, _many_polygons_json, _odd_json  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not fork_available(), reason="needs fork and memfd_create, and no other thread")
 
@@ -178,3 +176,19 @@ def test_the_parsed_json_never_enters_the_loading_process(tmp_path: Path) -> Non
         peaks[mode] = json.loads(done.stdout.strip().splitlines()[-1])
     assert peaks["children"]["images"] == peaks["in-process"]["images"] == 3000
     assert peaks["children"]["peak_mib"] < 0.5 * peaks["in-process"]["peak_mib"], peaks
+
+
+def test_workers_share_the_columns_the_children_made(tmp_path: Path) -> None:
+    """Records loaded through the parse children (a shared mapping): 2 forked DataLoader workers
+    reading every record's target and polygons each grow by under the issue's 5 MiB (pages only
+    a worker had mapped would count as its own: ~10 MiB each here). In a fresh interpreter, as
+    tests/data/test_records.py's worker test says why."""
+    code = ("import json, sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+            "import detkit.data.coco as coco_module; coco_module.PARSE_IN_CHILD_MIN_BYTES = 0; "
+            "from test_records import _worker_growth_mib; "
+            "print(json.dumps(_worker_growth_mib(Path(sys.argv[2]), images=20000)))")
+    done = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parent), str(tmp_path)],
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    growth_mib = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(growth_mib) == 2 and max(growth_mib.values()) < 5.0, growth_mib

@@ -52,3 +52,13 @@ def _crashes() -> None:
 @pytest.mark.parametrize("function", [_raises, _crashes, lambda: None, lambda: (lambda: 1)])  # the last: unpicklable
 def test_any_failure_in_the_child_answers_none(function) -> None:
     assert run_forked(function) is None
+
+
+def test_a_fork_that_fails_answers_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork() -> int:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    before = len(os.listdir("/proc/self/fd"))
+    assert run_forked(_result) is None and start_forked(_result) is None
+    assert len(os.listdir("/proc/self/fd")) == before  # the memfd and the pipe closed

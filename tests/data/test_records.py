@@ -244,10 +244,10 @@ def _many_polygons_json(path: Path, images: int, seed: int = 0) -> Path:
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps_rollup").is_file(), reason="needs Linux /proc/<pid>/smaps_rollup")
-def _worker_growth_mib(folder: Path) -> dict[int, float]:
+def _worker_growth_mib(folder: Path, images: int = 6000) -> dict[int, float]:
     """Each of 2 forked workers' USS growth (MiB) over an epoch reading every record's target and
-    polygons of a 6,000-image json (masks not rasterised)."""
-    dataset = CocoDetection("", _many_polygons_json(folder / "many.json", 6000), with_masks=True, check_files=False)
+    polygons of an ``images``-image json (masks not rasterised)."""
+    dataset = CocoDetection("", _many_polygons_json(folder / "many.json", images), with_masks=True, check_files=False)
     dataset.with_masks = False  # read the polygons, do not rasterise them
     loader = torch.utils.data.DataLoader(_RecordPass(dataset), batch_size=100, num_workers=2,
                                          collate_fn=_uss_collate, multiprocessing_context="fork")
