@@ -6,8 +6,8 @@ its peak resident memory by those 2 GB and, freed, leave a fragmented heap; free
 objects also costs a second. :func:`run_forked` does the parse and the column building in a
 ``fork()`` ed child instead: the child pickles its result with protocol 5, writing every numpy
 buffer out of band into an anonymous shared-memory file (``memfd``), and exits without freeing
-anything; the parent maps that file copy-on-write (``MAP_PRIVATE``, every page mapped at once)
-and unpickles the arrays as views of the mapping (no copy). The parent's memory grows by the
+anything; the parent maps that file read-only (every page mapped at once) and unpickles the
+arrays as read-only views of the mapping (no copy). The parent's memory grows by the
 columns only, and DataLoader workers forked from it share those pages (clean pages are never
 copied into a worker).
 
@@ -104,7 +104,7 @@ class ForkedCall:
         self._pid, self._read_fd = pid, read_fd
 
     def result(self) -> Any:
-        """The child's result (its numpy arrays are copy-on-write views of one shared mapping),
+        """The child's result (its numpy arrays are read-only views of one shared mapping),
         or ``None`` when the function returned ``None`` or raised, or the child died."""
         try:
             try:
@@ -116,10 +116,12 @@ class ForkedCall:
                 return None
             header_size, layout = pickle.loads(message)
             size = os.fstat(self._memfd).st_size
-            # MAP_POPULATE: every page mapped here now, so that DataLoader workers forked later
-            # share them (a page only a worker maps would count as its own unique memory)
-            flags = mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0)
-            mapping = mmap.mmap(self._memfd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+            # Read-only and shared: the arrays are the memfd's pages themselves (a writable private
+            # mapping would be copied page by page). MAP_POPULATE: every page mapped here now, so
+            # that DataLoader workers forked later share them (a page only a worker maps would
+            # count as its own unique memory).
+            flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+            mapping = mmap.mmap(self._memfd, size, flags=flags, prot=mmap.PROT_READ)
         finally:
             os.close(self._memfd)  # the mapping keeps the memory alive as long as an array views it
         view = memoryview(mapping)
@@ -146,7 +148,7 @@ def run_forked(function: Callable[[], T | None]) -> T | None:
             out of band), or ``None`` for "do it in the parent".
 
     Returns:
-        The child's result, or ``None`` when fork is not available, the function returned
+        The child's result (numpy arrays read-only), or ``None`` when fork is not available, the function returned
         ``None`` or raised, or the child died: the caller then calls it in its own process.
     """
     call = start_forked(function)
