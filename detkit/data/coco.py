@@ -43,7 +43,9 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .base import DetectionDataset, ImageRecord, Transforms
-from .coco_columns import coco_record_store, list_of_dicts, read_coco_json
+from .coco_columns import ImageColumns, coco_record_store, list_of_dicts, read_coco_json
+from .coco_parallel import REFUSED, parse_coco_in_parts
+from .forked import run_forked
 from .parsing import parse_box, parse_number, require_keys, require_list_of_dicts
 from .records import RecordStore, release_freed_memory
 from .validation import DatasetError, DatasetReport
@@ -53,6 +55,17 @@ logger = logging.getLogger(__name__)
 __all__ = ["CocoDetection", "coco_segmentation_to_mask", "group_annotations_by_image"]
 
 _MAX_QUOTED = 5  # ids an error quotes
+
+# Annotation files at least this large are parsed in a forked child (detkit.data.forked): the
+# parsed json's Python objects (~7x the file) never enter the loading process.
+PARSE_IN_CHILD_MIN_BYTES = 32 << 20
+
+
+def _worth_a_child(annotation_file: Path) -> bool:
+    try:
+        return annotation_file.stat().st_size >= PARSE_IN_CHILD_MIN_BYTES
+    except OSError:
+        return False  # absent: the in-process reader raises the worded error
 
 
 def coco_segmentation_to_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
@@ -301,8 +314,14 @@ class CocoDetection(DetectionDataset):
         collecting = gc.isenabled()
         gc.disable()  # millions of parsed containers would trigger full collections, for nothing
         try:
-            records, chosen = self._read(annotation_file, image_dir, source, with_masks, with_keypoints, class_names,
-                                         report)
+            loaded = None
+            if not with_keypoints and _worth_a_child(annotation_file):
+                loaded = self._read_in_children(annotation_file, image_dir, source, with_masks, class_names, report)
+            if loaded is not None:  # the columns, built in children that held the parsed json
+                records, chosen, report = loaded
+            else:
+                records, chosen = self._read(annotation_file, image_dir, source, with_masks, with_keypoints,
+                                             class_names, report)
         finally:
             if collecting:
                 gc.enable()
@@ -319,19 +338,58 @@ class CocoDetection(DetectionDataset):
         )
         release_freed_memory()  # the parsed json and the buffers before the checks are gone: give the heap back
 
+    def _read_in_children(self, annotation_file: Path, image_dir: Path, source: str, with_masks: bool,
+                          class_names: Sequence[str] | None, report: DatasetReport
+                          ) -> tuple[RecordStore, list[dict], DatasetReport] | None:
+        """The columns of a large file, parsed in forked children (in two halves at once where
+        :func:`~detkit.data.coco_parallel.parse_coco_in_parts` can split it, else in one child);
+        ``None``: read it in this process (a record the columns refuse, no fork)."""
+        document = parse_coco_in_parts(annotation_file, with_masks, image_dir, source)
+        if document == REFUSED:
+            return None
+        if document is not None:
+            records, chosen = self._read(annotation_file, image_dir, source, with_masks, False, class_names, report,
+                                         document=document)
+            return (records, chosen, report) if isinstance(records, RecordStore) else None
+        loaded = run_forked(lambda: self._read_columns(annotation_file, image_dir, source, with_masks, class_names,
+                                                       report))
+        if loaded is None:
+            return None
+        records, chosen, child_report, attributes = loaded
+        self.__dict__.update(attributes)
+        return records, chosen, child_report
+
+    def _read_columns(self, annotation_file: Path, image_dir: Path, source: str, with_masks: bool,
+                      class_names: Sequence[str] | None, report: DatasetReport
+                      ) -> tuple[RecordStore, list[dict], DatasetReport, dict[str, Any]] | None:
+        """:meth:`_read` as :func:`~detkit.data.forked.run_forked` runs it in a child: the store, the
+        chosen categories, the report and the attributes ``_read`` set; ``None`` when the file
+        needs the record loop (the parent then reads it itself, and words any error)."""
+        records, chosen = self._read(annotation_file, image_dir, source, with_masks, False, class_names, report)
+        if not isinstance(records, RecordStore):
+            return None
+        attributes = {name: getattr(self, name)
+                      for name in ("category_id_to_label", "keypoint_names", "skeleton", "keypoint_sigmas")}
+        return records, chosen, report, attributes
+
     def _read(self, annotation_file: Path, image_dir: Path, source: str, with_masks: bool, with_keypoints: bool,
-              class_names: Sequence[str] | None, report: DatasetReport
-              ) -> tuple[RecordStore | list[ImageRecord], list[dict]]:
+              class_names: Sequence[str] | None, report: DatasetReport, document: dict | None = None
+              ) -> tuple[RecordStore | list[ImageRecord] | None, list[dict]]:
         """``(records, chosen categories)``; sets ``category_id_to_label``. The json's Python
-        objects live only in this call: the records are columns (:mod:`detkit.data.records`)."""
-        data = read_coco_json(annotation_file)
-        images = list_of_dicts(data, "images") or require_list_of_dicts(data, "images", source)
+        objects live only in this call: the records are columns (:mod:`detkit.data.records`).
+        ``document``: the file already parsed, its annotations as columns
+        (:func:`~detkit.data.coco_parallel.parse_coco_in_parts`); records ``None`` when the
+        columns refuse it."""
+        data = read_coco_json(annotation_file) if document is None else document
+        images = data["images"] if document is not None and isinstance(data.get("images"), ImageColumns) else (
+            list_of_dicts(data, "images") or require_list_of_dicts(data, "images", source))
         if isinstance(data, dict) and "annotations" not in data and "images" in data:
             # An image-info file (COCO's test-dev, a folder to run on): images, no ground truth.
             logger.warning("%s has no 'annotations' list: an image-info file (like COCO test-dev), "
                            "its %d images have no ground truth", source, len(data["images"] or []))
             data = {**data, "annotations": []}
-        annotations = list_of_dicts(data, "annotations") or require_list_of_dicts(data, "annotations", source)
+        annotations = data["annotations"] if document is not None else (
+            list_of_dicts(data, "annotations") or require_list_of_dicts(data, "annotations", source))
 
         categories = _read_categories(data, source)
         name_to_id = {category["name"]: category["id"] for category in categories}
@@ -356,7 +414,7 @@ class CocoDetection(DetectionDataset):
         # through the record reader (DetectionDataset packs its records into a RecordStore too).
         store = None if with_keypoints else coco_record_store(
             images, annotations, image_dir, source, with_masks, self.category_id_to_label, known_ids, report)
-        if store is not None:
+        if store is not None or document is not None:
             return store, chosen
         # Something the columns do not take as it is (string ids, 'ignore' flags, absent areas, a
         # malformed record, keypoints): the record-by-record reader, which also words every error.

@@ -8,7 +8,10 @@ and the parsed Python objects are dropped. What the bulk checks do not accept as
 ids, ``ignore`` flags, absent areas, integral floats where ints belong, any malformed record)
 makes :func:`coco_record_store` answer ``None``, and the reader falls back to its record-by-record
 loop, which gives the same records and words every error; so the columns never change what a
-file means, only how fast it loads and how little memory it keeps.
+file means, only how fast it loads and how little memory it keeps. Files of
+``detkit.data.coco.PARSE_IN_CHILD_MIN_BYTES`` (32 MiB) or more are parsed and turned into these
+columns in forked children, several at once (:mod:`detkit.data.coco_parallel`), so that the
+parsed objects never enter the loading process.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 from array import array
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from itertools import chain, repeat
 from operator import itemgetter
 from pathlib import Path
@@ -32,7 +36,7 @@ try:
 except ImportError:  # pragma: no cover - orjson is a dependency; json still works
     orjson = None
 
-__all__ = ["coco_record_store", "list_of_dicts", "read_coco_json"]
+__all__ = ["AnnotationColumns", "ImageColumns", "annotation_columns", "coco_record_store", "image_columns", "list_of_dicts", "read_coco_json"]
 
 
 def read_coco_json(path: Path) -> Any:
@@ -194,47 +198,37 @@ def _element_spans(text: bytes, elements: int, polygons: int) -> tuple[np.ndarra
     return start, stop
 
 
-def coco_record_store(images: list[dict], annotations: list[dict], image_dir: Path, source: str,
-                      with_masks: bool, category_id_to_label: dict[Any, int], known_ids: set,
-                      report: DatasetReport) -> RecordStore | None:
-    """The records of a COCO json's ``images`` and ``annotations`` as columns.
+@dataclass
+class AnnotationColumns:
+    """A COCO json's annotations as columns (``N`` annotations, file order), checked in bulk:
+    ``image_ids``, ``category_ids`` and ``iscrowd`` ``[N]`` int64 (crowd flags 0 / 1), ``xywh
+    [N, 4]`` float64 finite, ``area [N]`` float64 finite >= 0 and, when read with masks, the
+    ``segmentations``. Parts of one list (read in parallel) join with :meth:`concatenate`."""
 
-    Args:
-        images: the json's ``images`` records.
-        annotations: its ``annotations`` records.
-        image_dir: the folder the ``file_name`` s are relative to.
-        source: the json, named in messages (``where`` of each record).
-        with_masks: keep the segmentations.
-        category_id_to_label: the chosen categories' ids -> labels; annotations of the other
-            known categories are skipped and counted in ``report``.
-        known_ids: every category id of the file.
-        report: receives the skipped counts.
+    image_ids: np.ndarray
+    category_ids: np.ndarray
+    xywh: np.ndarray
+    iscrowd: np.ndarray
+    area: np.ndarray
+    segmentations: SegmentationColumn | None
 
-    Returns:
-        The store (boxes not yet clipped: :class:`~detkit.data.base.DetectionDataset` does that),
-        or ``None`` when a record is not of the plain form the bulk checks accept; the caller then
-        reads record by record (same result, or the worded error).
-    """
-    ids, names = _column(images, "id"), _column(images, "file_name")
-    heights, widths = _column(images, "height"), _column(images, "width")
-    if ids is None or names is None or heights is None or widths is None:
-        return None
-    if not (_only(ids, int) and _only(names, str) and _only(heights, int) and _only(widths, int)) or not all(names):
-        return None
-    if not _only(known_ids, int) or not _only(category_id_to_label, int):
-        return None
-    try:
-        image_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        sizes = np.asarray([heights, widths], dtype=np.int64).T.reshape(-1, 2)
-    except OverflowError:
-        return None
-    if (sizes <= 0).any():
-        return None
-    by_id = np.argsort(image_ids, kind="stable")
-    sorted_ids = image_ids[by_id]
-    if (np.diff(sorted_ids) == 0).any():
-        return None
+    def __len__(self) -> int:
+        return len(self.image_ids)
 
+    @staticmethod
+    def concatenate(parts: Sequence[AnnotationColumns]) -> AnnotationColumns:
+        """The annotations of ``parts`` in order (segmentations only if every part has them)."""
+        segmentations = None
+        if all(part.segmentations is not None for part in parts):
+            segmentations = SegmentationColumn.concatenate([part.segmentations for part in parts])
+        return AnnotationColumns(*(np.concatenate([getattr(part, name) for part in parts])
+                                   for name in ("image_ids", "category_ids", "xywh", "iscrowd", "area")),
+                                 segmentations)
+
+
+def annotation_columns(annotations: list[dict], with_masks: bool) -> AnnotationColumns | None:
+    """The ``annotations`` records as :class:`AnnotationColumns` (segmentations only
+    ``with_masks``), or ``None`` when one is not of the plain form the bulk checks accept."""
     ann_image_ids, category_ids = _column(annotations, "image_id"), _column(annotations, "category_id")
     bboxes = _column(annotations, "bbox")
     if ann_image_ids is None or category_ids is None or bboxes is None:
@@ -265,6 +259,85 @@ def coco_record_store(images: list[dict], annotations: list[dict], image_dir: Pa
         return None
     if not np.isin(iscrowd, (0, 1)).all():
         return None
+    segmentation_column = None
+    if with_masks:
+        segmentation_column = _segmentations(_column(annotations, "segmentation", None))
+        if segmentation_column is None:
+            return None
+    return AnnotationColumns(ann_images, categories, xywh, iscrowd, area, segmentation_column)
+
+
+@dataclass
+class ImageColumns:
+    """A COCO json's ``M`` image records as columns: ``image_ids [M]`` int64, ``sizes [M, 2]``
+    int64 ``(height, width)`` > 0, the image ``paths`` and the ``wheres`` naming each record."""
+
+    image_ids: np.ndarray
+    sizes: np.ndarray
+    paths: StringColumn
+    wheres: StringColumn
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+
+def image_columns(images: list[dict], image_dir: Path, source: str) -> ImageColumns | None:
+    """The ``images`` records (int ids, non-empty str ``file_name``, positive int ``height`` and
+    ``width``) as :class:`ImageColumns`, or ``None`` when one is of another form."""
+    ids, names = _column(images, "id"), _column(images, "file_name")
+    heights, widths = _column(images, "height"), _column(images, "width")
+    if ids is None or names is None or heights is None or widths is None:
+        return None
+    if not (_only(ids, int) and _only(names, str) and _only(heights, int) and _only(widths, int)) or not all(names):
+        return None
+    try:
+        image_ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        sizes = np.asarray([heights, widths], dtype=np.int64).T.reshape(-1, 2)
+    except OverflowError:
+        return None
+    if (sizes <= 0).any():
+        return None
+    wheres = StringColumn([f"{source}: image {image_id} ({name})" for image_id, name in zip(ids, names)])
+    return ImageColumns(image_ids, sizes, StringColumn(_join_paths(image_dir, names)), wheres)
+
+
+def coco_record_store(images: list[dict] | ImageColumns, annotations: list[dict] | AnnotationColumns, image_dir: Path, source: str,
+                      with_masks: bool, category_id_to_label: dict[Any, int], known_ids: set,
+                      report: DatasetReport) -> RecordStore | None:
+    """The records of a COCO json's ``images`` and ``annotations`` as columns.
+
+    Args:
+        images: the json's ``images`` records, or their :func:`image_columns`.
+        annotations: its ``annotations`` records, or their :func:`annotation_columns`.
+        image_dir: the folder the ``file_name`` s are relative to.
+        source: the json, named in messages (``where`` of each record).
+        with_masks: keep the segmentations.
+        category_id_to_label: the chosen categories' ids -> labels; annotations of the other
+            known categories are skipped and counted in ``report``.
+        known_ids: every category id of the file.
+        report: receives the skipped counts.
+
+    Returns:
+        The store (boxes not yet clipped: :class:`~detkit.data.base.DetectionDataset` does that),
+        or ``None`` when a record is not of the plain form the bulk checks accept; the caller then
+        reads record by record (same result, or the worded error).
+    """
+    if not _only(known_ids, int) or not _only(category_id_to_label, int):
+        return None
+    image_table = images if isinstance(images, ImageColumns) else image_columns(images, image_dir, source)
+    if image_table is None:
+        return None
+    image_ids, sizes, wheres = image_table.image_ids, image_table.sizes, image_table.wheres
+    by_id = np.argsort(image_ids, kind="stable")
+    sorted_ids = image_ids[by_id]
+    if (np.diff(sorted_ids) == 0).any():
+        return None
+
+    columns = annotations if isinstance(annotations, AnnotationColumns) else annotation_columns(annotations, with_masks)
+    if columns is None or (with_masks and columns.segmentations is None):
+        return None
+    ann_images, categories, xywh = columns.image_ids, columns.category_ids, columns.xywh
+    iscrowd, area, segmentation_column = columns.iscrowd, columns.area, columns.segmentations
     position = np.minimum(np.searchsorted(sorted_ids, ann_images), max(len(sorted_ids) - 1, 0))
     if len(ann_images) and (not len(sorted_ids) or (sorted_ids[position] != ann_images).any()):
         return None  # annotations of absent images
@@ -272,17 +345,13 @@ def coco_record_store(images: list[dict], annotations: list[dict], image_dir: Pa
     if len(categories) and not np.isin(categories, known).all():
         return None  # unknown category ids
     image_of = by_id[position] if len(ann_images) else np.zeros(0, dtype=np.int64)
-    segmentation_column = None
-    if with_masks:
-        segmentation_column = _segmentations(_column(annotations, "segmentation", None))
-        if segmentation_column is None:
-            return None
+    if not with_masks:
+        segmentation_column = None
 
     # group by image in file order, skip the categories not chosen (counted as the loop does)
     order = np.argsort(image_of, kind="stable")
     chosen_ids = np.asarray(sorted(category_id_to_label), dtype=np.int64)
     chosen = np.isin(categories[order], chosen_ids)
-    wheres = [f"{source}: image {image_id} ({name})" for image_id, name in zip(ids, names)]
     skipped = np.flatnonzero(~chosen)
     kind = "annotations of classes not in class_names skipped"
     for index in skipped[:5].tolist():
@@ -299,7 +368,7 @@ def coco_record_store(images: list[dict], annotations: list[dict], image_dir: Pa
     boxes = np.stack([x, y, x + w, y + h], axis=1).astype(np.float32).reshape(-1, 4)
     counts = np.bincount(image_of[keep], minlength=len(images)).astype(np.int64)
     return RecordStore(
-        image_ids, StringColumn(_join_paths(image_dir, names)), sizes, StringColumn(wheres),
+        image_ids, image_table.paths, sizes, wheres,
         _offsets(counts), boxes, labels.astype(np.int64),
         {"iscrowd": iscrowd[keep], "area": area[keep].astype(np.float32)},
         segmentation_column.take(keep) if segmentation_column is not None else None)

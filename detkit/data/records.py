@@ -190,17 +190,28 @@ class ObjectColumn(_BytesColumn):
 
 class SegmentationColumn:
     """``N`` per-box COCO segmentations (polygon lists, RLE dicts or ``None``), each serialised
-    into one shared byte buffer (detectron2's approach).
+    into a shared byte buffer (detectron2's approach).
 
-    Box ``i`` is ``buffer[starts[i]:stops[i]]``, read back as ``kinds[i]`` says: 0 ``None``;
-    1 json text (what the COCO reader stores: the annotation's own json value, so ints stay ints
-    and every float is the same float); 2 a pickle (records a reader built in memory). Either way
-    every value comes back exactly as it was. :meth:`take` only indexes ``starts`` and ``stops``:
-    the buffer is shared, never copied.
+    Box ``i`` is ``buffers[chunks[i]][starts[i]:stops[i]]`` (one buffer, ``chunks`` ``None``: the
+    usual case; several when parts read in parallel are joined without copying their buffers),
+    read back as ``kinds[i]`` says: 0 ``None``; 1 json text (what the COCO reader stores: the
+    annotation's own json value, so ints stay ints and every float is the same float); 2 a pickle
+    (records a reader built in memory). Either way every value comes back exactly as it was.
+    :meth:`take` only indexes ``kinds``, ``starts``, ``stops`` and ``chunks``: the buffers are
+    shared, never copied.
     """
 
-    def __init__(self, kinds: np.ndarray, starts: np.ndarray, stops: np.ndarray, buffer: np.ndarray) -> None:
-        self.kinds, self.starts, self.stops, self.buffer = kinds, starts, stops, buffer
+    def __init__(self, kinds: np.ndarray, starts: np.ndarray, stops: np.ndarray,
+                 buffer: np.ndarray | tuple[np.ndarray, ...], chunks: np.ndarray | None = None) -> None:
+        self.kinds, self.starts, self.stops = kinds, starts, stops
+        self.buffers = buffer if isinstance(buffer, tuple) else (buffer,)
+        assert chunks is not None or len(self.buffers) == 1, "several buffers need the chunk of each box"
+        self.chunks = chunks
+
+    @property
+    def buffer(self) -> np.ndarray:
+        """The one buffer (several: their concatenation, a copy)."""
+        return self.buffers[0] if len(self.buffers) == 1 else np.concatenate(self.buffers)
 
     @classmethod
     def from_list(cls, segmentations: Sequence[Any]) -> SegmentationColumn:
@@ -218,7 +229,8 @@ class SegmentationColumn:
         kind = self.kinds[index]
         if kind == _NONE:
             return None
-        data = self.buffer[self.starts[index]:self.stops[index]].tobytes()
+        buffer = self.buffers[0] if self.chunks is None else self.buffers[self.chunks[index]]
+        data = buffer[self.starts[index]:self.stops[index]].tobytes()
         if kind == _JSON:
             return _json_loads(data)
         return pickle.loads(data)
@@ -226,11 +238,28 @@ class SegmentationColumn:
     def take(self, indices: np.ndarray) -> SegmentationColumn:
         """The boxes ``indices`` (e.g. those kept by the load-time checks), on the same buffer."""
         indices = np.asarray(indices, dtype=np.int64)
-        return SegmentationColumn(self.kinds[indices], self.starts[indices], self.stops[indices], self.buffer)
+        return SegmentationColumn(self.kinds[indices], self.starts[indices], self.stops[indices], self.buffers,
+                                  None if self.chunks is None else self.chunks[indices])
+
+    @classmethod
+    def concatenate(cls, columns: Sequence[SegmentationColumn]) -> SegmentationColumn:
+        """The boxes of ``columns`` in order, on their buffers (not copied)."""
+        buffers, chunks, first = [], [], 0
+        for column in columns:
+            own = np.zeros(len(column), dtype=np.int32) if column.chunks is None else column.chunks.astype(np.int32)
+            chunks.append(own + first)
+            buffers.extend(column.buffers)
+            first += len(column.buffers)
+        if len(buffers) == 1:
+            return cls(*(np.concatenate([getattr(c, name) for c in columns]) for name in ("kinds", "starts", "stops")),
+                       buffers[0])
+        return cls(*(np.concatenate([getattr(c, name) for c in columns]) for name in ("kinds", "starts", "stops")),
+                   tuple(buffers), np.concatenate(chunks))
 
     @property
     def nbytes(self) -> int:
-        return self.kinds.nbytes + self.starts.nbytes + self.stops.nbytes + self.buffer.nbytes
+        chunks = 0 if self.chunks is None else self.chunks.nbytes
+        return self.kinds.nbytes + self.starts.nbytes + self.stops.nbytes + chunks + sum(b.nbytes for b in self.buffers)
 
 
 class RecordStore(Sequence):

@@ -244,10 +244,10 @@ def _many_polygons_json(path: Path, images: int, seed: int = 0) -> Path:
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps_rollup").is_file(), reason="needs Linux /proc/<pid>/smaps_rollup")
-def _worker_growth_mib(folder: Path) -> dict[int, float]:
+def _worker_growth_mib(folder: Path, images: int = 6000) -> dict[int, float]:
     """Each of 2 forked workers' USS growth (MiB) over an epoch reading every record's target and
-    polygons of a 6,000-image json (masks not rasterised)."""
-    dataset = CocoDetection("", _many_polygons_json(folder / "many.json", 6000), with_masks=True, check_files=False)
+    polygons of an ``images``-image json (masks not rasterised)."""
+    dataset = CocoDetection("", _many_polygons_json(folder / "many.json", images), with_masks=True, check_files=False)
     dataset.with_masks = False  # read the polygons, do not rasterise them
     loader = torch.utils.data.DataLoader(_RecordPass(dataset), batch_size=100, num_workers=2,
                                          collate_fn=_uss_collate, multiprocessing_context="fork")
@@ -290,3 +290,18 @@ def test_carved_validation_parts_stay_stores() -> None:
     index = dataset.image_ids.index(val.image_ids[3])
     assert torch.equal(val.get_target(3)["boxes"], dataset.get_target(index)["boxes"])
     assert json.dumps(val.records[3].segmentations) == json.dumps(dataset.records[index].segmentations)
+
+
+def test_segmentation_columns_join_on_their_buffers() -> None:
+    first = SegmentationColumn.from_list([[[1, 2, 3.5, 4, 5, 6]], None])
+    second = SegmentationColumn.from_list([{"size": [2, 2], "counts": [4]}, [[0.25, 1, 2, 3, 4, 5]]])
+    joined = SegmentationColumn.concatenate([first, second])
+    expected = [[[1, 2, 3.5, 4, 5, 6]], None, {"size": [2, 2], "counts": [4]}, [[0.25, 1, 2, 3, 4, 5]]]
+    assert [joined.get(i) for i in range(4)] == expected
+    assert joined.buffers[0] is first.buffer and joined.buffers[1] is second.buffer  # not copied
+    part = joined.take(np.array([3, 0, 2]))
+    assert [part.get(i) for i in range(3)] == [expected[3], expected[0], expected[2]]
+    assert part.buffers == joined.buffers and part.nbytes > first.buffer.nbytes + second.buffer.nbytes
+    assert np.array_equal(joined.buffer, np.concatenate([first.buffer, second.buffer]))
+    copy = pickle.loads(pickle.dumps(SegmentationColumn.concatenate([part, first])))
+    assert [copy.get(i) for i in range(5)] == [expected[3], expected[0], expected[2], expected[0], None]
