@@ -66,12 +66,13 @@ class YOLOv8(Detector):
             ``input_size`` and ``rect``.
         channels_last: memory format of the batch in training. ``"train"`` (default): on the CPU
             a training batch is channels-last (NHWC) in memory, so every convolution, batch norm
-            and their backward run oneDNN's NHWC kernels (a train step 10-15 % faster than NCHW,
-            tools/benchmark_yolov8.py); the weights keep their format (checkpoints are as
-            before), eval mode and other devices are untouched. ``"off"``: NCHW throughout.
-            The values are those of ultralytics' NCHW step up to float accumulation order (the
-            weight gradients of a convolution sum over every pixel: about 1e-6 of each tensor's
-            largest gradient, tests/models/yolov8/test_yolov8_training_loss.py).
+            and their backward run oneDNN's NHWC kernels (a train step takes 12-20 % less CPU
+            time than in NCHW, tools/benchmark_yolov8.py); the weights keep their format
+            (checkpoints are as before), eval mode and other devices are untouched. ``"off"``:
+            NCHW throughout. The values are those of ultralytics' NCHW step up to float
+            accumulation order: a convolution's weight gradient sums over every pixel, and the
+            gradients differ by at most ~1e-4 of each tensor's largest one
+            (tests/models/yolov8/test_yolov8_training_loss.py states the bound).
 
     Call ``detector(images, targets=None) -> (predictions, losses)`` (docs/conventions.md): in
     training ``losses`` has ``loss_box``, ``loss_cls``, ``loss_dfl``; in eval each prediction has
