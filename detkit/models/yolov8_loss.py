@@ -136,13 +136,10 @@ class YOLOv8Loss(nn.Module):
         self, flat: Tensor, sizes: list[tuple[int, int]], targets: Sequence[Mapping[str, Tensor]],
         image_size: tuple[int, int],
     ) -> dict[str, Tensor]:
-        box_channels = 4 * self.reg_max
-        # Point-major copies: the softmax, sigmoid and BCE below run over contiguous rows. A split
-        # (not two slices): its backward concatenates the two gradients instead of writing each
-        # into a zero-filled copy of ``flat``.
-        box_part, cls_part = flat.split((box_channels, self.num_classes), 1)
-        pred_dist = box_part.permute(0, 2, 1).contiguous()  # [B, A, 4R]
-        logits = cls_part.permute(0, 2, 1).contiguous()  # [B, A, C]
+        # Point-major rows (``flat`` is [B, A, 4R + C]): the softmax, sigmoid and BCE below run along
+        # them. A split (not two slices): its backward concatenates the two gradients instead of
+        # writing each into a zero-filled copy of ``flat``.
+        pred_dist, logits = flat.split((4 * self.reg_max, self.num_classes), -1)  # [B, A, 4R], [B, A, C]
         points, strides = anchor_points(sizes, self.strides, flat.dtype, flat.device)
         points, strides = points.T, strides.T  # [A, 2] cells, [A, 1] pixels per cell
 
@@ -176,7 +173,11 @@ class YOLOv8Loss(nn.Module):
         }
 
     def _flatten(self, raw: Sequence[Tensor], batch: int) -> tuple[Tensor, list[tuple[int, int]]]:
-        """``[B, 4R + C, A]`` float32 maps of all levels and the ``(H_l, W_l)`` of each."""
+        """``[B, A, 4R + C]`` float32 rows of all levels' points and the ``(H_l, W_l)`` of each.
+
+        Point-major by a permute and a reshape: a view of channels-last maps (what the detector
+        trains on, on the CPU), one copy of NCHW ones; the concatenation over levels copies once.
+        """
         if len(raw) != len(self.strides):
             raise ValueError(f"YOLOv8Loss: raw has {len(raw)} levels but strides name {len(self.strides)}")
         channels = 4 * self.reg_max + self.num_classes
@@ -187,7 +188,8 @@ class YOLOv8Loss(nn.Module):
                     f"channels for {batch} targets), got {list(maps.shape)}"
                 )
         sizes = [(int(maps.shape[2]), int(maps.shape[3])) for maps in raw]
-        return torch.cat([maps.float().flatten(2) for maps in raw], 2), sizes
+        rows = [maps.float().permute(0, 2, 3, 1).reshape(batch, -1, channels) for maps in raw]
+        return torch.cat(rows, 1), sizes
 
     def _distances(self, pred_dist: Tensor) -> Tensor:
         """``[B, A, 4]`` expected side distances in cells (the raw values when ``reg_max=1``)."""
