@@ -13,8 +13,9 @@ copied into a worker).
 
 The parent waits for its children (a child that never ends would hold it). Only where it is
 safe and worth it: Linux (``fork``, ``memfd_create``), no other Python thread
-running in the parent (a fork copies locks held by other threads), and the caller's choice of
-size. Whatever goes wrong in the child (an exception, a crash, a result that does not pickle)
+running in the parent (a fork copies locks held by other threads) except tqdm's monitor (a
+progress bar started it; it holds only tqdm's own lock, which the child never takes), and the
+caller's choice of size. Whatever goes wrong in the child (an exception, a crash, a result that does not pickle)
 makes :func:`run_forked` answer ``None``, and the caller does the work in its own process, which
 gives the same result or the same error.
 """
@@ -35,9 +36,18 @@ T = TypeVar("T")
 _ALIGN = 64  # out-of-band buffers start on cache-line boundaries (numpy's alignment needs <= 16)
 
 
+def _other_threads() -> list[threading.Thread]:
+    """The Python threads of this process besides the calling one and tqdm's monitor (module docstring)."""
+    from tqdm._monitor import TMonitor
+
+    current = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not current and not isinstance(t, TMonitor)]
+
+
 def fork_available() -> bool:
-    """``fork`` and ``memfd_create`` exist and no other Python thread runs in this process."""
-    return hasattr(os, "fork") and hasattr(os, "memfd_create") and threading.active_count() == 1
+    """``fork`` and ``memfd_create`` exist and no other Python thread (tqdm's monitor aside) runs
+    in this process."""
+    return hasattr(os, "fork") and hasattr(os, "memfd_create") and not _other_threads()
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

@@ -63,3 +63,23 @@ def test_a_fork_that_fails_answers_none(monkeypatch: pytest.MonkeyPatch) -> None
     before = len(os.listdir("/proc/self/fd"))
     assert run_forked(_result) is None and start_forked(_result) is None
     assert len(os.listdir("/proc/self/fd")) == before  # the memfd and the pipe closed
+
+
+def test_another_thread_stops_the_fork_but_tqdms_monitor_does_not() -> None:
+    import threading
+
+    from tqdm import tqdm
+
+    with tqdm(total=1, disable=False, mininterval=0, file=open(os.devnull, "w")) as bar:  # noqa: SIM115
+        bar.update(1)
+        assert any(type(t).__name__ == "TMonitor" for t in threading.enumerate())  # the bar started it
+        assert fork_available()  # tqdm's monitor thread is no reason to refuse
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        assert not fork_available() and run_forked(_result) is None  # the caller parses in-process
+    finally:
+        release.set()
+        worker.join()
+    assert fork_available()
