@@ -16,6 +16,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
+from export_models import one_stage_fpn_model
 from export_testing import SAMPLE_PHOTOS, assert_standard_onnx, blank_image, load_rgb
 from rcnn_export_testing import (
     ROOT,
@@ -51,16 +52,7 @@ def _two_threads():
 
 def _model(family: str) -> torch.nn.Module:
     config_path, seed = CONFIGS[family]
-    torch.manual_seed(seed)
-    model = instantiate(load_config(ROOT / config_path).model).eval()
-    with torch.no_grad():
-        for module in model.head.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                torch.nn.init.normal_(module.weight, std=(2.0 / module.weight[0].numel()) ** 0.5)
-        model.head.configure(score_thresh=0.0)
-        best_on_blank = model([blank_image(*SIZE)])[0][0]["scores"].max()
-    model.head.configure(score_thresh=float(best_on_blank) + 1e-3)
-    return model
+    return one_stage_fpn_model(config_path, seed, SIZE)
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
@@ -125,3 +117,25 @@ def test_keypoint_rcnn_is_refused_in_one_line(tmp_path):
     with pytest.raises(UnsupportedModelError, match="keypoints") as error:
         export(model, tmp_path / "keypoint_rcnn.onnx")
     assert "\n" not in str(error.value)
+
+
+def test_export_writes_the_fused_graph(tmp_path):
+    """detkit.export exports the fused model: the backbone's frozen norms are folded into their
+    convolutions (no Conv -> Mul left), the model given keeps its norms, and the detections stay
+    the eager ones."""
+    import onnx
+
+    from detkit.models.layers import FrozenBatchNorm2d
+
+    model = _model("retinanet")
+    path = export(model, tmp_path / "retinanet.onnx", image_size=SIZE)
+    graph = onnx.load(str(path)).graph
+    producers = {output: node.op_type for node in graph.node for output in node.output}
+    scaled_convs = [n.name for n in graph.node if n.op_type == "Mul" and any(producers.get(i) == "Conv" for i in n.input)]
+    assert not scaled_convs, scaled_convs[:5]
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
+    images = [photo_at(0, SIZE), blank_image(*SIZE)]
+    with torch.no_grad():
+        expected, _ = model(images)
+    for reference, detections in zip(expected, ONNXDetector(path)(images)[0]):
+        assert_matching_detections(reference, detections)
