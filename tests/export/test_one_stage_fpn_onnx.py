@@ -120,12 +120,10 @@ def test_keypoint_rcnn_is_refused_in_one_line(tmp_path):
 
 
 def test_export_writes_the_fused_graph(tmp_path):
-    """detkit.export exports the fused model: the backbone's frozen norms are folded into their
-    convolutions (no Conv -> Mul left), the model given keeps its norms, and the detections stay
-    the eager ones."""
+    """detkit.export exports the fused model: the backbone's norms are folded into their
+    convolutions (no Conv -> Mul and no BatchNormalization left), the model given keeps its norms,
+    and the detections stay the eager ones."""
     import onnx
-
-    from detkit.models.layers import FrozenBatchNorm2d
 
     model = _model("retinanet")
     path = export(model, tmp_path / "retinanet.onnx", image_size=SIZE)
@@ -133,7 +131,8 @@ def test_export_writes_the_fused_graph(tmp_path):
     producers = {output: node.op_type for node in graph.node for output in node.output}
     scaled_convs = [n.name for n in graph.node if n.op_type == "Mul" and any(producers.get(i) == "Conv" for i in n.input)]
     assert not scaled_convs, scaled_convs[:5]
-    assert any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
+    assert not [n.name for n in graph.node if n.op_type == "BatchNormalization"]
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     images = [photo_at(0, SIZE), blank_image(*SIZE)]
     with torch.no_grad():
         expected, _ = model(images)
