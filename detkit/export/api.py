@@ -1,7 +1,10 @@
 """``detkit.export(model, path, format=...)``: one call for ONNX and TorchScript.
 
 * ``format="onnx"``: :func:`~detkit.export.onnx_export.export_onnx` (post-processing inside the
-  graph, standard ONNX only, metadata in ``metadata_props``).
+  graph, standard ONNX only, metadata in ``metadata_props``) of the fused model
+  (:func:`~detkit.models.fuse.inference_copy` with NCHW weights: every batch norm, frozen ones
+  included, folded into its convolution, so the graph holds one ``Conv`` where a ``Conv``,
+  ``Mul`` and ``Add`` were; ONNX Runtime lays the weights out for the CPU itself).
 * ``format="torchscript"``: ``torch.jit.trace`` of the same :class:`~detkit.export.module.
   ExportModule` (same inputs and outputs), saved with the metadata as the extra file
   ``detkit.json``. The file holds ATen ops and ``detkit::batched_nms``: load it with ``import
@@ -24,6 +27,7 @@ from torch import nn
 from detkit import __version__
 from detkit.export.module import ExportModule, export_module_for
 from detkit.export.onnx_export import DEFAULT_OPSET, export_onnx
+from detkit.models.fuse import inference_copy
 
 __all__ = ["EXPORT_FORMATS", "TORCHSCRIPT_METADATA_FILE", "export", "export_metadata"]
 
@@ -100,6 +104,8 @@ def export(
         return folder
     if path.is_dir():
         path = path / f"model{_SUFFIXES[format]}"
+    if format == "onnx":  # the graph of the fused model (the model given is left as it is)
+        model = inference_copy(model, channels_last="off")
     module = export_module_for(model, _image_size(image_size))
     device = next(model.parameters()).device
     # A dynamic batch is traced at 2 at least: torch.export specialises dimensions of size 1.

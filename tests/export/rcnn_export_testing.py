@@ -19,7 +19,6 @@ from detkit.models.layers import FrozenBatchNorm2d
 
 ROOT = Path(__file__).resolve().parents[2]
 INPUT_SIZE = (336, 448)  # the photos are resized to it; the model resizes them to 320 x 426
-MODEL_OVERRIDES = ["model.preprocess.min_size=320", "model.preprocess.max_size=533"]
 MASK_IOU = 0.99
 
 # config, score_thresh, calibrate, box tolerance (px): with these seeded weights the photos give detections and the
@@ -74,12 +73,14 @@ def calibrate_norms(model: nn.Module, image: Tensor) -> nn.Module:
     return model
 
 
-def build_model(family: str) -> nn.Module:
+def build_model(family: str, min_size: int = 320) -> nn.Module:
     """A seeded (calibrated) eval-mode model of ``family`` (a key of :data:`FAMILIES` or
-    :data:`KEYPOINT_FAMILIES`)."""
+    :data:`KEYPOINT_FAMILIES`) resizing the short side to ``min_size`` (the long side at most
+    ``min_size * 5 // 3``; 320: the tests')."""
     config_path, score_thresh, calibrate, _ = {**FAMILIES, **KEYPOINT_FAMILIES}[family]
     torch.manual_seed(0)
-    config = load_config(ROOT / config_path, MODEL_OVERRIDES + [f"model.roi_heads.score_thresh={score_thresh}"])
+    overrides = [f"model.preprocess.min_size={min_size}", f"model.preprocess.max_size={min_size * 5 // 3}"]
+    config = load_config(ROOT / config_path, overrides + [f"model.roi_heads.score_thresh={score_thresh}"])
     model = instantiate(config.model).eval()
     if getattr(model.roi_heads, "has_keypoint", False):
         with torch.no_grad():

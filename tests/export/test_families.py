@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 from export_testing import assert_same_detections, assert_standard_onnx, blank_image, load_rgb, photos, SAMPLE_PHOTOS
+from export_models import randomised, ssd_model, yolov3_model
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from detkit.apis.onnx_backend import ONNXDetector  # noqa: E402
-from detkit.config import instantiate  # noqa: E402
 from detkit.export import export  # noqa: E402
 from detkit.export.onnx_export import read_metadata  # noqa: E402
 from detkit.models.zoo import build_yolov3  # noqa: E402
@@ -40,24 +40,6 @@ def _eager(model: torch.nn.Module, images: list[torch.Tensor]) -> list[dict[str,
 
 def _onnx(detector: ONNXDetector, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
     return [detector([image])[0][0] for image in images]
-
-
-def _randomised(model: torch.nn.Module, seed: int = 0, conv_bias: bool = True) -> torch.nn.Module:
-    """Variance-preserving convs and random batch-norm statistics: detections with spread scores
-    (as tests/models/ssd's ``healthy_weights``; YOLO's convs also get random biases)."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(module.weight, mode="fan_in")
-                if module.bias is not None and conv_bias:
-                    torch.nn.init.normal_(module.bias, std=0.1)
-            elif isinstance(module, torch.nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(std=0.1)
-                module.running_mean.normal_(std=0.1)
-                module.running_var.uniform_(0.5, 1.5)
-    return model.eval()
 
 
 # ------------------------------------------------------------------------------------------- YOLO
@@ -120,7 +102,7 @@ def test_yolov3_tiny_coco_second_size_and_batch(tiny_coco, tiny_onnx):
 
 
 def test_yolov3_darknet53_random_weights(tmp_path):
-    model = _randomised(build_yolov3("darknet53", 20, input_size=(256, 256), detections_per_img=50))
+    model = randomised(build_yolov3("darknet53", 20, input_size=(256, 256), detections_per_img=50))
     path = export(model, tmp_path / "yolov3.onnx", dynamic=True)
     assert_standard_onnx(path)
     images = [load_rgb(p) for p in SAMPLE_PHOTOS[:2]] + [blank_image()]
@@ -131,40 +113,30 @@ def test_yolov3_darknet53_random_weights(tmp_path):
     assert_same_detections(_eager(model, images[:2]), ONNXDetector(path, input_size=(192, 320))(images[:2])[0])
 
 
+def test_yolov3_darknet53_calibrated_at_416(tmp_path):
+    """At 416 px random Darknet-53 features saturate every score at 1.0 (ties: onnxruntime's order
+    and labels differ from eager's); export_models.yolov3_model's calibration on a photo gives
+    distinct scores, and then the exported graph gives the eager detections (what
+    tools/benchmark_export.py checks before it times YOLOv3)."""
+    photo = load_rgb(SAMPLE_PHOTOS[0])
+    saturated = yolov3_model("darknet53", 20, input_size=(416, 416), detections_per_img=50)
+    assert bool((_eager(saturated, [photo])[0]["scores"] == 1.0).all())
+    model = yolov3_model("darknet53", 20, calibrate_on=photo, input_size=(416, 416), detections_per_img=50)
+    images = [photo, blank_image(*photo.shape[1:])]
+    expected = _eager(model, images)
+    scores = expected[0]["scores"]
+    assert len(scores) > 0 and len(expected[1]["scores"]) == 0
+    assert bool((scores < 1.0).all()) and len(set(scores.tolist())) == len(scores)
+    path = export(model, tmp_path / "yolov3.onnx", dynamic=True)
+    assert_same_detections(expected, ONNXDetector(path)(images)[0])
+
+
 # -------------------------------------------------------------------------------------------- SSD
-
-
-def _ssd(name: str) -> torch.nn.Module:
-    from configs.common.ssd import SSD512_SCALES_COCO, ssd_vgg16, ssdlite320_mobilenet_v3
-
-    if name == "ssd300":
-        config = ssd_vgg16(20, input_size=300)
-    elif name == "ssd512":
-        config = ssd_vgg16(20, input_size=512, scales=SSD512_SCALES_COCO)
-    else:
-        config = ssdlite320_mobilenet_v3(20)
-    config.head.detections_per_img = 50
-    torch.manual_seed(0)
-    model = instantiate(config).eval()
-    # VGG's own initialisation keeps the logits moderate (distinct scores); SSDLite's would make
-    # its eval-mode features vanish (tests/models/ssd/ssd_testing.py), so it gets healthy weights.
-    return _calm_ssdlite_head(_randomised(model, conv_bias=False)) if name == "ssdlite" else model
-
-
-def _calm_ssdlite_head(model: torch.nn.Module) -> torch.nn.Module:
-    """Prediction convs scaled down: random-weight SSDLite logits saturate the softmax (scores tied
-    at 1.0 in float32, whose order no exporter can promise) and its deltas push boxes far out."""
-    with torch.no_grad():
-        for predictors in (model.head.cls_logits, model.head.bbox_pred):
-            for module in predictors.modules():
-                if isinstance(module, torch.nn.Conv2d):
-                    module.weight.mul_(0.1)
-    return model
 
 
 @pytest.mark.parametrize("name", ["ssd300", "ssd512", "ssdlite"])
 def test_ssd_onnxruntime_equals_eager(name, tmp_path):
-    model = _ssd(name)
+    model = ssd_model(name)
     path = export(model, tmp_path / f"{name}.onnx", dynamic=True)
     assert_standard_onnx(path)
     images = [load_rgb(p) for p in SAMPLE_PHOTOS[:2]] + [blank_image()]
@@ -180,7 +152,7 @@ def test_ssd_onnxruntime_equals_eager(name, tmp_path):
 
 def test_ssd_refuses_another_export_size():
     with pytest.raises(ValueError, match="fixed size"):
-        export(_ssd("ssdlite"), "unused.onnx", image_size=256)
+        export(ssd_model("ssdlite"), "unused.onnx", image_size=256)
 
 
 def test_yolov3_detector_forward_is_torch_export_clean():
@@ -197,7 +169,7 @@ def test_yolov3_detector_forward_is_torch_export_clean():
             prediction = self.detector([image])[0][0]
             return prediction["boxes"], prediction["scores"], prediction["labels"]
 
-    model = _randomised(build_yolov3("tiny", 3, input_size=(128, 128)))
+    model = randomised(build_yolov3("tiny", 3, input_size=(128, 128)))
     image = load_rgb(SAMPLE_PHOTOS[0])
     program = torch.export.export(Call(model), (image,), strict=False)
     with torch.no_grad():

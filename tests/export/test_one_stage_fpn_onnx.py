@@ -16,6 +16,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")
 ort = pytest.importorskip("onnxruntime")
 
+from export_models import one_stage_fpn_model
 from export_testing import SAMPLE_PHOTOS, assert_standard_onnx, blank_image, load_rgb
 from rcnn_export_testing import (
     ROOT,
@@ -51,16 +52,7 @@ def _two_threads():
 
 def _model(family: str) -> torch.nn.Module:
     config_path, seed = CONFIGS[family]
-    torch.manual_seed(seed)
-    model = instantiate(load_config(ROOT / config_path).model).eval()
-    with torch.no_grad():
-        for module in model.head.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                torch.nn.init.normal_(module.weight, std=(2.0 / module.weight[0].numel()) ** 0.5)
-        model.head.configure(score_thresh=0.0)
-        best_on_blank = model([blank_image(*SIZE)])[0][0]["scores"].max()
-    model.head.configure(score_thresh=float(best_on_blank) + 1e-3)
-    return model
+    return one_stage_fpn_model(config_path, seed, SIZE)
 
 
 @pytest.fixture(scope="module", params=sorted(CONFIGS))
@@ -114,3 +106,23 @@ def test_backend_feeds_the_image_at_the_export_size(exported, tmp_path):
         reference["boxes"] = reference["boxes"] * scale
         assert_matching_detections(reference, detections, box_atol=0.01 * max(scale.tolist()))
 
+
+def test_export_writes_the_fused_graph(tmp_path):
+    """detkit.export exports the fused model: the backbone's norms are folded into their
+    convolutions (no Conv -> Mul and no BatchNormalization left), the model given keeps its norms,
+    and the detections stay the eager ones."""
+    import onnx
+
+    model = _model("retinanet")
+    path = export(model, tmp_path / "retinanet.onnx", image_size=SIZE)
+    graph = onnx.load(str(path)).graph
+    producers = {output: node.op_type for node in graph.node for output in node.output}
+    scaled_convs = [n.name for n in graph.node if n.op_type == "Mul" and any(producers.get(i) == "Conv" for i in n.input)]
+    assert not scaled_convs, scaled_convs[:5]
+    assert not [n.name for n in graph.node if n.op_type == "BatchNormalization"]
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    images = [photo_at(0, SIZE), blank_image(*SIZE)]
+    with torch.no_grad():
+        expected, _ = model(images)
+    for reference, detections in zip(expected, ONNXDetector(path)(images)[0]):
+        assert_matching_detections(reference, detections)

@@ -12,9 +12,6 @@ second input size: same labels, scores within 1e-4, boxes within 0.01 px.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from export_testing import (
@@ -27,8 +24,7 @@ from export_testing import (
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "yolov8"))
-from yolov8_testing import detkit_twin, ultralytics_model
+from export_models import yolov8_model
 
 from detkit.apis.onnx_backend import ONNXDetector
 from detkit.export import export
@@ -51,20 +47,10 @@ def _eager(model: torch.nn.Module, images: list[torch.Tensor]) -> list[dict[str,
         return [model([image])[0][0] for image in images]
 
 
-def _above_blank(model: torch.nn.Module) -> float:
-    """A score threshold just above the best class score of the blank image."""
-    with torch.no_grad():
-        batch, _ = model.preprocess([blank_image()])
-        _, scores = model.head.decode(model.head(model.neck(model.backbone(batch.tensor))))
-    return float(scores.max()) + 2e-4
-
-
 @pytest.fixture(scope="module", params=["yolov8n", "yolo11n"])
 def model_and_file(request, tmp_path_factory):
     arch = request.param
-    model = detkit_twin(ultralytics_model(arch, seed=0, cls_bias=-4.0), arch)
-    model.preprocess.input_size = SIZE
-    model.head.configure(score_thresh=_above_blank(model), multi_label=False, detections_per_img=100)
+    model = yolov8_model(arch, SIZE)
     path = export(model, tmp_path_factory.mktemp(arch) / f"{arch}.onnx", dynamic=True)
     return model, path
 
