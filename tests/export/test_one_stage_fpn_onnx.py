@@ -19,14 +19,12 @@ ort = pytest.importorskip("onnxruntime")
 from export_models import one_stage_fpn_model
 from export_testing import SAMPLE_PHOTOS, assert_standard_onnx, blank_image, load_rgb
 from rcnn_export_testing import (
-    ROOT,
     assert_matching_detections,
     photo_at,
     unpad_outputs,
 )
 
 from detkit.apis.onnx_backend import ONNXDetector
-from detkit.config import instantiate, load_config
 from detkit.export import export
 from detkit.export.one_stage_fpn import OneStageFPNExport
 from detkit.export.onnx_export import export_onnx
