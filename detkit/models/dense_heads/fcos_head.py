@@ -38,8 +38,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from detkit.models.box_coder import LinearBoxCoder
+from detkit.models.dense_heads.focal_loss import dense_focal_loss
 from detkit.models.dense_heads.fpn_dense_head import DenseOutputs, FPNDenseHead
-from detkit.models.losses import giou_loss, sigmoid_focal_loss
+from detkit.models.losses import giou_loss
 
 __all__ = ["FCOSHead"]
 
@@ -173,9 +174,8 @@ class FCOSHead(FPNDenseHead):
         gt_labels = torch.cat([t["labels"] for t in targets])[flat_gt]
         normaliser = image_index.new_tensor(image_index.numel()).clamp(min=1).to(logits.dtype)
 
-        classes = torch.zeros_like(logits)
-        classes[image_index, point_index, gt_labels] = 1.0
-        cls_loss = sigmoid_focal_loss(logits, classes, self.focal_alpha, self.focal_gamma, reduction="sum")
+        classes = torch.full_like(matches, -1).index_put_((image_index, point_index), gt_labels)
+        cls_loss = dense_focal_loss(logits, classes, None, self.focal_alpha, self.focal_gamma)
 
         points = priors[point_index]
         boxes = self.box_coder.decode(distances[image_index, point_index], points)

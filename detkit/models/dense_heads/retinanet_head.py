@@ -35,8 +35,9 @@ import torch
 from torch import Tensor
 
 from detkit.models.box_coder import BoxCoder
+from detkit.models.dense_heads.focal_loss import dense_focal_loss
 from detkit.models.dense_heads.fpn_dense_head import DenseOutputs, FPNDenseHead
-from detkit.models.losses import giou_loss, l1_loss, sigmoid_focal_loss
+from detkit.models.losses import giou_loss, l1_loss
 from detkit.models.matcher import Matcher
 from detkit.ops import box_iou
 
@@ -167,11 +168,10 @@ class RetinaNetHead(FPNDenseHead):
         all_labels = torch.cat([t["labels"] for t in targets])
         flat_gt = offsets[image_index] + gt_index  # index into the batch's concatenated gt
 
-        classes = torch.zeros_like(logits)
-        classes[image_index, anchor_index, all_labels[flat_gt]] = 1.0
-        focal = sigmoid_focal_loss(logits, classes, self.focal_alpha, self.focal_gamma)  # [B, A, C]
-        valid = (matches != Matcher.BETWEEN_THRESHOLDS).to(focal.dtype)
-        cls_loss = ((focal.sum(dim=2) * valid).sum(dim=1) / normaliser).sum() / len(targets)
+        classes = torch.full_like(matches, -1).index_put_((image_index, anchor_index), all_labels[flat_gt])
+        # Each image's non-ignored anchors, over its foreground count, averaged over the images.
+        weights = (matches != Matcher.BETWEEN_THRESHOLDS).to(logits.dtype) / (normaliser[:, None] * len(targets))
+        cls_loss = dense_focal_loss(logits, classes, weights, self.focal_alpha, self.focal_gamma)
 
         gt_boxes, anchors = all_boxes[flat_gt], priors[anchor_index]
         if self.box_loss == "l1":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from dense_head_testing import logit_sized_saved_tensors
 from torch import nn
 from torchvision.models.detection import fcos as tv_fcos
 
@@ -94,3 +95,15 @@ def test_settings_and_errors():
         from detkit.structures import ShapeSpec
 
         FCOSHead(None, 3).bind_in_shapes({"p3": ShapeSpec(64, 8), "p4": ShapeSpec(128, 16)})
+
+
+def test_classification_loss_keeps_one_logit_sized_tensor():
+    """As RetinaNet's: the focal loss keeps only its [B, A, C] gradient for backward (peak memory)."""
+    ours, _ = _twins()
+    features = _features()
+    raw = ours(features)
+    batch = ImageList(torch.zeros(2, 3, *IMAGE), [IMAGE, (160, 200)])
+    points = AnchorGenerator(((8,), (16,), (32,), (64,), (128,)), ((1.0,),) * 5)(batch, features)[0]
+    count = logit_sized_saved_tensors(lambda: ours.loss(raw, points, _targets(), batch.image_sizes),
+                                      raw.maps["cls_logits"])
+    assert count == 1

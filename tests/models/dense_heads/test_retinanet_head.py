@@ -7,6 +7,7 @@ from functools import partial
 
 import pytest
 import torch
+from dense_head_testing import logit_sized_saved_tensors
 from torch import nn
 from torchvision.models.detection import retinanet as tv_retinanet
 
@@ -95,3 +96,18 @@ def test_bad_settings_are_errors():
         RetinaNetHead(64, 3, prior_probability=1.0)
     with pytest.raises(RuntimeError, match="built without in_channels"):
         RetinaNetHead(None, 3)(_features())
+
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_classification_loss_keeps_one_logit_sized_tensor(version):
+    """The focal loss of every (anchor, class) pair keeps one [B, A, C] tensor for backward (its
+    gradient), not torchvision's one-hot targets and ten intermediates: peak training memory."""
+    ours, _ = _twins(version)
+    features = _features()
+    raw = ours(features)
+    batch = ImageList(torch.zeros(2, 3, *IMAGE), [IMAGE, (80, 100)])
+    anchors = _anchors()(batch, features)[0]
+    count = logit_sized_saved_tensors(lambda: ours.loss(raw, anchors, _targets(), batch.image_sizes),
+                                      raw.maps["cls_logits"])
+    assert count == 1
