@@ -29,7 +29,7 @@ class-agnostic NMS at 0.45) and is also run through OpenCV's DNN module on the d
 too; MTCNN has facenet-pytorch's weights (on ``ivan.jpg``). The others have the seeded weights of
 the export tests (tests/export/export_models.py, rcnn_export_testing.py: distinct, unsaturated
 scores, so that the check is meaningful; latency does not depend on the values). Keypoint R-CNN
-has no ONNX export yet.
+(exported since session 6) is not among the families yet.
 """
 
 from __future__ import annotations
