@@ -86,11 +86,15 @@ def test_loss_terms_and_weight_gradients_equal_ultralytics(arch):
     A convolution's weight gradient is a sum over every pixel of the batch (3 x 256 x 256 for the
     stem) of products, and the gradient reaching it has been through every layer's reordered
     sums, so an element whose terms cancel can differ by many times its own size; the bound is
-    per tensor, against its largest gradient: ``max |diff| <= 2e-4 * max |grad| + 1e-6``. Measured
-    (seed 0): at most 6.5e-5 of the largest gradient on the weights of the stem (2.1e-5 in NCHW),
-    2.4e-4 on a YOLO11 head weight whose gradients are below 4e-4 (|diff| 9e-8, within the
-    1e-6 floor), and |diff| <= 3e-8 on the batch-norm biases of YOLO11's attention whose
-    gradients are themselves ~1e-8 (cancelling sums: the 1e-6 floor, 100x under NCHW's atol).
+    per tensor, against its largest gradient: ``max |diff| <= 1e-3 * max |grad| + 1e-6`` (NCHW's
+    rtol, taken of the tensor's largest gradient; a wrong layout or a dropped term gives
+    differences of the gradients' own size). Measured (seed 0): at most 6.5e-5 of the largest
+    gradient on the weights of the stem (2.1e-5 in NCHW), 2.4e-4 on a YOLO11 head weight whose
+    gradients are below 4e-4 (|diff| 9e-8, within the 1e-6 floor), 2.2e-4 on a YOLO11 stage-5
+    batch-norm weight in a clean CI run (above the 2e-4 first chosen: oneDNN's reduction order
+    is not the same in every environment), and |diff| <= 3e-8 on the batch-norm
+    biases of YOLO11's attention whose gradients are themselves ~1e-8 (cancelling sums: the 1e-6
+    floor, 100x under NCHW's atol).
     """
     num_classes = 5
     generator = torch.Generator().manual_seed(0)
@@ -110,7 +114,7 @@ def test_loss_terms_and_weight_gradients_equal_ultralytics(arch):
     _assert_terms_equal(losses, items)
     for name, param in params.items():
         diff = float((param.grad * len(images) - expected[name]).abs().max())
-        bound = 2e-4 * float(expected[name].abs().max()) + 1e-6
+        bound = 1e-3 * float(expected[name].abs().max()) + 1e-6
         assert diff <= bound, f"{name}: max |diff| {diff:.3g} > {bound:.3g}"
 
 
