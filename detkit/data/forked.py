@@ -38,7 +38,10 @@ _ALIGN = 64  # out-of-band buffers start on cache-line boundaries (numpy's align
 
 def _other_threads() -> list[threading.Thread]:
     """The Python threads of this process besides the calling one and tqdm's monitor (module docstring)."""
-    from tqdm._monitor import TMonitor
+    try:
+        from tqdm._monitor import TMonitor  # a private module: without it, every other thread counts
+    except ImportError:
+        TMonitor = ()  # noqa: N806 - isinstance(t, ()) is False
 
     current = threading.current_thread()
     return [t for t in threading.enumerate() if t is not current and not isinstance(t, TMonitor)]
