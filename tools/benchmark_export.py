@@ -39,7 +39,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,7 +54,7 @@ sys.path.insert(0, str(REPO / "tools"))
 sys.path.insert(0, str(REPO / "tests" / "export"))
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="yolo_config_"))  # ultralytics (YOLOv8 weights)
 
-from benchmark_yolo import NMS_THRESH, SCORE_THRESH, opencv_detections  # noqa: E402
+from benchmark_yolo import NMS_THRESH, SCORE_THRESH, interleaved_times, opencv_detections  # noqa: E402
 from export_models import one_stage_fpn_model, ssd_model, yolov3_model, yolov8_model  # noqa: E402
 from export_testing import assert_same_detections, blank_image  # noqa: E402
 from rcnn_export_testing import FAMILIES as RCNN_FAMILIES  # noqa: E402
@@ -111,12 +110,6 @@ def check_equal(family: str, expected: dict[str, torch.Tensor], actual: dict[str
     assert_same_detections([expected], [actual])
     if "landmarks" in expected:
         torch.testing.assert_close(actual["landmarks"], expected["landmarks"], rtol=0, atol=0.01)
-
-
-def timed(function: Callable[[], object], times: list[float]) -> None:
-    start = time.perf_counter()
-    function()
-    times.append((time.perf_counter() - start) * 1000)
 
 
 def _rgb(bgr: np.ndarray) -> torch.Tensor:
@@ -182,13 +175,7 @@ def measure(family: str, args: argparse.Namespace, folder: Path) -> tuple[str, i
         raise SystemExit(f"{family}: the detections differ ({error})") from None
     print(f"{family}: {len(expected['labels'])} detections on {photo.name}, none or the same on a blank image; "
           f"{' and '.join(name for name in runners if name != 'eager')} equal to eager", flush=True)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(args.warmup):
-        for run in runners.values():
-            run()
-    for _ in range(args.runs):
-        for name, run in runners.items():
-            timed(run, times[name])
+    times = interleaved_times(runners, args.warmup, args.runs)
     return size, len(expected["labels"]), {name: statistics.median(values) for name, values in times.items()}
 
 

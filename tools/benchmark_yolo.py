@@ -68,6 +68,19 @@ def timed(function: Callable[[], object], times: list[float]) -> None:
     times.append((time.perf_counter() - start) * 1000)
 
 
+def interleaved_times(runners: dict[str, Callable[[], object]], warmup: int, runs: int) -> dict[str, list[float]]:
+    """Milliseconds of each runner over ``runs`` rounds, the runners taking turns in every round
+    (so a change in the machine's load falls on all of them), after ``warmup`` untimed rounds."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(warmup):
+        for run in runners.values():
+            run()
+    for _ in range(runs):
+        for name, run in runners.items():
+            timed(run, times[name])
+    return times
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", type=Path, default=REPO / "tests" / "fixtures" / "images" / "dog.jpg")
@@ -132,13 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  detkit: {prediction}\n  opencv: {labels} {scores} {boxes}")
             return 1
 
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(args.warmup):
-        for run in runners.values():
-            run()
-    for _ in range(args.runs):
-        for name, run in runners.items():
-            timed(run, times[name])
+    times = interleaved_times(runners, args.warmup, args.runs)
 
     load = os.getloadavg()
     print(f"\nYOLOv3-tiny, {args.image.name} at {SIZE}x{SIZE}, {args.threads} threads, median of {args.runs} "
