@@ -9,20 +9,25 @@
 * :mod:`detkit.export.onnx_export`: the ONNX file, its checks and metadata.
 
 onnx and onnxscript (``pip install detkit[export]``) are imported only when an ONNX file is made.
+Importing this package registers every op a TorchScript file of :func:`export` holds (detkit's
+compiled ops and :mod:`detkit.export.keypoints`' ``detkit_export::heatmaps_to_keypoints``), so
+``import detkit.export`` (or :func:`load_torchscript`) is all a fresh process needs to load one.
 """
 
 import sys as _sys
 import types as _types
 from typing import Any as _Any
 
-from detkit.export.api import EXPORT_FORMATS, export, export_metadata
+import detkit.ops as _ops  # noqa: F401  (registers torch.ops.detkit.*: TorchScript files hold them)
+import detkit.export.keypoints as _keypoints  # noqa: F401  (registers torch.ops.detkit_export.*)
+from detkit.export.api import EXPORT_FORMATS, export, export_metadata, load_torchscript
 from detkit.export.module import OUTPUT_NAMES, ExportModule, UnsupportedModelError, export_module_for, register_export_module
 from detkit.export.onnx_export import DEFAULT_OPSET, read_metadata
 from detkit.export.onnx_ops import UnsupportedExportError
 
 __all__ = [
     "DEFAULT_OPSET", "EXPORT_FORMATS", "OUTPUT_NAMES", "ExportModule", "UnsupportedExportError",
-    "UnsupportedModelError", "export", "export_metadata", "export_module_for", "read_metadata",
+    "UnsupportedModelError", "export", "export_metadata", "export_module_for", "load_torchscript", "read_metadata",
     "register_export_module",
 ]  # fmt: skip
 

@@ -7,10 +7,12 @@
   ``Mul`` and ``Add`` were; ONNX Runtime lays the weights out for the CPU itself).
 * ``format="torchscript"``: ``torch.jit.trace`` of the same :class:`~detkit.export.module.
   ExportModule` (same inputs and outputs), saved with the metadata as the extra file
-  ``detkit.json``. The file holds ATen ops and ``detkit::batched_nms``: load it with ``import
-  detkit.ops`` first (that registers detkit's compiled ops), e.g. ``import detkit.ops, torch;
-  torch.jit.load(path)``. A traced graph keeps the batch size free but is made for the traced
-  height and width.
+  ``detkit.json``. The file holds ATen ops, ``detkit::batched_nms`` and (Keypoint R-CNN)
+  ``detkit_export::heatmaps_to_keypoints``: load it with :func:`load_torchscript`, or
+  ``import detkit.export`` first (that registers both; ``import detkit.ops`` registers only
+  detkit's compiled ops, enough for every family but Keypoint R-CNN), e.g. ``import detkit.export,
+  torch; torch.jit.load(path)``. A traced graph keeps the batch size free but is made for the
+  traced height and width.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from detkit.export.module import ExportModule, export_module_for
 from detkit.export.onnx_export import DEFAULT_OPSET, export_onnx
 from detkit.models.fuse import inference_copy
 
-__all__ = ["EXPORT_FORMATS", "TORCHSCRIPT_METADATA_FILE", "export", "export_metadata"]
+__all__ = ["EXPORT_FORMATS", "TORCHSCRIPT_METADATA_FILE", "export", "export_metadata", "load_torchscript"]
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 TORCHSCRIPT_METADATA_FILE = "detkit.json"
@@ -121,3 +123,30 @@ def export(
     metadata.update(dynamic_size=False, dynamic_batch=True, input_name="images", output_names=list(module.output_names))
     torch.jit.save(traced, str(path), _extra_files={TORCHSCRIPT_METADATA_FILE: json.dumps(metadata)})
     return path
+
+
+def load_torchscript(path: str | os.PathLike[str], map_location: str | torch.device | None = None
+                     ) -> tuple[torch.jit.ScriptModule, dict[str, Any]]:
+    """A TorchScript file of :func:`export` and its metadata, in any process.
+
+    Importing this module has registered the ops such a file holds (``detkit::*``,
+    ``detkit_export::heatmaps_to_keypoints``, see :mod:`detkit.export`).
+
+    Args:
+        path: the ``.torchscript`` file.
+        map_location: as ``torch.jit.load``'s.
+
+    Returns:
+        ``(module, metadata)``: ``module(images [B, 3, H, W]) -> (boxes, scores, labels,
+        num_detections, ...)`` (``metadata["output_names"]``), ``metadata`` the ``detkit.json``
+        entries (class names, preprocessing ...).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"detkit.export.load_torchscript: no such file: {path}")
+    extra = {TORCHSCRIPT_METADATA_FILE: ""}
+    module = torch.jit.load(str(path), map_location=map_location, _extra_files=extra)
+    return module, json.loads(extra[TORCHSCRIPT_METADATA_FILE] or "{}")

@@ -30,6 +30,16 @@ FAMILIES = {
     "faster_rcnn_mobilenetv3_fpn": ("configs/faster_rcnn/faster_rcnn_mobilenetv3_fpn_1x_coco.py", 0.016, True, 0.02),
     "mask_rcnn_r50_fpn": ("configs/mask_rcnn/mask_rcnn_r50_fpn_1x_coco.py", 0.1, False, BOX_ATOL),
 }
+# tools/benchmark_export.py scales the box deltas of Mask R-CNN R50-FPN's seeded RPN and box
+# predictor by this (``build_model(..., delta_scale=)``, weights and biases). Random weights give RPN
+# deltas of median |t| 0.44 (proposals moved by half a box, resized by e^0.5) and box-head deltas of
+# 1.2 (0.12 box after the coder's weights 10): a box's float rounding, ~4e-5 of its size from the
+# random ResNet-50 on, is multiplied by them. On dog.jpg at 320 and 800 px eager float32 is then
+# 0.012 / 0.014 px from the same model in float64, and onnxruntime as far (0.012 / 0.014 px: float
+# rounding, no convention difference), over the 0.01 px check. Scaled by 0.25 (median |t| 0.11 and
+# 0.38, a trained model's order) both stay within 0.0007 px of float64 at 800 px. The tests keep
+# the unscaled model: scaled, one mask of photo 2 differs in onnxruntime (test_rcnn_onnx.py's xfail).
+DELTA_SCALES = {"mask_rcnn_r50_fpn": 0.25}
 # Keypoint R-CNN (tests/export/test_keypoint_rcnn_onnx.py, not in FAMILIES: its outputs add keypoints).
 # One class: softmax scores of the seeded model sit near 0.5-0.7, so 0.6 gives the photos a few
 # detections and the blank image none.
@@ -73,18 +83,23 @@ def calibrate_norms(model: nn.Module, image: Tensor) -> nn.Module:
     return model
 
 
-def build_model(family: str, min_size: int = 320) -> nn.Module:
+def build_model(family: str, min_size: int = 320, delta_scale: float = 1.0) -> nn.Module:
     """A seeded (calibrated) eval-mode model of ``family`` (a key of :data:`FAMILIES` or
     :data:`KEYPOINT_FAMILIES`) resizing the short side to ``min_size`` (the long side at most
-    ``min_size * 5 // 3``; 320: the tests')."""
+    ``min_size * 5 // 3``; 320: the tests'), the RPN's and box head's box deltas scaled by
+    ``delta_scale`` (see :data:`DELTA_SCALES`)."""
     config_path, score_thresh, calibrate, _ = {**FAMILIES, **KEYPOINT_FAMILIES}[family]
     torch.manual_seed(0)
     overrides = [f"model.preprocess.min_size={min_size}", f"model.preprocess.max_size={min_size * 5 // 3}"]
     config = load_config(ROOT / config_path, overrides + [f"model.roi_heads.score_thresh={score_thresh}"])
     model = instantiate(config.model).eval()
-    if getattr(model.roi_heads, "has_keypoint", False):
-        with torch.no_grad():
+    with torch.no_grad():
+        if getattr(model.roi_heads, "has_keypoint", False):
             model.roi_heads.keypoint_head.keypoint_logits.weight.mul_(KEYPOINT_LOGIT_SCALE)
+        if delta_scale != 1.0:
+            for layer in (model.rpn.head.bbox_pred, model.roi_heads.box_predictor.bbox_pred):
+                layer.weight.mul_(delta_scale)
+                layer.bias.mul_(delta_scale)
     return calibrate_norms(model, photo_at(0)) if calibrate else model
 
 

@@ -13,6 +13,7 @@ ort = pytest.importorskip("onnxruntime")
 
 from export_testing import assert_standard_onnx, blank_image  # noqa: E402
 from rcnn_export_testing import (  # noqa: E402
+    DELTA_SCALES,
     FAMILIES,
     INPUT_SIZE,
     assert_matching_detections,
@@ -84,3 +85,20 @@ def test_second_input_size(tmp_path):
     assert all(len(d["labels"]) for d in expected)
     for reference, detections in zip(expected, run_unpadded(session, module.output_names, images)):
         assert_matching_detections(reference, detections, _tolerance("faster_rcnn_mobilenetv3_fpn"))
+
+
+@pytest.mark.xfail(strict=True, reason="onnxruntime's mask of one detection differs (IoU 0.30; boxes, scores, labels "
+                   "equal; RCNNExport run in PyTorch gives the model's mask): open, found in session 7")
+def test_masks_with_scaled_deltas_equal_eager(tmp_path):
+    """Mask R-CNN R50-FPN with its box deltas scaled as tools/benchmark_export.py scales them
+    (DELTA_SCALES): photo 2's detection 51 (label 16, box [44.6, 34.9, 62.0, 97.6]) gets a mask of
+    IoU 0.30 with the eager one from onnxruntime, while the export module run in PyTorch gives the
+    eager mask exactly: an onnxruntime-side difference of the mask branch, not yet explained."""
+    family = "mask_rcnn_r50_fpn"
+    model = build_model(family, delta_scale=DELTA_SCALES[family])
+    module, session = export_rcnn(model, tmp_path / "mask_rcnn.onnx", INPUT_SIZE)
+    images = [photo_at(2)]
+    with torch.no_grad():
+        expected, _ = model(images)
+    actual = run_unpadded(session, module.output_names, images)[0]
+    assert_matching_detections(expected[0], actual)

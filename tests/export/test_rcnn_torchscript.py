@@ -1,6 +1,7 @@
-"""TorchScript export of Faster R-CNN and Mask R-CNN (``detkit.export(..., format="torchscript")``,
-a trace of :class:`detkit.export.rcnn.RCNNExport`): the saved file runs in a fresh process and
-gives the eager model's detections."""
+"""TorchScript export of Faster R-CNN, Mask R-CNN and Keypoint R-CNN (``detkit.export(...,
+format="torchscript")``, a trace of :class:`detkit.export.rcnn.RCNNExport`): the saved file runs in
+a fresh process and gives the eager model's detections (Keypoint R-CNN's loaded with only ``import
+detkit``, :func:`detkit.export.load_torchscript`)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,43 @@ def test_torchscript_file_in_fresh_process_equals_eager(family, tmp_path):
         for reference, detections in zip(expected, actual):
             assert_matching_detections(reference, detections)
         assert len(expected[0]["labels"]) > 0
+
+
+# Only ``import detkit``: detkit.export.load_torchscript imports the package, which registers
+# every op a saved file holds (Keypoint R-CNN's detkit_export::heatmaps_to_keypoints too).
+_LOADER = """
+import sys, torch
+import detkit
+module, metadata = detkit.export.load_torchscript(sys.argv[1])
+images = torch.load(sys.argv[2], weights_only=True)
+with torch.no_grad():
+    outputs = module(images)
+torch.save({"names": metadata["output_names"], "outputs": [o.contiguous() for o in outputs]}, sys.argv[3])
+"""
+
+
+def test_keypoint_rcnn_torchscript_file_loads_with_import_detkit_in_fresh_process(tmp_path):
+    """The traced Keypoint R-CNN holds ``detkit_export::heatmaps_to_keypoints``: a fresh process
+    that only imports detkit loads it (:func:`detkit.export.load_torchscript`) and gets the eager
+    boxes, keypoints and keypoint scores."""
+    model = build_model("keypoint_rcnn_r50_fpn")
+    path = detkit.export(model, tmp_path / "keypoint_rcnn.torchscript", format="torchscript", image_size=INPUT_SIZE,
+                         batch_size=2)  # fmt: skip
+    images = [photo_at(0), photo_at(2), blank_image(*INPUT_SIZE)]
+    torch.save(torch.stack(images), tmp_path / "images.pt")
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-c", _LOADER, str(path), str(tmp_path / "images.pt"), str(tmp_path / "out.pt")],
+                   check=True, env=env, cwd=tmp_path, timeout=600)  # fmt: skip
+    saved = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert tuple(saved["names"][-2:]) == ("keypoints", "keypoint_scores")
+    actual = unpad_outputs(tuple(saved["outputs"]), tuple(saved["names"]))
+    with torch.no_grad():
+        expected, _ = model(images)
+    assert [len(d["labels"]) > 0 for d in expected] == [True, True, False]
+    for reference, detections in zip(expected, actual):
+        assert_matching_detections(reference, detections)  # keypoints within 0.01 px, their scores 1e-4
+
+
+def test_load_torchscript_names_a_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="load_torchscript: no such file"):
+        detkit.export.load_torchscript(tmp_path / "missing.torchscript")
