@@ -13,7 +13,9 @@ Before timing, the detections of each detkit variant are checked equal to OpenCV
 within 1e-4, boxes within 0.01 px) in the same run. Variants: ``eval`` (as built), ``fused``
 (batch norms folded into the convs, ``YOLOv3.fuse()``), ``fused+channels_last``, and ``predictor``:
 the path a user runs by default, ``Predictor(model)(bgr_array)`` on the decoded photo (its
-conversion to a tensor, the fast path of detkit.models.fuse, the cv2 resize, the results).
+conversion to a tensor (the uint8 photo handed to the model as it is), the fast path of
+detkit.models.fuse (folded, channels-last, and the convolutions packed for oneDNN with the
+LeakyReLU as their post-op: detkit.models.packed_conv), the cv2 resize, the results).
 """
 
 from __future__ import annotations

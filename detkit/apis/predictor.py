@@ -285,9 +285,13 @@ class Predictor:
     def run_model(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         """The raw model predictions for ``[3, H, W]`` RGB images, float in [0, 1] or uint8.
 
-        Images are moved to the device first, then made float (uint8 travels 4x lighter).
+        Images are moved to the device first, then made float (uint8 travels 4x lighter); a
+        model whose class sets ``uint8_images_are_levels`` (YOLOv3: its 8-bit resize reads them
+        directly, the same numbers) gets uint8 images as they are.
         """
-        images = [as_float_image(image.to(self.device, non_blocking=True)) for image in images]
+        levels = getattr(type(self.model), "uint8_images_are_levels", False)
+        images = [image.to(self.device, non_blocking=True) for image in images]
+        images = [image if levels and image.dtype == torch.uint8 else as_float_image(image) for image in images]
         with torch.inference_mode():
             output = self.model(images)
         predictions = output[0] if isinstance(output, tuple) else output

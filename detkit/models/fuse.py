@@ -27,6 +27,13 @@ about its calls stays visible on it.
     fast = inference_copy(model)                 # fold + channels-last where faster
     plain = inference_copy(model, fuse=False)    # the opt-out: an eval-mode copy as it is
 
+On the CPU with channels-last weights, the convolutions of a model that declares
+``prepack_convs = True`` (a class attribute; YOLOv3, whose input has one fixed size) become
+:class:`~detkit.models.packed_conv.PackedConv2d`: oneDNN's weight reorder done once per input shape
+instead of on every call, and the ReLU / LeakyReLU after a folded conv applied as its post-op
+(:func:`~detkit.models.packed_conv.pack_convolutions`; YOLOv3-tiny on one core: about 14 % less time
+per image). An ONNX / TorchScript export copy is NCHW (``channels_last="off"``) and never packed.
+
 A folded model has no batch norms left to train: it is for inference only.
 """
 
@@ -42,8 +49,10 @@ from torch import nn
 from detkit.models.backbones.resnet import BasicBlock, Bottleneck, ResNet
 from detkit.models.backbones.yolov8_blocks import Conv as YOLOv8Conv
 from detkit.models.layers import FrozenBatchNorm2d
+from detkit.models.packed_conv import pack_convolutions
 
-__all__ = ["CHANNELS_LAST_MODES", "fold_batch_norms", "fold_conv_bn", "inference_copy", "use_channels_last"]
+__all__ = ["CHANNELS_LAST_MODES", "fold_batch_norms", "fold_conv_bn", "inference_copy", "pack_declared_convs",
+           "use_channels_last"]
 
 CHANNELS_LAST_MODES = ("auto", "on", "off")
 
@@ -183,6 +192,19 @@ def _to_channels_last(model: nn.Module) -> None:
                                          requires_grad=weight.requires_grad)
 
 
+def pack_declared_convs(model: nn.Module) -> int:
+    """Pack the convolutions of every submodule of ``model`` that declares ``prepack_convs = True``.
+
+    Args:
+        model: An inference model (folded, channels-last, on the CPU); changed in place.
+
+    Returns:
+        The number of convolutions packed (:func:`~detkit.models.packed_conv.pack_convolutions`).
+    """
+    declared = [module for module in model.modules() if getattr(type(module), "prepack_convs", False)]
+    return sum(pack_convolutions(module) for module in declared)
+
+
 def inference_copy(model: nn.Module, *, fuse: bool = True, channels_last: str = "auto",
                    device: torch.device | str | None = None, inplace: bool = False) -> nn.Module:
     """An eval-mode model for inference: batch norms folded, channels-last where faster.
@@ -192,7 +214,9 @@ def inference_copy(model: nn.Module, *, fuse: bool = True, channels_last: str = 
             not changed (mode, children, weights); the copy shares its unchanged tensors and plain
             attributes (see the module docstring). ``device`` moves the shared tensors too.
         fuse: Fold the batch norms into their convolutions (:func:`fold_batch_norms`).
-        channels_last: ``"auto"`` (:func:`use_channels_last` decides), ``"on"`` or ``"off"``.
+        channels_last: ``"auto"`` (:func:`use_channels_last` decides), ``"on"`` or ``"off"``. With
+            channels-last on the CPU, the convolutions of a model declaring ``prepack_convs`` are
+            packed too (:func:`pack_declared_convs`).
         device: Move the copy there (default: where the model is).
         inplace: Change ``model`` itself instead of a copy (for a model nobody else holds, such
             as one just built from a config).
@@ -213,4 +237,6 @@ def inference_copy(model: nn.Module, *, fuse: bool = True, channels_last: str = 
         fold_batch_norms(fast)
     if channels_last == "on" or (channels_last == "auto" and use_channels_last(fast)):
         _to_channels_last(fast)
+        if fuse and use_channels_last(fast):  # on the CPU
+            pack_declared_convs(fast)
     return fast

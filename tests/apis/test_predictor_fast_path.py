@@ -111,3 +111,18 @@ def test_evaluate_runs_a_folded_copy_and_leaves_the_model_training():
     assert all(torch.equal(value, state[key]) for key, value in model.state_dict().items())
     assert evaluate(model, loader, plain, progress=False, fuse=False) == metrics and metrics["count"] > 0
     assert_same_detections(fast.predictions[0], plain.predictions[0], 1e-4, 0.01)
+
+
+def test_yolo_gets_the_uint8_photo_and_detects_as_from_the_float_photo():
+    model = yolo().eval()
+    predictor = Predictor(model, device="cpu")
+    seen: list[torch.dtype] = []
+    predictor.model.register_forward_pre_hook(lambda module, args: seen.append(args[0][0].dtype))
+    bgr = cv2.imread(str(PHOTO))
+    (from_uint8,) = predictor(bgr)
+    rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float().div(255)
+    (from_float,) = predictor(rgb)
+    assert seen == [torch.uint8, torch.float32], "uint8 photos go to YOLOv3 as they are"
+    assert len(from_uint8.labels) > 0
+    for key in ("boxes", "scores", "labels"):
+        assert torch.equal(torch.as_tensor(getattr(from_uint8, key)), torch.as_tensor(getattr(from_float, key))), key

@@ -25,6 +25,7 @@ from detkit.models.fuse import (
     use_channels_last,
 )
 from detkit.models.layers import FrozenBatchNorm2d
+from detkit.models.packed_conv import PackedConv2d, packing_available
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PHOTO = REPO_ROOT / "detkit" / "model_data" / "samples" / "dog.jpg"
@@ -41,6 +42,8 @@ FAMILIES = {
     "mask_rcnn_r18": ("configs/mask_rcnn/mask_rcnn_r18_fpn_1x_shapes.py", [], 1e-5, 1e-3),
     "mtcnn": ("configs/mtcnn/mtcnn_facenet_wider_face.py", ["model.thresholds=(0.5, 0.5, 0.5)"], 1e-4, 1.0),
 }
+# the families whose model declares ``prepack_convs`` (one fixed input size): YOLOv3
+PACKED_FAMILIES = ("yolov3_tiny", "yolov3_d53")
 
 
 def perturb_norms(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -146,3 +149,24 @@ def test_the_opt_out_and_bad_modes():
     assert inference_copy(model, inplace=True) is model and norms(model) == 0
     with pytest.raises(ValueError, match="channels_last"):
         inference_copy(model, channels_last="yes")
+
+
+@pytest.mark.skipif(not packing_available(), reason="this PyTorch has no oneDNN pointwise convolution")
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_only_the_families_that_declare_it_get_packed_convs(name: str):
+    fast = inference_copy(build(name))
+    packed = [m for m in fast.modules() if isinstance(m, PackedConv2d)]
+    if name in PACKED_FAMILIES:
+        assert len(packed) == sum(isinstance(m, nn.Conv2d) for m in fast.modules()) > 0
+        # every LeakyReLU followed a folded conv: all became post-ops of their conv
+        assert not any(isinstance(m, nn.LeakyReLU) for m in fast.modules())
+        assert sum(m.post_op == "leaky_relu" for m in packed) == len(packed) - len(fast.head.preds)  # not the 1x1 preds
+    else:
+        assert not packed, "a family that did not ask for it keeps the plain convs"
+
+
+@pytest.mark.skipif(not packing_available(), reason="this PyTorch has no oneDNN pointwise convolution")
+def test_no_packed_convs_in_an_nchw_or_unfused_copy():
+    model = build("yolov3_tiny")
+    for copy_ in (inference_copy(model, channels_last="off"), inference_copy(model, fuse=False)):
+        assert not any(isinstance(m, PackedConv2d) for m in copy_.modules())

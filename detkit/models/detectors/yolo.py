@@ -59,7 +59,13 @@ class YOLOv3(Detector):
     pixels of its image, ``labels [K]`` and ``scores [K]`` by decreasing score.
     """
 
-    require_float_images = False  # converted to float32 by the preprocess, as before
+    require_float_images = False  # uint8 images are 8-bit levels, read by the preprocess
+    # A uint8 image is read as k / 255 (YOLOPreprocess): the Predictor hands uint8 photos over as
+    # they are, and the 8-bit resize makes no trip to float and back.
+    uint8_images_are_levels = True
+    # One fixed input size: the inference fast path reorders each conv's weight for oneDNN once
+    # and fuses the LeakyReLU into it (detkit.models.packed_conv, via detkit.models.fuse).
+    prepack_convs = True
 
     train_sizes = MovedAttribute("preprocess.train_sizes")
     pixel_mean = MovedAttribute("preprocess.pixel_mean")

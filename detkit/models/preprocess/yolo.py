@@ -21,6 +21,10 @@
 
 An image that already has the network input size is used as it is in both modes.
 
+A ``uint8`` image is read as its 8-bit levels: ``k`` means ``k / 255``, the same input as the float
+image ``image.float() / 255`` (bit for bit), without the trip to float and back that the 8-bit resize
+would otherwise make (:class:`~detkit.apis.Predictor` hands the decoded photo over as it is).
+
 Either way a point ``x`` of the image lands at ``x * scale_x + offset_x`` in the network input
 (``scale = resized size / image size`` per axis, ``offset`` the letterbox padding, 0 for resize):
 targets go forward that way, and :meth:`YOLOPreprocess.postprocess` maps detections back with
@@ -127,17 +131,22 @@ class YOLOPreprocess(Preprocess):
         """Resizes or letterboxes one image to the network input.
 
         Args:
-            image: ``[3, h, w]`` float RGB in [0, 1].
+            image: ``[3, h, w]`` float RGB in [0, 1], or ``uint8`` RGB levels (``k`` is ``k / 255``).
             size: ``(H, W)`` network input.
 
         Returns:
-            The input ``[3, H, W]`` (not normalised) and its :meth:`transform`.
+            The input ``[3, H, W]`` (not normalised; a ``uint8`` image in the module's float
+            dtype) and its :meth:`transform`.
         """
         height, width = image.shape[-2:]
         new_h, new_w, left, top = self._fit(height, width, size)
-        if (new_h, new_w) != (height, width):
+        resized = (new_h, new_w) != (height, width)
+        dtype = self.pixel_mean.dtype
+        if image.dtype == torch.uint8 and not (resized and self.resize_mode == "resize"):
+            image = image.to(dtype).div_(255)  # what the 8-bit resize below returns for uint8 too
+        if resized:
             if self.resize_mode == "resize":
-                image = resize_unit_image_opencv(image, (new_h, new_w))  # cv2.resize on the CPU
+                image = resize_unit_image_opencv(image, (new_h, new_w)).to(dtype)  # cv2.resize on the CPU
             else:
                 image = resize_bilinear_darknet(image, (new_h, new_w)).to(image.dtype)
         if (new_h, new_w) != tuple(size):
@@ -145,6 +154,12 @@ class YOLOPreprocess(Preprocess):
             canvas[:, top : top + new_h, left : left + new_w] = image
             image = canvas
         return image, torch.tensor([new_w / width, new_h / height, left, top], dtype=torch.float32)
+
+    def _as_input(self, image: Tensor) -> Tensor:
+        """``image`` on this module's device: ``uint8`` levels as they are, else in its float dtype."""
+        if image.dtype == torch.uint8:
+            return image.to(self.pixel_mean.device)
+        return image.to(self.pixel_mean.device, self.pixel_mean.dtype)
 
     def _input_size(self) -> tuple[int, int]:
         if self.training and self.train_sizes:
@@ -158,7 +173,8 @@ class YOLOPreprocess(Preprocess):
         """Stack the network inputs (and map the targets into them).
 
         Args:
-            images: ``B`` tensors ``[3, H_i, W_i]``, RGB in [0, 1] (moved to this module's device).
+            images: ``B`` tensors ``[3, H_i, W_i]``, RGB in [0, 1] or ``uint8`` levels (see the module
+                docstring), moved to this module's device.
             targets: optional per-image ``boxes [N, 4]`` (input-image pixels) and ``labels [N]``.
 
         Returns:
@@ -167,7 +183,7 @@ class YOLOPreprocess(Preprocess):
             image ``boxes`` in input pixels with their ``labels`` (None without targets).
         """
         size = self._input_size()
-        prepared = [self.prepare(image.to(self.pixel_mean.device, self.pixel_mean.dtype), size) for image in images]
+        prepared = [self.prepare(self._as_input(image), size) for image in images]
         batch = torch.stack([image for image, _ in prepared])
         transforms = torch.stack([t for _, t in prepared]).to(batch.device)
         if self.normalizes:

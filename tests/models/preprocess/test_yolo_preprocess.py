@@ -78,3 +78,15 @@ def test_resize_is_opencv_blob_from_image():
     blob = cv2.dnn.blobFromImage(rgb[:, :, ::-1].copy(), 1 / 255.0, (96, 64), swapRB=True, crop=False)[0]
     prepared, _ = YOLOPreprocess((64, 96)).prepare(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255, (64, 96))
     torch.testing.assert_close(prepared, torch.from_numpy(blob), rtol=0, atol=1e-7)  # 1/255 vs * (1/255): 1 ulp
+
+
+@pytest.mark.parametrize("resize_mode", ["resize", "letterbox"])
+@pytest.mark.parametrize("shape", [(45, 70), (64, 64)])  # resized, and already the input size
+def test_uint8_images_are_their_8_bit_levels(resize_mode, shape):
+    """A uint8 image ``k`` is the float image ``k / 255``: the same batch, bit for bit."""
+    levels = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, *shape), dtype=np.uint8))
+    stage = YOLOPreprocess((64, 64), resize_mode).eval()
+    from_float, _ = stage([levels.float().div(255)])
+    from_uint8, _ = stage([levels])
+    assert from_uint8.tensor.dtype == torch.float32
+    assert torch.equal(from_uint8.tensor, from_float.tensor)
