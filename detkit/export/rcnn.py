@@ -17,8 +17,8 @@ everything, NMS and RoIAlign included (``torch.ops.detkit.batched_nms`` and
    (inclusive) and minimum size, NMS within each (image, level), the ``post_nms_topk`` best of
    each image;
 4. RoIAlign of each proposal on its FPN level (the FPN paper's level rule, as
-   :class:`~detkit.ops.MultiScaleRoIAlign`): the RoIs of each level are gathered, pooled and
-   scattered back, a subgraph per level;
+   :class:`~detkit.ops.MultiScaleRoIAlign`): the RoIs of each level are gathered and pooled, a
+   subgraph per level, and the pooled rows put back in RoI order by one gather;
 5. box head, per-class decoding, clip, softmax, score threshold, minimum size, NMS within each
    (image, class), the ``detections_per_img`` best of each image;
 6. Mask R-CNN: RoIAlign 14 x 14 of the detections, mask head, the mask of each detection's class,
@@ -243,12 +243,20 @@ class RCNNExport(ExportModule):
             return roi_align(maps[0], rois, args[0], scales[0], args[1], args[2])
         level_min, level_max = int(-math.log2(scales[0])), int(-math.log2(scales[-1]))
         levels = map_levels([boxes], level_min, level_max, pooler.canonical_scale, pooler.canonical_level)
-        result = boxes.new_zeros((boxes.shape[0], maps[0].shape[1], *pooler.output_size))
+        # Pooled level by level, concatenated, then put back in RoI order by one row gather (the
+        # inverse permutation of the levels' members): the same rows as scattering each level into
+        # a zero tensor, without ONNX Runtime's ScatterND over [R, C, S, S] and the zeros it starts
+        # from (6% of a MobileNetV3-FPN graph's time on one thread, profiled).
+        members, pooled = [], []
         for level, (feature, scale) in enumerate(zip(maps, scales)):
-            members = torch.nonzero(levels == level)[:, 0]
-            pooled = roi_align(feature, rois[members], args[0], scale, args[1], args[2])
-            result = result.index_put((members,), pooled)
-        return result
+            members.append(torch.nonzero(levels == level)[:, 0])
+            pooled.append(roi_align(feature, rois[members[-1]], args[0], scale, args[1], args[2]))
+        order = torch.cat(members)
+        if not torch.jit.is_tracing():  # every RoI is on one level (map_levels clamps): a permutation
+            torch._check(order.shape[0] == boxes.shape[0])
+        position = torch.arange(order.shape[0], device=order.device)
+        inverse = torch.zeros_like(order).index_put((order,), position)  # RoI i is row inverse[i]
+        return torch.cat(pooled).index_select(0, inverse)  # ONNX Gather (rows), not GatherND
 
     def _detections(
         self, features: dict[str, Tensor], proposals: Tensor, image: Tensor, batch_size: int
