@@ -5,8 +5,9 @@
   graph with slopes of every sign, input sizes odd and even; MTCNN's three networks); the MTCNN
   export holds neither op any more.
 * :meth:`detkit.export.rcnn.RCNNExport._pool` (level by level, then one row gather instead of a
-  scatter into zeros) gives the detector's own :class:`~detkit.ops.MultiScaleRoIAlign` exactly,
-  and the R-CNN graph has no ``ScatterND`` over pooled features left.
+  scatter into zeros; the box head's rows put back in RoI order after the head) gives the
+  detector's own :class:`~detkit.ops.MultiScaleRoIAlign` exactly, and the R-CNN graph has no
+  ``ScatterND`` over pooled features left.
 """
 
 from __future__ import annotations
@@ -146,8 +147,12 @@ def test_rcnn_pool_equals_the_detectors_pooler():
         pooler = model.roi_heads.box_pooler
         actual = module._pool(pooler, features, boxes, image)
         expected = pooler(features, [boxes[image == 0], boxes[image == 1]], [module.resized_size] * 2)
+        head = model.roi_heads.box_head  # run on the rows in level order, then put back in RoI order
+        actual_head, expected_head = module._pool(pooler, features, boxes, image, head), head(actual)
     order = torch.cat([torch.nonzero(image == 0)[:, 0], torch.nonzero(image == 1)[:, 0]])
     assert torch.equal(actual[order], expected)
+    # the same rows (a GEMM's rows in another order: equal up to its blocking's rounding)
+    torch.testing.assert_close(actual_head, expected_head, rtol=1e-5, atol=1e-6)
 
 
 def test_rcnn_graph_scatters_no_pooled_features(tmp_path):
