@@ -18,6 +18,10 @@ levels depends on the image size; area resizing from integral images), the windo
 (``prob >= threshold``, a data-dependent set per level), the crops of RNet and ONet (integral-image
 area resampling of data-dependent boxes), the calibrations, and the NMS, whose last one is "Min"
 NMS (intersection over the smaller box), which ONNX's ``NonMaxSuppression`` does not have.
+
+Each graph goes through :func:`~detkit.export.onnx_rewrite.optimize_for_runtime` (exact rewrites:
+``PRelu`` as ``Relu`` and two depthwise 1x1 convolutions, ``MaxPool(ceil_mode=1)`` as end padding),
+so ONNX Runtime keeps the networks in its blocked NCHWc layout; the outputs do not change.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch import Tensor, nn
 
 from detkit import __version__
 from detkit.export.onnx_export import DEFAULT_OPSET, check_standard_onnx, write_metadata
+from detkit.export.onnx_rewrite import optimize_for_runtime
 from detkit.models.detectors.mtcnn.cascade import MTCNN
 from detkit.models.detectors.mtcnn.networks import input_affine
 
@@ -103,6 +108,7 @@ def export_mtcnn(
                 external_data=False, verbose=False,
             )  # fmt: skip
         proto = program.model_proto
+        optimize_for_runtime(proto)  # exact: PRelu and ceil-mode MaxPool as ops ONNX Runtime keeps in NCHWc
         write_metadata(proto, {
             "family": "mtcnn", "network": name, "crop_size": side, "input_range": "0-255 RGB",
             "input_scale": module.input_scale, "input_shift": module.input_shift,
